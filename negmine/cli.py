@@ -1,0 +1,114 @@
+"""The `negmine` command line. Thin: parse options, build the config, call the stage.
+
+Each subcommand lives in ``negmine/commands/<name>.py`` with a ``register(app)`` function; command modules import
+only typer, pydantic and the standard library at module level, so ``negmine --help`` stays instant. Heavy
+libraries (torch, sentence-transformers, faiss) are imported inside the stage functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from negmine import __version__
+from negmine.errors import NegmineError
+
+COMMAND_MODULES = ["ingest", "retrieve", "score", "select", "export", "mine", "relabel", "eval", "report",
+                   "judge_server"]
+
+HELP = """Mine, filter, relabel and export hard negatives for training retrieval and reranking models.
+
+Example:
+
+  negmine mine --config configs/demo.yaml --out runs/demo
+
+Stages (each also runs alone on a run directory): ingest → retrieve → score → select → [relabel] → export.
+"""
+
+app = typer.Typer(name="negmine", help=HELP, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False, rich_markup_mode=None, context_settings={
+                      "help_option_names": ["-h", "--help"]})
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"negmine {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
+                                           help="Print the version and exit."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-vv for debug)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
+) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    setup_logging(level)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logger = logging.getLogger("negmine")
+    logger.setLevel(level)
+    if not any(getattr(h, "_negmine", False) for h in logger.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("negmine: %(message)s"))
+        h._negmine = True  # type: ignore[attr-defined]
+        logger.addHandler(h)
+        logger.propagate = False
+    for h in logger.handlers:
+        h.setStream(sys.stderr)  # type: ignore[attr-defined]  # follow redirected stderr (tests)
+
+
+def _register_all() -> None:
+    for name in COMMAND_MODULES:
+        modname = f"negmine.commands.{name}"
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as e:
+            if e.name == modname:
+                continue
+            raise
+        mod.register(app)
+
+
+_register_all()
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI in-process and return its exit code (used by `main` and by tests)."""
+    import click
+
+    try:
+        rv = app(args=argv, prog_name="negmine", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except NegmineError as e:
+        print(f"negmine: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        print("negmine: aborted", file=sys.stderr)
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return 2  # usage errors are bad input
+    except KeyboardInterrupt:
+        print("negmine: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # runtime failure: one line, traceback with NEGMINE_DEBUG=1
+        if os.environ.get("NEGMINE_DEBUG"):
+            raise
+        msg = str(e).splitlines()[0] if str(e) else ""
+        print(f"negmine: runtime error: {type(e).__name__}: {msg} (set NEGMINE_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))

@@ -1,0 +1,20 @@
+"""Options shared by the stage commands and the config resolution they all do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (sections: input, retrieve, score, select, "
+                         "export, relabel).", dir_okay=False)
+SetOpt = typer.Option(None, "--set", help="Override a config key, e.g. --set select.perc_pos=0.9 (repeatable).")
+RunArg = typer.Argument(..., help="Run directory (holds one sub-directory per stage).")
+
+
+def resolve(config: Optional[Path], sets: Optional[list[str]], section: str, **flags: Any):
+    """Effective config: defaults < YAML < --set < explicit flags (None = not given)."""
+    from negmine.config import load_config
+
+    return load_config(config, sets or [], {section: flags})

@@ -1,0 +1,1 @@
+"""Readers, Arrow schemas and the artifact store: the only package that touches files."""

@@ -1,0 +1,257 @@
+"""`negmine ingest`: any supported input → canonical artifacts in ``RUN/ingest/``.
+
+Tables: ``corpus (doc_id, title, text)``, ``queries (query_id, text)``, ``positives (query_id, doc_id, grade)``
+and ``given_negatives (query_id, doc_id)`` (empty unless the input has them).
+
+Readers (one per format, in ``negmine/io/readers/``) push records into a :class:`Canon` builder, which validates,
+de-duplicates, counts, and streams corpus shards to the stage writer so memory stays bounded for large corpora.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from negmine.errors import InputError
+from negmine.io import schemas
+from negmine.io.params import IngestParams
+from negmine.io.store import Artifact, StageWriter
+
+log = logging.getLogger("negmine")
+
+STAGE = "ingest"
+TABLES = {"corpus": schemas.CORPUS, "queries": schemas.QUERIES, "positives": schemas.POSITIVES,
+          "given_negatives": schemas.GIVEN_NEGATIVES}
+
+
+def text_id(prefix: str, text: str) -> str:
+    """Stable id for a text-only record: a content hash (same text → same id, across runs and machines)."""
+    return prefix + hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def _digest(title: str, text: str) -> bytes:
+    return hashlib.blake2b(f"{title}\x00{text}".encode(), digest_size=8).digest()
+
+
+@dataclass
+class Canon:
+    """Accumulates canonical records with validation and counting.
+
+    Documents stream out through ``flush_docs`` every ``shard_rows`` documents; queries, positives and given
+    negatives are kept in memory (they are small next to the corpus) and written by :meth:`finish`.
+    """
+
+    flush_docs: Callable[[int, pa.Table], None]
+    shard_rows: int = 100_000
+    strict: bool = False
+    skip_unknown: bool = False
+    counts: dict[str, int] = field(default_factory=lambda: {
+        "docs": 0, "duplicate_docs_identical": 0, "empty_docs_skipped": 0,
+        "queries": 0, "duplicate_queries_identical": 0, "empty_queries_skipped": 0,
+        "positives": 0, "duplicate_positives": 0, "positives_below_min_grade": 0,
+        "unknown_skipped": 0, "positives_to_empty_docs_skipped": 0, "given_negatives": 0,
+    })
+    _doc_digest: dict[str, bytes] = field(default_factory=dict)
+    _empty_docs: set[str] = field(default_factory=set)
+    _buf: dict[str, list[str]] = field(default_factory=lambda: {"doc_id": [], "title": [], "text": []})
+    _shard: int = 0
+    queries: dict[str, str] = field(default_factory=dict)
+    _empty_queries: set[str] = field(default_factory=set)
+    positives: dict[tuple[str, str], float] = field(default_factory=dict)
+    given_negatives: dict[tuple[str, str], None] = field(default_factory=dict)
+
+    # -- documents ----------------------------------------------------------------------------------------------
+    def add_doc(self, doc_id: str, title: str, text: str, where: Any, line: int | None = None,
+                row: int | None = None) -> None:
+        if not text.strip() and not title.strip():
+            if self.strict:
+                raise InputError(f"document '{doc_id}' has empty text (--strict)", where, line=line, row=row)
+            self.counts["empty_docs_skipped"] += 1
+            self._empty_docs.add(doc_id)
+            return
+        d = _digest(title, text)
+        prev = self._doc_digest.get(doc_id)
+        if prev is not None:
+            if prev != d:
+                raise InputError(f"duplicate doc id '{doc_id}' with different text", where, line=line, row=row)
+            self.counts["duplicate_docs_identical"] += 1
+            return
+        self._doc_digest[doc_id] = d
+        self._empty_docs.discard(doc_id)
+        b = self._buf
+        b["doc_id"].append(doc_id)
+        b["title"].append(title)
+        b["text"].append(text)
+        self.counts["docs"] += 1
+        if len(b["doc_id"]) >= self.shard_rows:
+            self._flush()
+
+    def has_doc(self, doc_id: str) -> bool:
+        return doc_id in self._doc_digest
+
+    def _flush(self) -> None:
+        if not self._buf["doc_id"]:
+            return
+        self.flush_docs(self._shard, pa.table(self._buf, schema=schemas.CORPUS))
+        self._shard += 1
+        self._buf = {"doc_id": [], "title": [], "text": []}
+
+    # -- queries and labels -------------------------------------------------------------------------------------
+    def add_query(self, query_id: str, text: str, where: Any, line: int | None = None,
+                  row: int | None = None) -> None:
+        if not text.strip():
+            if self.strict:
+                raise InputError(f"query '{query_id}' has empty text (--strict)", where, line=line, row=row)
+            self.counts["empty_queries_skipped"] += 1
+            self._empty_queries.add(query_id)
+            return
+        prev = self.queries.get(query_id)
+        if prev is not None:
+            if prev != text:
+                raise InputError(f"duplicate query id '{query_id}' with different text", where, line=line, row=row)
+            self.counts["duplicate_queries_identical"] += 1
+            return
+        self.queries[query_id] = text
+
+    def _known(self, query_id: str, doc_id: str, where: Any, line: int | None, row: int | None) -> bool:
+        if doc_id in self._empty_docs and doc_id not in self._doc_digest:
+            self.counts["positives_to_empty_docs_skipped"] += 1
+            return False
+        if query_id in self._empty_queries and query_id not in self.queries:
+            self.counts["unknown_skipped"] += 1
+            return False
+        for kind, ok, ident in (("query", query_id in self.queries, query_id),
+                                ("doc", doc_id in self._doc_digest, doc_id)):
+            if not ok:
+                if self.skip_unknown:
+                    self.counts["unknown_skipped"] += 1
+                    return False
+                raise InputError(f"unknown {kind} id '{ident}' (use --skip-unknown to skip such rows)", where,
+                                 line=line, row=row)
+        return True
+
+    def add_positive(self, query_id: str, doc_id: str, grade: float, where: Any, line: int | None = None,
+                     row: int | None = None) -> None:
+        if not self._known(query_id, doc_id, where, line, row):
+            return
+        key = (query_id, doc_id)
+        if key in self.positives:
+            self.counts["duplicate_positives"] += 1
+            self.positives[key] = max(self.positives[key], grade)
+            return
+        self.positives[key] = grade
+
+    def add_given_negative(self, query_id: str, doc_id: str, where: Any, line: int | None = None,
+                           row: int | None = None) -> None:
+        if not self._known(query_id, doc_id, where, line, row):
+            return
+        self.given_negatives[(query_id, doc_id)] = None
+
+    # -- output -------------------------------------------------------------------------------------------------
+    def finish(self, write: Callable[[str, int, pa.Table], None], keep_all_queries: bool = False) -> None:
+        """Flush the corpus and write queries (those with a positive, unless ``keep_all_queries``),
+        positives and given negatives."""
+        self._flush()
+        with_pos = {q for q, _ in self.positives}
+        # a positive (q, d) that is also a given negative is a positive
+        for key in [k for k in self.given_negatives if k in self.positives]:
+            del self.given_negatives[key]
+        qids = [q for q in self.queries if keep_all_queries or q in with_pos]
+        self.counts["queries"] = len(qids)
+        self.counts["positives"] = len(self.positives)
+        self.counts["given_negatives"] = len(self.given_negatives)
+        self.counts["queries_without_positive_dropped"] = len(self.queries) - len(qids)
+        tables = {
+            "queries": {"query_id": qids, "text": [self.queries[q] for q in qids]},
+            "positives": {"query_id": [q for q, _ in self.positives], "doc_id": [d for _, d in self.positives],
+                          "grade": list(self.positives.values())},
+            "given_negatives": {"query_id": [q for q, _ in self.given_negatives],
+                                "doc_id": [d for _, d in self.given_negatives]},
+        }
+        for name, cols in tables.items():
+            t = pa.table(cols, schema=TABLES[name])
+            n = t.num_rows
+            for i, start in enumerate(range(0, max(n, 1), self.shard_rows)):
+                write(name, i, t.slice(start, self.shard_rows))
+        if not qids:
+            raise InputError("no query has a positive: nothing to mine", "input")
+        if self.counts["docs"] == 0:
+            raise InputError("the corpus has no documents", "input")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StageResult:
+    artifact: Artifact
+    skipped: bool
+    seconds: float = 0.0
+
+
+def detect_format(path: Path) -> str:
+    if path.is_dir():
+        if (path / "corpus.jsonl").exists() or (path / "qrels").is_dir():
+            return "beir"
+        raise InputError("directory is not in BEIR layout (missing corpus.jsonl)", path / "corpus.jsonl")
+    from negmine.io.readers import sniff_file_format
+
+    return sniff_file_format(path)
+
+
+def run_ingest(params: IngestParams, run_dir: str | Path) -> StageResult:
+    """Read ``params.path`` in its format and write ``RUN/ingest``; skipped when inputs and params are unchanged."""
+    from negmine.io.readers import get_reader
+
+    if not params.path:
+        raise InputError("no input given (INPUT argument or input.path in the config)", "input")
+    src = Path(params.path)
+    if not src.exists():
+        raise InputError("input not found", src)
+    fmt = params.format if params.format != "auto" else detect_format(src)
+    reader = get_reader(fmt)
+    files = reader.input_files(src, params)
+    from negmine.io.store import input_fingerprint
+
+    t0 = time.time()
+    inputs = {"files": input_fingerprint(files)}
+    fp_params = params.fingerprint_dict() | {"format": fmt, "path": None}
+    writer = StageWriter(Path(run_dir) / "ingest", STAGE, params.model_dump(mode="json") | {"format": fmt},
+                         inputs, TABLES, fingerprint_params=fp_params)
+    done = writer.up_to_date()
+    if done is not None:
+        log.info("ingest: up to date (fingerprint %s), skipped", done.fingerprint[:12])
+        return StageResult(done, True)
+    writer.begin()
+
+    def write(table: str, index: int, data: pa.Table) -> None:
+        if table == "corpus" and writer.has_shard(table, index):
+            return  # resumed: this corpus shard was finished before the interruption
+        writer.write_shard(table, index, data)
+
+    canon = Canon(lambda i, t: write("corpus", i, t), shard_rows=params.shard_rows, strict=params.strict,
+                  skip_unknown=params.skip_unknown)
+    try:
+        reader.read(src, params, canon)
+        canon.finish(write, keep_all_queries=False)
+    except InputError:
+        writer.discard()
+        raise
+    stats = dict(canon.counts) | {"format": fmt}
+    art = writer.finish(stats=stats, timings={"ingest": round(time.time() - t0, 3)})
+    log.info("ingest: %s → %d docs, %d queries, %d positives%s", fmt, stats["docs"], stats["queries"],
+             stats["positives"], _extra_counts(stats))
+    return StageResult(art, False, time.time() - t0)
+
+
+def _extra_counts(stats: dict[str, Any]) -> str:
+    notes = [f"{k.replace('_', ' ')}: {v}" for k, v in stats.items()
+             if isinstance(v, int) and v and k not in ("docs", "queries", "positives")]
+    return f" ({'; '.join(notes)})" if notes else ""

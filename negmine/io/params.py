@@ -1,0 +1,23 @@
+"""Parameters of `negmine ingest` (config section ``input``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from negmine.params_base import NoFP, Params
+
+
+class IngestParams(Params):
+    path: str | None = None                       # BEIR dir, or a pairs / Tevatron / FlagEmbedding file
+    format: Literal["auto", "beir", "pairs", "tevatron", "flagembedding"] = "auto"
+    split: str = "train"                          # BEIR qrels split
+    corpus: str | None = None                     # separate corpus file for pairs input
+    min_grade: float = 1.0                        # qrels rows below this grade are not positives
+    skip_unknown: bool = False                    # qrels naming unknown query/doc: skip (counted) instead of error
+    strict: bool = False                          # empty texts are errors instead of counted and skipped
+    # column names for pairs input
+    query_column: str = "query"
+    positive_column: str = "positive"
+    query_id_column: str | None = None
+    positive_id_column: str | None = None
+    shard_rows: int = NoFP(100_000, gt=0)         # rows per Parquet shard

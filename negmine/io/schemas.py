@@ -1,0 +1,47 @@
+"""Arrow schemas of the artifacts: the contract between stages. Ids are strings everywhere."""
+
+import pyarrow as pa
+
+CORPUS = pa.schema([("doc_id", pa.string()), ("title", pa.string()), ("text", pa.string())])
+QUERIES = pa.schema([("query_id", pa.string()), ("text", pa.string())])
+POSITIVES = pa.schema([("query_id", pa.string()), ("doc_id", pa.string()), ("grade", pa.float32())])
+GIVEN_NEGATIVES = pa.schema([("query_id", pa.string()), ("doc_id", pa.string())])
+
+# retrieve: one row per (query, candidate); `retrievers` lists every retriever that found the doc (hybrid)
+CANDIDATES = pa.schema([
+    ("query_id", pa.string()),
+    ("doc_id", pa.string()),
+    ("rank", pa.int32()),          # 1-based rank in the (fused) candidate list
+    ("retriever", pa.string()),    # "bm25" | "dense" | "hybrid"
+    ("retriever_score", pa.float32()),
+    ("retrievers", pa.list_(pa.string())),
+])
+
+# score: candidates (is_positive false unless the candidate is a labelled positive) + positives
+SCORES = pa.schema([
+    ("query_id", pa.string()),
+    ("doc_id", pa.string()),
+    ("rank", pa.int32()),          # candidate rank; null for a positive that the retriever did not return
+    ("retriever_score", pa.float32()),
+    ("teacher_score", pa.float32()),
+    ("is_positive", pa.bool_()),
+])
+
+# select: kept negatives and, in a side table, every dropped candidate with its reason
+NEGATIVES = pa.schema([
+    ("query_id", pa.string()),
+    ("doc_id", pa.string()),
+    ("rank", pa.int32()),
+    ("teacher_score", pa.float32()),
+    ("pos_score", pa.float32()),   # the reference positive score s+ used by the filters
+    ("reason_kept", pa.string()),  # "sampled" | "filled"
+    ("filled", pa.bool_()),        # true when taken from beyond the filter to reach k (fill policy)
+])
+DROPPED = pa.schema([
+    ("query_id", pa.string()),
+    ("doc_id", pa.string()),
+    ("rank", pa.int32()),
+    ("teacher_score", pa.float32()),
+    ("pos_score", pa.float32()),
+    ("reason_dropped", pa.string()),
+])

@@ -1,0 +1,386 @@
+"""Artifact store: a stage's output is a directory of Parquet shards plus ``_manifest.json``.
+
+Contract (see docs/DESIGN.md):
+
+* A stage writes into a *staging* directory beside its final directory
+  (``RUN/.candidates.staging-<fp12>``). Every shard is written to a temporary name and renamed when complete.
+* ``finish()`` writes the manifest (shard list with rows and sha256) into the staging directory, then swaps it
+  into place. The final directory therefore always holds a complete artifact or does not exist: no later stage
+  can ever read a half-written directory, and a directory without a manifest is never read.
+* A stage killed midway leaves its staging directory; re-running with the same fingerprint resumes from the
+  finished shards (``has_shard``), a different fingerprint discards them.
+* ``fingerprint`` = hash(stage, schema version, input fingerprints, fingerprinted params). A stage whose final
+  manifest has the same fingerprint is up to date and skipped.
+
+A stage may write several tables: the *main* table's shards live at the directory root
+(``RUN/candidates/part-00000.parquet``), other tables in sub-directories (``RUN/negatives/dropped/``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from negmine import __version__
+from negmine.errors import InputError
+
+log = logging.getLogger("negmine")
+
+MANIFEST = "_manifest.json"
+PENDING = "_pending.json"
+SCHEMA_VERSION = 1
+COMPRESSION = "zstd"
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def hash_json(obj: Any) -> str:
+    """sha256 of the canonical JSON form of ``obj`` (sorted keys, no whitespace)."""
+    return hashlib.sha256(_canonical(obj).encode("utf-8")).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def stage_fingerprint(stage: str, params: Mapping[str, Any], inputs: Mapping[str, str]) -> str:
+    return hash_json({"stage": stage, "schema_version": SCHEMA_VERSION, "params": params, "inputs": inputs})
+
+
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` through a temporary name; the final name appears only when complete."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    pq.write_table(table, tmp, compression=COMPRESSION)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# reading
+
+
+@dataclass
+class Artifact:
+    """A finished stage directory (one whose manifest exists)."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, stage: str | None = None, hint: str | None = None) -> Artifact:
+        path = Path(path)
+        mf = path / MANIFEST
+        if not mf.is_file():
+            what = f"no finished {stage or 'stage'} artifact (no {MANIFEST})"
+            if hint:
+                what += f"; {hint}"
+            raise InputError(what, path)
+        try:
+            manifest = json.loads(mf.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"unreadable manifest: {e}", mf) from None
+        if stage is not None and manifest.get("stage") != stage:
+            raise InputError(f"expected a {stage!r} artifact, found stage {manifest.get('stage')!r}", mf)
+        if manifest.get("schema_version") != SCHEMA_VERSION:
+            raise InputError(
+                f"artifact schema version {manifest.get('schema_version')} is not {SCHEMA_VERSION}; re-run the stage",
+                mf)
+        return cls(path, manifest)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+    @property
+    def stage(self) -> str:
+        return self.manifest["stage"]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.manifest.get("params", {})
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self.manifest.get("stats", {})
+
+    @property
+    def tables(self) -> list[str]:
+        return list(self.manifest["tables"])
+
+    def _table(self, table: str | None) -> tuple[str, dict[str, Any]]:
+        tables = self.manifest["tables"]
+        if table is None:
+            table = self.manifest.get("main_table") or next(iter(tables))
+        if table not in tables:
+            raise InputError(f"artifact has no table {table!r} (has {sorted(tables)})", self.path)
+        return table, tables[table]
+
+    def has_table(self, table: str) -> bool:
+        return table in self.manifest["tables"]
+
+    def shard_paths(self, table: str | None = None) -> list[Path]:
+        _, t = self._table(table)
+        base = self.path / t["dir"]
+        return [base / s["file"] for s in t["shards"]]
+
+    def num_rows(self, table: str | None = None) -> int:
+        _, t = self._table(table)
+        return int(t["rows"])
+
+    def iter_shards(self, table: str | None = None, columns: list[str] | None = None) -> Iterator[pa.Table]:
+        for p in self.shard_paths(table):
+            yield pq.read_table(p, columns=columns)
+
+    def read(self, table: str | None = None, columns: list[str] | None = None) -> pa.Table:
+        paths = self.shard_paths(table)
+        parts = [pq.read_table(p, columns=columns) for p in paths]
+        if len(parts) == 1:
+            return parts[0]
+        return pa.concat_tables(parts)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# writing
+
+
+@dataclass
+class StageWriter:
+    """Writes one stage's artifact with atomic shards, resume and skip-if-up-to-date.
+
+    Usage::
+
+        w = StageWriter(run / "candidates", "retrieve", params, {"ingest": ingest.fingerprint},
+                        schemas={"candidates": CANDIDATES}, main_table="candidates")
+        if (done := w.up_to_date()) is not None:
+            return done                                     # skipped
+        w.begin()
+        for i, shard in enumerate(query_shards):
+            if w.has_shard("candidates", i):
+                continue                                    # resumed
+            w.write_shard("candidates", i, compute(shard))
+        art = w.finish(stats={...})
+    """
+
+    out_dir: Path
+    stage: str
+    params: Mapping[str, Any]
+    inputs: Mapping[str, str]
+    schemas: Mapping[str, pa.Schema]
+    main_table: str | None = None
+    fingerprint_params: Mapping[str, Any] | None = None  # defaults to params
+    fingerprint: str = field(init=False)
+    staging: Path = field(init=False)
+    _started: float = field(init=False, default=0.0)
+    _started_iso: str = field(init=False, default="")
+    _resumed: set[tuple[str, int]] = field(init=False, default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        fp_params = self.params if self.fingerprint_params is None else self.fingerprint_params
+        self.fingerprint = stage_fingerprint(self.stage, fp_params, self.inputs)
+        self.staging = self.out_dir.parent / f".{self.out_dir.name}.staging-{self.fingerprint[:12]}"
+
+    # -- skip / resume ------------------------------------------------------------------------------------------
+    def up_to_date(self) -> Artifact | None:
+        """The existing artifact if its fingerprint matches (the stage can be skipped), else None."""
+        mf = self.out_dir / MANIFEST
+        if not mf.is_file():
+            return None
+        try:
+            art = Artifact.open(self.out_dir)
+        except InputError:
+            return None
+        if art.manifest.get("fingerprint") != self.fingerprint:
+            return None
+        if not all(p.is_file() for t in art.tables for p in art.shard_paths(t)):
+            return None
+        return art
+
+    def _table_dir(self, table: str, root: Path) -> Path:
+        if table not in self.schemas:
+            raise ValueError(f"stage {self.stage} declared no table {table!r}")
+        return root if table == self.main_table else root / table
+
+    def begin(self) -> None:
+        """Create (or resume) the staging directory; discard stale staging dirs of other fingerprints."""
+        self._started = time.time()
+        self._started_iso = _now()
+        parent = self.out_dir.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        prefix = f".{self.out_dir.name}.staging-"
+        for p in parent.glob(prefix + "*"):
+            if p != self.staging:
+                shutil.rmtree(p, ignore_errors=True)
+        pending = self.staging / PENDING
+        if self.staging.is_dir():
+            try:
+                info = json.loads(pending.read_text(encoding="utf-8"))
+                ok = info.get("fingerprint") == self.fingerprint
+            except (OSError, json.JSONDecodeError):
+                ok = False
+            if not ok:
+                shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging.mkdir(parents=True, exist_ok=True)
+        for t in self.schemas:
+            self._table_dir(t, self.staging).mkdir(parents=True, exist_ok=True)
+            # remove temporaries left by a kill
+            for tmp in self._table_dir(t, self.staging).glob(".*.tmp-*"):
+                tmp.unlink(missing_ok=True)
+        if not pending.is_file():
+            write_json_atomic(pending, {"stage": self.stage, "fingerprint": self.fingerprint,
+                                        "started": self._started_iso})
+        done = [(t, i) for t in self.schemas for i in self._existing_shards(t)]
+        self._resumed = set(done)
+        if done:
+            log.info("%s: resuming, %d finished shard(s) kept", self.stage, len(done))
+
+    def _existing_shards(self, table: str) -> list[int]:
+        d = self._table_dir(table, self.staging)
+        out = []
+        for p in d.glob("part-*.parquet"):
+            try:
+                out.append(int(p.stem.split("-")[1]))
+            except (IndexError, ValueError):
+                continue
+        return sorted(out)
+
+    def has_shard(self, table: str, index: int) -> bool:
+        return (self._table_dir(table, self.staging) / shard_name(index)).is_file()
+
+    @property
+    def resumed_shards(self) -> int:
+        return len(self._resumed)
+
+    def write_shard(self, table: str, index: int, data: pa.Table) -> None:
+        schema = self.schemas[table]
+        if data.schema != schema:
+            data = data.select(schema.names).cast(schema)
+        write_parquet_atomic(data, self._table_dir(table, self.staging) / shard_name(index))
+
+    def read_shard(self, table: str, index: int) -> pa.Table:
+        """Read back a finished shard (e.g. to rebuild in-memory state when resuming)."""
+        return pq.read_table(self._table_dir(table, self.staging) / shard_name(index))
+
+    # -- publish ------------------------------------------------------------------------------------------------
+    def finish(self, stats: Mapping[str, Any] | None = None, timings: Mapping[str, float] | None = None,
+               extra: Mapping[str, Any] | None = None) -> Artifact:
+        tables: dict[str, Any] = {}
+        total = 0
+        for t, schema in self.schemas.items():
+            d = self._table_dir(t, self.staging)
+            idx = self._existing_shards(t)
+            if not idx:
+                write_parquet_atomic(schema.empty_table(), d / shard_name(0))
+                idx = [0]
+            shards = []
+            rows_t = 0
+            for i in idx:
+                p = d / shard_name(i)
+                rows = pq.ParquetFile(p).metadata.num_rows
+                shards.append({"file": p.name, "rows": rows, "sha256": sha256_file(p)})
+                rows_t += rows
+            rel = "." if t == self.main_table else t
+            tables[t] = {"dir": rel, "rows": rows_t, "shards": shards,
+                         "columns": {f.name: str(f.type) for f in schema}}
+            total += rows_t
+        finished = time.time()
+        manifest = {
+            "stage": self.stage,
+            "schema_version": SCHEMA_VERSION,
+            "negmine_version": __version__,
+            "fingerprint": self.fingerprint,
+            "inputs": dict(self.inputs),
+            "params": dict(self.params),
+            "main_table": self.main_table,
+            "tables": tables,
+            "rows": total,
+            "resumed_shards": len(self._resumed),
+            "started": self._started_iso or _now(),
+            "finished": _now(),
+            "seconds": round(finished - self._started, 3) if self._started else None,
+            "timings": dict(timings or {}),
+            "stats": dict(stats or {}),
+        }
+        if extra:
+            manifest.update(extra)
+        (self.staging / PENDING).unlink(missing_ok=True)
+        write_json_atomic(self.staging / MANIFEST, manifest)
+        _fsync_dir(self.staging)
+        self._swap_into_place()
+        return Artifact(self.out_dir, manifest)
+
+    def _swap_into_place(self) -> None:
+        trash = None
+        if self.out_dir.exists():
+            trash = self.out_dir.parent / f".{self.out_dir.name}.trash-{uuid.uuid4().hex[:8]}"
+            os.replace(self.out_dir, trash)
+        os.replace(self.staging, self.out_dir)
+        _fsync_dir(self.out_dir.parent)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def discard(self) -> None:
+        """Remove the staging directory (used when the input turned out to be bad: nothing to resume)."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def input_fingerprint(paths: list[str | os.PathLike]) -> str:
+    """Content fingerprint of input files (sha256 over each file's bytes, in order)."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()

@@ -1,0 +1,41 @@
+"""Base class for stage parameters (pydantic). Kept tiny so every ``params.py`` imports fast."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Params(BaseModel):
+    """A config section. Unknown keys are errors. Fields declared with ``NoFP(...)`` do not change output
+    (batch size, device, shard sizes) and are left out of the stage fingerprint."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    def fingerprint_dict(self) -> dict[str, Any]:
+        out = {}
+        for name, f in type(self).model_fields.items():
+            extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+            if extra.get("fingerprint", True) is False:
+                continue
+            v = getattr(self, name)
+            out[name] = v.fingerprint_dict() if isinstance(v, Params) else _plain(v)
+        return out
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, BaseModel):
+        return v.model_dump(mode="json")
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+def NoFP(default: Any = ..., **kw: Any) -> Any:  # noqa: N802 - reads like Field
+    """A field that does not affect the stage's output, so it is excluded from the fingerprint."""
+    extra = dict(kw.pop("json_schema_extra", {}) or {})
+    extra["fingerprint"] = False
+    return Field(default, json_schema_extra=extra, **kw)
