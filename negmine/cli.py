@@ -52,17 +52,26 @@ def _root(
     setup_logging(level)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (follows redirection in tests)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     logger = logging.getLogger("negmine")
     logger.setLevel(level)
-    if not any(getattr(h, "_negmine", False) for h in logger.handlers):
-        h = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        h = _StderrHandler()
         h.setFormatter(logging.Formatter("negmine: %(message)s"))
-        h._negmine = True  # type: ignore[attr-defined]
         logger.addHandler(h)
         logger.propagate = False
-    for h in logger.handlers:
-        h.setStream(sys.stderr)  # type: ignore[attr-defined]  # follow redirected stderr (tests)
 
 
 def _register_all() -> None:

@@ -1,14 +1,20 @@
+"""Shared fixtures. Real data comes from ../shared/data (subsets keep model time small); embeddings are cached
+in one session-wide cache so a text is embedded at most once per test session (and across local runs)."""
+
+import json
 import os
 from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# one embedding / index cache for the whole session (kept between local runs, fresh in CI)
+os.environ.setdefault("NEGMINE_CACHE_DIR", str(ROOT / ".cache" / "test"))
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +22,65 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data not present")
     return SHARED_DATA
+
+
+def _read_jsonl(p: Path) -> list[dict]:
+    return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def make_beir_subset(src: Path, dst: Path, split: str, n_queries: int, n_docs: int) -> Path:
+    """A deterministic BEIR subset: the first ``n_queries`` queries (qrels order) with all their relevant docs,
+    filled with every k-th other document up to ``n_docs`` documents."""
+    qrels = [line.split("\t") for line in (src / "qrels" / f"{split}.tsv").read_text().splitlines()[1:]]
+    qids: list[str] = []
+    for q, _d, _s in qrels:
+        if q not in qids:
+            qids.append(q)
+    qids = qids[:n_queries]
+    keep_q = set(qids)
+    rows = [r for r in qrels if r[0] in keep_q]
+    rel_docs = {d for _q, d, _s in rows}
+    corpus = _read_jsonl(src / "corpus.jsonl")
+    others = [d for d in corpus if d["_id"] not in rel_docs]
+    n_fill = max(0, n_docs - len(rel_docs))
+    step = max(1, len(others) // max(1, n_fill))
+    fill = {d["_id"] for d in others[::step][:n_fill]}
+    keep_d = rel_docs | fill
+    dst.mkdir(parents=True, exist_ok=True)
+    (dst / "qrels").mkdir(exist_ok=True)
+    with open(dst / "corpus.jsonl", "w", encoding="utf-8") as f:
+        for d in corpus:
+            if d["_id"] in keep_d:
+                f.write(json.dumps(d, ensure_ascii=False) + "\n")
+    with open(dst / "queries.jsonl", "w", encoding="utf-8") as f:
+        for q in _read_jsonl(src / "queries.jsonl"):
+            if q["_id"] in keep_q:
+                f.write(json.dumps(q, ensure_ascii=False) + "\n")
+    with open(dst / "qrels" / f"{split}.tsv", "w") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for r in rows:
+            f.write("\t".join(r) + "\n")
+    return dst
+
+
+@pytest.fixture(scope="session")
+def cranfield_small(shared_data, tmp_path_factory) -> Path:
+    """Cranfield subset in BEIR layout: 50 queries (all their graded relevant docs), 500 docs, split 'test'."""
+    return make_beir_subset(shared_data / "cranfield", tmp_path_factory.mktemp("cranfield_small"), "test", 50, 500)
+
+
+@pytest.fixture(scope="session")
+def scifact_small(shared_data, tmp_path_factory) -> Path:
+    """SciFact subset in BEIR layout: 60 train queries with their positives, 300 docs, split 'train'."""
+    return make_beir_subset(shared_data / "scifact", tmp_path_factory.mktemp("scifact_small"), "train", 60, 300)
+
+
+@pytest.fixture(scope="session")
+def minilm() -> str:
+    """The packaged offline default model (a path)."""
+    from negmine.models import resolve_model
+
+    return resolve_model("all-MiniLM-L6-v2")
 
 
 @pytest.fixture

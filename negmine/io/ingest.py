@@ -22,7 +22,7 @@ import pyarrow as pa
 from negmine.errors import InputError
 from negmine.io import schemas
 from negmine.io.params import IngestParams
-from negmine.io.store import Artifact, StageWriter
+from negmine.io.store import StageResult, StageWriter
 
 log = logging.getLogger("negmine")
 
@@ -187,13 +187,6 @@ class Canon:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class StageResult:
-    artifact: Artifact
-    skipped: bool
-    seconds: float = 0.0
 
 
 def detect_format(path: Path) -> str:

@@ -378,6 +378,15 @@ class StageWriter:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
+@dataclass
+class StageResult:
+    """What a stage function returns: its artifact and whether it was skipped as up to date."""
+
+    artifact: Artifact
+    skipped: bool
+    seconds: float = 0.0
+
+
 def input_fingerprint(paths: list[str | os.PathLike]) -> str:
     """Content fingerprint of input files (sha256 over each file's bytes, in order)."""
     h = hashlib.sha256()
