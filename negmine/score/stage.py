@@ -1,0 +1,225 @@
+"""`negmine score`: teacher scores for every candidate and every positive of each query → ``RUN/scores``.
+
+Output rows (schema ``SCORES``), grouped by query: the query's candidates in rank order, then the positives the
+retriever did not return (``rank`` and ``retriever_score`` null). A positive that the retriever returned appears
+once, at its rank, with ``is_positive`` true. Work is sharded by query (``shard_queries``); a finished shard is the
+unit of resume, and an unchanged fingerprint (ingest + candidates + teacher params + model revision) skips the stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from negmine.errors import InputError
+from negmine.io import schemas
+from negmine.io.store import Artifact, StageResult, StageWriter
+from negmine.score.bi_encoder import BiEncoderTeacher
+from negmine.score.cross_encoder import CrossEncoderTeacher
+from negmine.score.params import ScoreParams
+
+log = logging.getLogger("negmine")
+
+STAGE = "score"
+TABLE = "scores"
+TEACHERS = {"bi-encoder": BiEncoderTeacher, "cross-encoder": CrossEncoderTeacher}
+# bi-encoder settings a teacher inherits from the retrieve stage when it is the retriever's dense model
+INHERITED = ("query_prompt", "query_prompt_name", "doc_prompt", "doc_prompt_name", "max_seq_length")
+
+
+def effective_params(params: ScoreParams, retrieve_params: dict[str, Any]) -> ScoreParams:
+    """``params`` with unset bi-encoder prompts / max_seq_length taken from the retriever's, when the teacher is
+    the retriever's dense model: the teacher then scores exactly what the retriever embedded (cache hits)."""
+    if params.teacher != "bi-encoder" or retrieve_params.get("method") not in ("dense", "hybrid"):
+        return params
+    from negmine.retrieve.embed import model_identity
+
+    rmodel = retrieve_params.get("model")
+    if not rmodel or model_identity(rmodel) != model_identity(params.model):
+        return params
+    given = params.model_dump(exclude_unset=True)
+    inherit = {k: retrieve_params[k] for k in INHERITED
+               if k not in given and getattr(params, k) is None and retrieve_params.get(k) is not None}
+    return params.model_copy(update=inherit) if inherit else params
+
+
+class _Inputs:
+    """What the stage needs from ingest, held in memory once: query texts, positives, the corpus id index."""
+
+    def __init__(self, ingest: Artifact) -> None:
+        from negmine.models import doc_text
+
+        q = ingest.read("queries")
+        self.query_ids: list[str] = q["query_id"].to_pylist()
+        self.query_text = dict(zip(self.query_ids, q["text"].to_pylist(), strict=False))
+        pos = ingest.read("positives", columns=["query_id", "doc_id"])
+        self.positives: dict[str, list[str]] = {}
+        for qid, did in zip(pos["query_id"].to_pylist(), pos["doc_id"].to_pylist(), strict=False):
+            self.positives.setdefault(qid, []).append(did)
+        corpus = ingest.read("corpus")
+        self.doc_row = {d: i for i, d in enumerate(corpus["doc_id"].to_pylist())}
+        self._titles = corpus["title"]
+        self._texts = corpus["text"]
+        self._doc_text = doc_text
+
+    def doc_texts(self, doc_ids: list[str], where: Path) -> list[str]:
+        try:
+            rows = [self.doc_row[d] for d in doc_ids]
+        except KeyError as e:
+            raise InputError(f"candidate document {e.args[0]!r} is not in the ingested corpus; re-run retrieve",
+                             where) from None
+        idx = pa.array(rows, type=pa.int64())
+        titles = self._titles.take(idx).to_pylist()
+        texts = self._texts.take(idx).to_pylist()
+        return [self._doc_text(t, x) for t, x in zip(titles, texts, strict=False)]
+
+
+def _groups(cands: Artifact, inputs: _Inputs, shard_queries: int) -> Iterator[tuple[list[str], pa.Table]]:
+    """(query ids, their candidate rows) in blocks of at most ``shard_queries`` queries: in candidate-shard order,
+    then the queries the retriever returned nothing for (their positives still get scored)."""
+    seen: set[str] = set()
+    cols = ["query_id", "doc_id", "rank", "retriever_score"]
+    for table in cands.iter_shards(columns=cols):
+        qids = pc.unique(table["query_id"]).to_pylist()
+        for s in range(0, len(qids), shard_queries):
+            group = qids[s:s + shard_queries]
+            seen.update(group)
+            rows = table if len(group) == len(qids) else table.filter(pc.is_in(table["query_id"],
+                                                                              pa.array(group, pa.string())))
+            yield group, rows
+    rest = [q for q in inputs.query_ids if q not in seen]
+    empty = pa.table({c: pa.array([], schemas.SCORES.field(c).type) for c in cols})
+    for s in range(0, len(rest), shard_queries):
+        yield rest[s:s + shard_queries], empty
+
+
+def _shard_rows(group: list[str], cand: pa.Table, inputs: _Inputs) -> dict[str, Any]:
+    """Candidate rows (by query, then rank) plus the positives not retrieved, before scoring."""
+    qpos = {q: i for i, q in enumerate(group)}
+    c_q = cand["query_id"].to_pylist()
+    c_d = cand["doc_id"].to_pylist()
+    c_rank = cand["rank"].to_numpy(zero_copy_only=False)
+    order = np.lexsort((c_rank, np.fromiter((qpos[q] for q in c_q), dtype=np.int64, count=len(c_q))))
+    retrieved = set(zip(c_q, c_d, strict=False))
+    pos_set = {(q, d) for q in group for d in inputs.positives.get(q, ())}
+    extra = {q: [d for d in inputs.positives.get(q, ()) if (q, d) not in retrieved] for q in group}
+    qids: list[str] = []
+    dids: list[str] = []
+    ranks: list[int | None] = []
+    rscores: list[float | None] = []
+    c_rs = cand["retriever_score"].to_pylist()
+    it = iter(order.tolist())
+    nxt = next(it, None)
+    for q in group:  # candidates of q (already ordered), then q's unretrieved positives
+        while nxt is not None and c_q[nxt] == q:
+            qids.append(q)
+            dids.append(c_d[nxt])
+            ranks.append(int(c_rank[nxt]))
+            rscores.append(c_rs[nxt])
+            nxt = next(it, None)
+        for d in extra[q]:
+            qids.append(q)
+            dids.append(d)
+            ranks.append(None)
+            rscores.append(None)
+    return {"query_id": qids, "doc_id": dids, "rank": ranks, "retriever_score": rscores,
+            "is_positive": [(q, d) in pos_set for q, d in zip(qids, dids, strict=False)]}
+
+
+def _score_shard(rows: dict[str, Any], inputs: _Inputs, teacher: Any, where: Path) -> pa.Table:
+    qids, dids = rows["query_id"], rows["doc_id"]
+    uq = list(dict.fromkeys(qids))
+    ud = list(dict.fromkeys(dids))
+    qmap = {q: i for i, q in enumerate(uq)}
+    dmap = {d: i for i, d in enumerate(ud)}
+    qi = np.fromiter((qmap[q] for q in qids), dtype=np.int64, count=len(qids))
+    di = np.fromiter((dmap[d] for d in dids), dtype=np.int64, count=len(dids))
+    scores = teacher.score([inputs.query_text[q] for q in uq], inputs.doc_texts(ud, where), qi, di)
+    return pa.table({
+        "query_id": pa.array(qids, pa.string()),
+        "doc_id": pa.array(dids, pa.string()),
+        "rank": pa.array(rows["rank"], pa.int32()),
+        "retriever_score": pa.array(rows["retriever_score"], pa.float32()),
+        "teacher_score": pa.array(scores, pa.float32()),
+        "is_positive": pa.array(rows["is_positive"], pa.bool_()),
+    }, schema=schemas.SCORES)
+
+
+class _Stats:
+    def __init__(self) -> None:
+        self.queries = self.rows = self.candidates = self.positives = self.positives_retrieved = 0
+        self.pos_scores: list[np.ndarray] = []
+        self.neg_sum = 0.0
+
+    def add(self, t: pa.Table, n_queries: int) -> None:
+        rank_valid = t["rank"].is_valid().to_numpy(zero_copy_only=False)
+        is_pos = t["is_positive"].to_numpy(zero_copy_only=False)
+        s = t["teacher_score"].to_numpy(zero_copy_only=False)
+        self.queries += n_queries
+        self.rows += t.num_rows
+        self.candidates += int(rank_valid.sum())
+        self.positives += int(is_pos.sum())
+        self.positives_retrieved += int((is_pos & rank_valid).sum())
+        self.pos_scores.append(s[is_pos])
+        self.neg_sum += float(s[~is_pos].sum())
+
+    def as_dict(self) -> dict[str, Any]:
+        pos = np.concatenate(self.pos_scores) if self.pos_scores else np.empty(0)
+        negs = self.rows - self.positives
+        q = np.quantile(pos, [0.05, 0.5, 0.95]).round(4).tolist() if len(pos) else None
+        return {"queries": self.queries, "rows": self.rows, "candidates": self.candidates,
+                "positives": self.positives, "positives_retrieved": self.positives_retrieved,
+                "positives_not_retrieved": self.positives - self.positives_retrieved,
+                "mean_positive_score": round(float(pos.mean()), 4) if len(pos) else None,
+                "positive_score_p05_p50_p95": q,
+                "mean_candidate_score": round(self.neg_sum / negs, 4) if negs else None}
+
+
+def run_score(run_dir: str | Path, params: ScoreParams) -> StageResult:
+    """Score ``RUN/candidates`` (and the positives) with the configured teacher into ``RUN/scores``."""
+    from negmine.models import model_revision
+
+    t0 = time.time()
+    run_dir = Path(run_dir)
+    ingest = Artifact.open(run_dir / "ingest", stage="ingest", hint="run `negmine ingest` first")
+    cands = Artifact.open(run_dir / "candidates", stage="retrieve", hint="run `negmine retrieve` first")
+    params = effective_params(params, cands.params)
+    fp = params.fingerprint_dict() | {"model_revision": model_revision(params.model)}
+    writer = StageWriter(run_dir / "scores", STAGE, params.model_dump(mode="json"),
+                         {"ingest": ingest.fingerprint, "candidates": cands.fingerprint},
+                         {TABLE: schemas.SCORES}, main_table=TABLE, fingerprint_params=fp)
+    done = writer.up_to_date()
+    if done is not None:
+        log.info("score: up to date (fingerprint %s), skipped", done.fingerprint[:12])
+        return StageResult(done, True)
+    writer.begin()
+    inputs = _Inputs(ingest)
+    teacher = TEACHERS[params.teacher](params)
+    stats = _Stats()
+    t_teacher = 0.0
+    try:
+        for i, (group, cand) in enumerate(_groups(cands, inputs, params.shard_queries)):
+            if writer.has_shard(TABLE, i):
+                stats.add(writer.read_shard(TABLE, i), len(group))
+                continue
+            rows = _shard_rows(group, cand, inputs)
+            t1 = time.time()
+            table = _score_shard(rows, inputs, teacher, cands.path)
+            t_teacher += time.time() - t1
+            writer.write_shard(TABLE, i, table)
+            stats.add(table, len(group))
+    except InputError:
+        writer.discard()
+        raise
+    st = stats.as_dict() | {"teacher": params.teacher, "model": params.model}
+    art = writer.finish(stats=st, timings={"teacher": round(t_teacher, 3), "score": round(time.time() - t0, 3)})
+    log.info("score: %s %s → %d rows (%d queries, %d positives, %d of them retrieved)", params.teacher,
+             params.model, st["rows"], st["queries"], st["positives"], st["positives_retrieved"])
+    return StageResult(art, False, time.time() - t0)
