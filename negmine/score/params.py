@@ -14,13 +14,14 @@ class ScoreParams(Params):
     # CrossEncoder (name or local path) scoring every (query, document) pair.
     teacher: Literal["bi-encoder", "cross-encoder"] = "bi-encoder"
     model: str = DEFAULT_MODEL
-    # bi-encoder only. Unset prompts / max_seq_length are taken from the retrieve stage when the teacher is the
+    # bi-encoder only. Unset prompts / max_seq_length / normalize are taken from the retrieve stage when the teacher is the
     # retriever's dense model (so the teacher scores what the retriever embedded, from the cache).
     query_prompt: str | None = None
     query_prompt_name: str | None = None
     doc_prompt: str | None = None
     doc_prompt_name: str | None = None
     max_seq_length: int | None = None
+    normalize: bool = True                         # cosine (normalised vectors); false = raw inner product
     # cross-encoder only
     max_length: int | None = None                  # tokens of query + document (None: the model's own limit)
     activation: Literal["default", "none", "sigmoid"] = "default"  # default = the model's own (Sigmoid for 1 label)

@@ -31,23 +31,31 @@ STAGE = "score"
 TABLE = "scores"
 TEACHERS = {"bi-encoder": BiEncoderTeacher, "cross-encoder": CrossEncoderTeacher}
 # bi-encoder settings a teacher inherits from the retrieve stage when it is the retriever's dense model
-INHERITED = ("query_prompt", "query_prompt_name", "doc_prompt", "doc_prompt_name", "max_seq_length")
+INHERITED = ("query_prompt", "query_prompt_name", "doc_prompt", "doc_prompt_name", "max_seq_length", "normalize")
+
+
+def _dense_retrievers(retrieve_params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The dense retrievers' settings recorded in a candidates manifest (list entries inherit top-level keys)."""
+    specs = retrieve_params.get("retrievers") or []
+    if specs:
+        return [retrieve_params | s for s in specs if s.get("method") == "dense"]
+    return [retrieve_params] if retrieve_params.get("method") in ("dense", "hybrid") else []
 
 
 def effective_params(params: ScoreParams, retrieve_params: dict[str, Any]) -> ScoreParams:
-    """``params`` with unset bi-encoder prompts / max_seq_length taken from the retriever's, when the teacher is
-    the retriever's dense model: the teacher then scores exactly what the retriever embedded (cache hits)."""
-    if params.teacher != "bi-encoder" or retrieve_params.get("method") not in ("dense", "hybrid"):
+    """``params`` with unset bi-encoder prompts / max_seq_length / normalize taken from the retriever's, when the
+    teacher is the retriever's dense model: the teacher then scores exactly what the retriever embedded."""
+    if params.teacher != "bi-encoder":
         return params
     from negmine.retrieve.embed import model_identity
 
-    rmodel = retrieve_params.get("model")
-    if not rmodel or model_identity(rmodel) != model_identity(params.model):
-        return params
+    mine = model_identity(params.model)
     given = params.model_dump(exclude_unset=True)
-    inherit = {k: retrieve_params[k] for k in INHERITED
-               if k not in given and getattr(params, k) is None and retrieve_params.get(k) is not None}
-    return params.model_copy(update=inherit) if inherit else params
+    for spec in _dense_retrievers(retrieve_params):
+        if spec.get("model") and model_identity(spec["model"]) == mine:
+            inherit = {k: spec[k] for k in INHERITED if k not in given and k in spec}
+            return params.model_copy(update=inherit) if inherit else params
+    return params
 
 
 class _Inputs:
