@@ -1,0 +1,206 @@
+"""`negmine eval` / `negmine report` on a run directory: read the stage artifacts, compute (eval.py, stats.py),
+plot (plots.py) and write ``RUN/report/{metrics.json, report.md, *.png}``.
+
+This module does the reading and writing; the metrics themselves are pure functions in eval.py and stats.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from negmine.errors import InputError
+from negmine.io.store import MANIFEST, Artifact, write_json_atomic
+
+log = logging.getLogger("negmine")
+
+REPORT_DIR = "report"
+DEFAULT_PERC_VALUES = tuple(round(0.80 + 0.01 * i, 2) for i in range(21))  # 0.80 .. 1.00
+
+
+@dataclass
+class RunTables:
+    """What eval and report read from a run: scores, the kept negatives (after relabel when present), the
+    dropped candidates and the select parameters."""
+
+    scores: pa.Table
+    negatives: pa.Table
+    dropped: pa.Table | None
+    select_params: dict[str, Any]
+    source: str  # "relabel" | "select"
+    manifests: dict[str, dict[str, Any]]
+
+
+def _manifests(run_dir: Path) -> dict[str, dict[str, Any]]:
+    from negmine.report.stats import STAGE_DIRS
+
+    out = {}
+    for name in STAGE_DIRS:
+        if (run_dir / name / MANIFEST).is_file():
+            out[name] = Artifact.open(run_dir / name).manifest
+    return out
+
+
+def load_run(run_dir: str | os.PathLike) -> RunTables:
+    run_dir = Path(run_dir)
+    scores_art = Artifact.open(run_dir / "scores", stage="score", hint="run `negmine score` first")
+    sel = Artifact.open(run_dir / "negatives", stage="select", hint="run `negmine select` first")
+    scores = scores_art.read(columns=["query_id", "doc_id", "rank", "teacher_score", "is_positive"])
+    negatives = sel.read("negatives")
+    dropped = sel.read("dropped") if sel.has_table("dropped") else None
+    source = "select"
+    if (run_dir / "relabel" / MANIFEST).is_file():
+        rel = Artifact.open(run_dir / "relabel", stage="relabel")
+        if rel.has_table("negatives"):
+            negatives = _with_scores(rel.read("negatives", columns=["query_id", "doc_id"]), negatives, scores)
+            source = "relabel"
+    return RunTables(scores, negatives, dropped, dict(sel.params), source, _manifests(run_dir))
+
+
+def _with_scores(pairs: pa.Table, selected: pa.Table, scores: pa.Table) -> pa.Table:
+    """``(query_id, doc_id)`` pairs with rank and teacher score: from the select stage's negatives, else (a
+    refilled candidate) from the scores table."""
+    cols = ["query_id", "doc_id", "rank", "teacher_score"]
+    t = pairs.join(selected.select(cols), keys=["query_id", "doc_id"], join_type="left outer")
+    missing = t.filter(pc.is_null(t["teacher_score"]))
+    if len(missing):
+        found = missing.select(["query_id", "doc_id"]).join(
+            scores.select(cols), keys=["query_id", "doc_id"], join_type="left outer")
+        t = pa.concat_tables([t.filter(pc.is_valid(t["teacher_score"])).select(cols), found.select(cols)])
+    return t.select(cols)
+
+
+def k_of(tables: RunTables, k: int | None) -> int:
+    if k is not None:
+        return k
+    n = tables.select_params.get("num_negatives")
+    if not isinstance(n, int):
+        raise InputError("the select manifest has no num_negatives; give --k", "negatives/_manifest.json")
+    return n
+
+
+def evaluate_run(run_dir: str | os.PathLike, qrels_path: str | os.PathLike, k: int | None = None,
+                 min_grade: float = 1.0, write: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Metrics of the run's negatives against the qrels (see negmine.report.eval), written to
+    ``RUN/report/metrics.json`` when ``write``."""
+    from negmine.report.eval import evaluate
+    from negmine.report.protocol import read_qrels
+
+    run_dir = Path(run_dir)
+    t = load_run(run_dir)
+    qrels = read_qrels(qrels_path)
+    kk = k_of(t, k)
+    m = evaluate(t.negatives, t.scores, qrels, kk, dropped=t.dropped, min_grade=min_grade)
+    out = {"run": str(run_dir), "qrels": str(qrels_path), "negatives_from": t.source, "min_grade": min_grade,
+           "evaluated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "metrics": m,
+           "select": t.select_params, **(extra or {})}
+    if write:
+        d = run_dir / REPORT_DIR
+        d.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(d / "metrics.json", out)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# report
+
+
+def _duplicates(dropped: pa.Table | None) -> set[tuple[str, str]]:
+    if dropped is None or not len(dropped):
+        return set()
+    d = dropped.filter(pc.equal(dropped["reason_dropped"], "duplicate_of_positive"))
+    return set(zip(d["query_id"].to_pylist(), d["doc_id"].to_pylist(), strict=False))
+
+
+def sensitivity_rows(t: RunTables, qrels: pa.Table, k: int, values=DEFAULT_PERC_VALUES) -> list[dict[str, Any]]:
+    """FN rate / coverage / hardness as ``perc_pos`` varies (everything else as the run was selected)."""
+    from negmine.report.replay import reselect
+    from negmine.report.stats import sensitivity_curve
+    from negmine.select.params import SelectParams
+
+    base = SelectParams.model_validate(t.select_params)
+    dups = _duplicates(t.dropped)
+
+    def mine(scores: pa.Table, v: float) -> pa.Table:
+        p = base.model_copy(update={"filter": "perc-pos", "perc_pos": v})
+        return reselect(scores, p, dups)
+
+    return sensitivity_curve(t.scores, qrels, k, values, mine)
+
+
+def build_report(run_dir: str | os.PathLike, qrels_path: str | os.PathLike | None = None, k: int | None = None,
+                 min_grade: float = 1.0) -> Path:
+    """Write ``RUN/report/report.md`` and its PNG plots; with qrels also metrics.json and the sensitivity curve."""
+    from negmine.report import plots, stats
+    from negmine.report.eval import evaluate, metrics_markdown
+    from negmine.report.protocol import read_qrels
+
+    run_dir = Path(run_dir)
+    t = load_run(run_dir)
+    kk = k_of(t, k)
+    out = run_dir / REPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    queries = t.scores["query_id"].unique().to_pylist()
+    groups = stats.score_groups(t.scores, t.negatives, t.dropped)
+    drops = stats.drops_per_reason(t.dropped)
+    per_q = stats.negatives_per_query(t.negatives, queries)
+    timings = stats.stage_timings(t.manifests)
+
+    pngs = {
+        "scores": plots.score_histograms(groups, out / "scores.png"),
+        "drops": plots.bar_counts(drops, out / "drops.png", "Dropped candidates per reason", "candidates"),
+        "per_query": plots.negatives_per_query(per_q, kk, out / "negatives_per_query.png"),
+        "timings": plots.bar_counts(dict(timings), out / "timings.png", "Stage wall time (last run)", "seconds",
+                                    fmt="{:,.1f} s"),
+    }
+    md = [f"# negmine report: {run_dir.name}", "",
+          f"Run `{run_dir}`; negatives from the {t.source} stage; k = {kk}; "
+          f"generated {datetime.now(timezone.utc).isoformat(timespec='seconds')}.", "",
+          "## Negatives", "",
+          f"{len(queries):,} queries, {len(t.negatives):,} kept negatives "
+          f"({len(t.negatives) / max(1, len(queries)):.2f} per query); "
+          f"{int((per_q < kk).sum()):,} queries short of k, {int((per_q == 0).sum()):,} with none.", "",
+          "![negatives per query](negatives_per_query.png)", "",
+          "## Teacher scores", "", "| group | n | p05 | p25 | median | p75 | p95 |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, v in groups.items():
+        q = stats.quantiles(v)
+        md.append(f"| {name} | {len(v):,} | " + " | ".join("–" if x is None else f"{x:.3f}" for x in q.values()) + " |")
+    md += ["", "![teacher scores](scores.png)", "", "## Dropped candidates", "", "| reason | candidates |",
+           "|---|---:|"] + [f"| {r} | {n:,} |" for r, n in drops.items()]
+    md += ["", "![drops](drops.png)", "", "## Stage timings", "", "| stage | seconds |", "|---|---:|"]
+    md += [f"| {s} | {sec:,.1f} |" for s, sec in timings] + ["", "![timings](timings.png)", ""]
+    sel_line = ", ".join(f"{key}={val}" for key, val in t.select_params.items() if key != "shard_queries")
+    md += ["## Select parameters", "", f"`{sel_line}`", ""]
+
+    if qrels_path is not None:
+        qrels = read_qrels(qrels_path)
+        m = evaluate(t.negatives, t.scores, qrels, kk, dropped=t.dropped, min_grade=min_grade)
+        write_json_atomic(out / "metrics.json", {"run": str(run_dir), "qrels": str(qrels_path),
+                                                 "negatives_from": t.source, "metrics": m,
+                                                 "select": t.select_params})
+        rows = sensitivity_rows(t, qrels, kk)
+        cur = t.select_params.get("perc_pos") if t.select_params.get("filter") == "perc-pos" else None
+        pngs["sensitivity"] = plots.sensitivity(rows, out / "sensitivity.png", "perc_pos", cur)
+        write_json_atomic(out / "sensitivity.json", rows)
+        md += ["## Against the qrels", "", f"Qrels `{qrels_path}`.", "", metrics_markdown(m), "",
+               "### Sensitivity to perc_pos", "",
+               "Each point re-selects from the cached scores with `filter=perc-pos` and that `perc_pos` "
+               "(every other select parameter as in this run); nothing is re-mined.", "",
+               "| perc_pos | FN rate | FN@query | coverage | hardness |", "|---:|---:|---:|---:|---:|"]
+        f3 = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
+        md += [f"| {r['value']:.2f} | {f3(r['fn_rate'])} | {f3(r['fn_at_query'])} | {f3(r['coverage'])} | "
+               f"{f3(r['hardness'])} |" for r in rows]
+        md += ["", "![sensitivity](sensitivity.png)", ""]
+    path = out / "report.md"
+    tmp = path.with_name(".report.md.tmp")
+    tmp.write_text("\n".join(md), encoding="utf-8")
+    tmp.replace(path)
+    log.info("report: %s (%d plots)", path, len(pngs))
+    return path
