@@ -141,11 +141,20 @@ def load_config(path: str | os.PathLike | None = None, sets: list[str] | None = 
         except ValidationError as e:
             _loc, msg = _describe(e.errors()[0])
             raise InputError(f"'{item}': {msg}", "--set") from None
+    given: dict[tuple, str] = {}
     for section, values in (flags or {}).items():
         for k, v in values.items():
             if v is not None:
                 _assign(data, [section, k], v)
-    return _validate(data, where if not flags else "command-line options", None if flags else lines)
+                given[(section, k)] = "--" + k.replace("_", "-")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        loc, msg = _describe(e.errors()[0])
+        flag = given.get(tuple(loc[:2]))
+        if flag is not None:  # a bad command-line option: name the option
+            raise InputError(msg, flag) from None
+        return _validate(data, where, lines)
 
 
 def effective_config(cfg: Config) -> dict[str, Any]:

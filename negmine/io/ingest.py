@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from negmine.errors import InputError
+from negmine.errors import InputError, RuntimeFailure
 from negmine.io import schemas
 from negmine.io.params import IngestParams
 from negmine.io.store import StageResult, StageWriter
@@ -36,16 +36,19 @@ def text_id(prefix: str, text: str) -> str:
     return prefix + hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
 
 
-def _digest(title: str, text: str) -> bytes:
-    return hashlib.blake2b(f"{title}\x00{text}".encode(), digest_size=8).digest()
+def _blank(s: str) -> bool:
+    return not s or s.isspace()
 
 
 @dataclass
 class Canon:
     """Accumulates canonical records with validation and counting.
 
-    Documents stream out through ``flush_docs`` every ``shard_rows`` documents; queries, positives and given
-    negatives are kept in memory (they are small next to the corpus) and written by :meth:`finish`.
+    Documents stream out through ``flush_docs`` in shards of exactly ``shard_rows`` documents (so shard
+    boundaries depend only on the input, which makes a killed run resumable shard by shard); queries,
+    positives and given negatives are kept in memory (they are small next to the corpus) and written by
+    :meth:`finish`. Duplicate documents are detected by id; one with identical title and text is kept once and
+    counted, one with different text is an error (compared by a 64-bit hash of title and text).
     """
 
     flush_docs: Callable[[int, pa.Table], None]
@@ -58,9 +61,12 @@ class Canon:
         "positives": 0, "duplicate_positives": 0, "positives_below_min_grade": 0,
         "unknown_skipped": 0, "positives_to_empty_docs_skipped": 0, "given_negatives": 0,
     })
-    _doc_digest: dict[str, bytes] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # non-count facts for the manifest's stats
+    _doc_hash: dict[str, int] = field(default_factory=dict)
     _empty_docs: set[str] = field(default_factory=set)
-    _buf: dict[str, list[str]] = field(default_factory=lambda: {"doc_id": [], "title": [], "text": []})
+    _ids: list[str] = field(default_factory=list)
+    _titles: list[str] = field(default_factory=list)
+    _texts: list[str] = field(default_factory=list)
     _shard: int = 0
     queries: dict[str, str] = field(default_factory=dict)
     _empty_queries: set[str] = field(default_factory=set)
@@ -69,66 +75,77 @@ class Canon:
 
     # -- documents ----------------------------------------------------------------------------------------------
     def add_doc(self, doc_id: str, title: str, text: str, where: Any, line: int | None = None,
-                row: int | None = None) -> None:
-        if not text.strip() and not title.strip():
+                row: int | None = None) -> bool:
+        """Add a document; returns False when it was skipped (empty) or already present (identical)."""
+        if _blank(text) and _blank(title):
             if self.strict:
                 raise InputError(f"document '{doc_id}' has empty text (--strict)", where, line=line, row=row)
             self.counts["empty_docs_skipped"] += 1
-            self._empty_docs.add(doc_id)
-            return
-        d = _digest(title, text)
-        prev = self._doc_digest.get(doc_id)
-        if prev is not None:
-            if prev != d:
+            if doc_id not in self._doc_hash:
+                self._empty_docs.add(doc_id)
+            return False
+        h = hash((title, text))
+        seen = self._doc_hash
+        n = len(seen)
+        prev = seen.setdefault(doc_id, h)
+        if len(seen) == n:  # the id was there before
+            if prev != h:
                 raise InputError(f"duplicate doc id '{doc_id}' with different text", where, line=line, row=row)
             self.counts["duplicate_docs_identical"] += 1
-            return
-        self._doc_digest[doc_id] = d
-        self._empty_docs.discard(doc_id)
-        b = self._buf
-        b["doc_id"].append(doc_id)
-        b["title"].append(title)
-        b["text"].append(text)
-        self.counts["docs"] += 1
-        if len(b["doc_id"]) >= self.shard_rows:
+            return False
+        if self._empty_docs:
+            self._empty_docs.discard(doc_id)
+        self._ids.append(doc_id)
+        self._titles.append(title)
+        self._texts.append(text)
+        if len(self._ids) >= self.shard_rows:
             self._flush()
+        return True
 
     def has_doc(self, doc_id: str) -> bool:
-        return doc_id in self._doc_digest
+        return doc_id in self._doc_hash
+
+    @property
+    def num_docs(self) -> int:
+        return len(self._doc_hash)
 
     def _flush(self) -> None:
-        if not self._buf["doc_id"]:
+        if not self._ids:
             return
-        self.flush_docs(self._shard, pa.table(self._buf, schema=schemas.CORPUS))
+        t = pa.table([pa.array(self._ids, pa.string()), pa.array(self._titles, pa.string()),
+                      pa.array(self._texts, pa.string())], schema=schemas.CORPUS)
+        self._ids, self._titles, self._texts = [], [], []
+        self.flush_docs(self._shard, t)
         self._shard += 1
-        self._buf = {"doc_id": [], "title": [], "text": []}
 
     # -- queries and labels -------------------------------------------------------------------------------------
     def add_query(self, query_id: str, text: str, where: Any, line: int | None = None,
-                  row: int | None = None) -> None:
-        if not text.strip():
+                  row: int | None = None) -> bool:
+        """Add a query; returns False when it was skipped (empty) or already present (identical)."""
+        if _blank(text):
             if self.strict:
                 raise InputError(f"query '{query_id}' has empty text (--strict)", where, line=line, row=row)
             self.counts["empty_queries_skipped"] += 1
             self._empty_queries.add(query_id)
-            return
+            return False
         prev = self.queries.get(query_id)
         if prev is not None:
             if prev != text:
                 raise InputError(f"duplicate query id '{query_id}' with different text", where, line=line, row=row)
             self.counts["duplicate_queries_identical"] += 1
-            return
+            return False
         self.queries[query_id] = text
+        return True
 
     def _known(self, query_id: str, doc_id: str, where: Any, line: int | None, row: int | None) -> bool:
-        if doc_id in self._empty_docs and doc_id not in self._doc_digest:
+        if doc_id in self._empty_docs:
             self.counts["positives_to_empty_docs_skipped"] += 1
             return False
         if query_id in self._empty_queries and query_id not in self.queries:
             self.counts["unknown_skipped"] += 1
             return False
         for kind, ok, ident in (("query", query_id in self.queries, query_id),
-                                ("doc", doc_id in self._doc_digest, doc_id)):
+                                ("doc", doc_id in self._doc_hash, doc_id)):
             if not ok:
                 if self.skip_unknown:
                     self.counts["unknown_skipped"] += 1
@@ -159,11 +176,19 @@ class Canon:
         """Flush the corpus and write queries (those with a positive, unless ``keep_all_queries``),
         positives and given negatives."""
         self._flush()
+        if not self._doc_hash:
+            raise InputError("the corpus has no documents", "input")
+        self.counts["docs"] = len(self._doc_hash)
         with_pos = {q for q, _ in self.positives}
         # a positive (q, d) that is also a given negative is a positive
-        for key in [k for k in self.given_negatives if k in self.positives]:
+        conflicts = [k for k in self.given_negatives if k in self.positives]
+        for key in conflicts:
             del self.given_negatives[key]
+        if conflicts:
+            self.counts["given_negatives_that_are_positives_dropped"] = len(conflicts)
         qids = [q for q in self.queries if keep_all_queries or q in with_pos]
+        if not qids:
+            raise InputError("no query has a positive: nothing to mine", "input")
         self.counts["queries"] = len(qids)
         self.counts["positives"] = len(self.positives)
         self.counts["given_negatives"] = len(self.given_negatives)
@@ -180,10 +205,6 @@ class Canon:
             n = t.num_rows
             for i, start in enumerate(range(0, max(n, 1), self.shard_rows)):
                 write(name, i, t.slice(start, self.shard_rows))
-        if not qids:
-            raise InputError("no query has a positive: nothing to mine", "input")
-        if self.counts["docs"] == 0:
-            raise InputError("the corpus has no documents", "input")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -191,7 +212,7 @@ class Canon:
 
 def detect_format(path: Path) -> str:
     if path.is_dir():
-        if (path / "corpus.jsonl").exists() or (path / "qrels").is_dir():
+        if any(path.glob("corpus.jsonl*")) or (path / "qrels").is_dir() or any(path.glob("queries.jsonl*")):
             return "beir"
         raise InputError("directory is not in BEIR layout (missing corpus.jsonl)", path / "corpus.jsonl")
     from negmine.io.readers import sniff_file_format
@@ -199,46 +220,103 @@ def detect_format(path: Path) -> str:
     return sniff_file_format(path)
 
 
+def _check_out_dir(run_dir: Path) -> None:
+    for p in (run_dir, run_dir / "ingest"):
+        if p.exists() and not p.is_dir():
+            raise InputError("output path exists and is not a directory", p)
+
+
+class _ShardSink:
+    """Writes shards through the stage writer; corpus shards are written by a background thread (Parquet
+    encoding and zstd release the GIL), so encoding overlaps with parsing. At most one shard is in flight."""
+
+    def __init__(self, writer: StageWriter):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.writer = writer
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="negmine-shard")
+        self.pending = None
+        self.skipped = 0
+
+    def _wait(self) -> None:
+        if self.pending is not None:
+            fut, self.pending = self.pending, None
+            fut.result()
+
+    def __call__(self, table: str, index: int, data: pa.Table) -> None:
+        if table == "corpus" and self.writer.has_shard(table, index):
+            self.skipped += 1
+            return  # resumed: this corpus shard was finished before the interruption
+        self._wait()
+        if table == "corpus":
+            self.pending = self.pool.submit(self.writer.write_shard, table, index, data)
+        else:
+            self.writer.write_shard(table, index, data)
+
+    def close(self, wait: bool = True) -> None:
+        try:
+            if wait:
+                self._wait()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
 def run_ingest(params: IngestParams, run_dir: str | Path) -> StageResult:
     """Read ``params.path`` in its format and write ``RUN/ingest``; skipped when inputs and params are unchanged."""
     from negmine.io.readers import get_reader
+    from negmine.io.store import input_fingerprint
 
     if not params.path:
         raise InputError("no input given (INPUT argument or input.path in the config)", "input")
     src = Path(params.path)
     if not src.exists():
         raise InputError("input not found", src)
+    run_dir = Path(run_dir)
+    _check_out_dir(run_dir)
     fmt = params.format if params.format != "auto" else detect_format(src)
     reader = get_reader(fmt)
     files = reader.input_files(src, params)
-    from negmine.io.store import input_fingerprint
 
     t0 = time.time()
     inputs = {"files": input_fingerprint(files)}
-    fp_params = params.fingerprint_dict() | {"format": fmt, "path": None}
-    writer = StageWriter(Path(run_dir) / "ingest", STAGE, params.model_dump(mode="json") | {"format": fmt},
-                         inputs, TABLES, fingerprint_params=fp_params)
+    t_fp = time.time() - t0
+    # paths do not change the output (the files' content is fingerprinted), shard_rows does not change content
+    fp_params = params.fingerprint_dict() | {"format": fmt, "path": None, "corpus": None}
+    writer = StageWriter(run_dir / "ingest", STAGE, params.model_dump(mode="json") | {"format": fmt},
+                         inputs, TABLES, fingerprint_params=fp_params,
+                         resume_params={"shard_rows": params.shard_rows})
     done = writer.up_to_date()
     if done is not None:
         log.info("ingest: up to date (fingerprint %s), skipped", done.fingerprint[:12])
-        return StageResult(done, True)
-    writer.begin()
-
-    def write(table: str, index: int, data: pa.Table) -> None:
-        if table == "corpus" and writer.has_shard(table, index):
-            return  # resumed: this corpus shard was finished before the interruption
-        writer.write_shard(table, index, data)
-
-    canon = Canon(lambda i, t: write("corpus", i, t), shard_rows=params.shard_rows, strict=params.strict,
+        return StageResult(done, True, time.time() - t0)
+    try:
+        writer.begin()
+    except OSError as e:
+        raise RuntimeFailure(f"cannot create the output directory: {e}") from None
+    sink = _ShardSink(writer)
+    canon = Canon(lambda i, t: sink("corpus", i, t), shard_rows=params.shard_rows, strict=params.strict,
                   skip_unknown=params.skip_unknown)
+    t1 = time.time()
     try:
         reader.read(src, params, canon)
-        canon.finish(write, keep_all_queries=False)
+        canon.finish(sink, keep_all_queries=False)
+        sink.close()
     except InputError:
-        writer.discard()
+        sink.close(wait=False)
+        writer.discard()  # bad input: nothing worth resuming
         raise
-    stats = dict(canon.counts) | {"format": fmt}
-    art = writer.finish(stats=stats, timings={"ingest": round(time.time() - t0, 3)})
+    except OSError as e:
+        sink.close(wait=False)
+        raise RuntimeFailure(f"I/O error during ingest: {e} (finished shards are kept: re-run to resume)") from None
+    except BaseException:
+        sink.close(wait=False)
+        raise
+    stats = dict(canon.counts) | canon.info | {"format": fmt}
+    timings = {"fingerprint_inputs": round(t_fp, 3), "read_and_write": round(time.time() - t1, 3)}
+    try:
+        art = writer.finish(stats=stats, timings=timings)
+    except OSError as e:
+        raise RuntimeFailure(f"cannot publish {writer.out_dir}: {e}") from None
     log.info("ingest: %s → %d docs, %d queries, %d positives%s", fmt, stats["docs"], stats["queries"],
              stats["positives"], _extra_counts(stats))
     return StageResult(art, False, time.time() - t0)

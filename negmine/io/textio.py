@@ -1,18 +1,42 @@
-"""Line-oriented reading of (optionally compressed) text files with 1-based line numbers in every error."""
+"""Reading (optionally compressed) input files with the position of every record in every error.
+
+* ``iter_lines`` / ``iter_jsonl``: text and JSON Lines, 1-based line numbers; ``.gz`` / ``.zst`` decompressed by
+  suffix; CRLF and a UTF-8 byte-order mark accepted; invalid UTF-8 and corrupt or truncated compressed streams are
+  input errors naming the line.
+* ``iter_records``: one dict per record from JSONL, CSV/TSV or Parquet, with its location (``{"line": n}`` for
+  JSONL, ``{"row": n}`` for CSV and Parquet, where ``n`` counts data rows from 1, the CSV header not included).
+"""
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import json
 import os
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from negmine.errors import InputError
 
+try:  # orjson parses JSON lines 2-3x faster than the standard library; json is the exact fallback
+    import orjson
+
+    _fast_loads = orjson.loads
+except ImportError:  # pragma: no cover - orjson is a core dependency
+    _fast_loads = None
+
 BOM = b"\xef\xbb\xbf"
+COMPRESSED = (".gz", ".zst", ".zstd")
+_STREAM_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error)
+try:
+    import zstandard
+
+    _STREAM_ERRORS += (zstandard.ZstdError,)
+except ImportError:  # pragma: no cover
+    zstandard = None  # type: ignore[assignment]
 
 
 def open_binary(path: str | os.PathLike) -> IO[bytes]:
@@ -26,8 +50,8 @@ def open_binary(path: str | os.PathLike) -> IO[bytes]:
     if suffix == ".gz":
         return gzip.open(p, "rb")  # type: ignore[return-value]
     if suffix in (".zst", ".zstd"):
-        import zstandard
-
+        if zstandard is None:  # pragma: no cover
+            raise InputError("reading .zst needs the 'zstandard' package", p)
         raw = open(p, "rb")
         return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True),
                                  buffer_size=1 << 20)
@@ -37,49 +61,201 @@ def open_binary(path: str | os.PathLike) -> IO[bytes]:
 def base_suffix(path: str | os.PathLike) -> str:
     """The suffix that names the format, ignoring a compression suffix: ``x.jsonl.gz`` → ``.jsonl``."""
     p = Path(path)
-    if p.suffix.lower() in (".gz", ".zst", ".zstd"):
+    if p.suffix.lower() in COMPRESSED:
         p = p.with_suffix("")
     return p.suffix.lower()
+
+
+def _stream_error(path: Any, e: BaseException, line: int | None) -> InputError:
+    what = "truncated compressed file" if isinstance(e, EOFError) else f"cannot read: {e}"
+    if Path(path).suffix.lower() in COMPRESSED and not isinstance(e, EOFError):
+        what = f"corrupt compressed file: {e}"
+    return InputError(what, path, line=line)
+
+
+def iter_raw_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(line_number, raw bytes)`` including the line ending, BOM removed. Empty file → InputError."""
+    n = 0
+    with open_binary(path) as f:
+        it = iter(f)
+        while True:
+            try:
+                raw = next(it)
+            except StopIteration:
+                break
+            except _STREAM_ERRORS as e:
+                raise _stream_error(path, e, n + 1) from None
+            n += 1
+            if n == 1 and raw.startswith(BOM):
+                raw = raw[3:]
+            yield n, raw
+    if n == 0:
+        raise InputError("file is empty", path)
+
+
+def decode_line(raw: bytes, path: Any, n: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"invalid UTF-8 at byte {e.start + 1} of the line", path, line=n) from None
 
 
 def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` without the line ending; accepts CRLF and a UTF-8 BOM.
 
-    Raises InputError for an empty file and for invalid UTF-8 (naming the line).
+    Raises InputError for an empty file, for invalid UTF-8 and for a corrupt compressed stream (naming the line).
     """
-    n = 0
-    with open_binary(path) as f:
+    for n, raw in iter_raw_lines(path):
+        yield n, decode_line(raw, path, n).rstrip("\r\n")
+
+
+def parse_json_line(raw: bytes, path: Any, n: int) -> Any:
+    """Parse one JSON line; errors name the line (invalid UTF-8 and JSON syntax are told apart)."""
+    if _fast_loads is not None:
         try:
-            for n, raw in enumerate(f, 1):
-                if n == 1 and raw.startswith(BOM):
-                    raw = raw[3:]
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise InputError(f"invalid UTF-8 at byte {e.start + 1} of the line", path, line=n) from None
-                yield n, line.rstrip("\r\n")
-        except (OSError, EOFError) as e:  # corrupt gzip/zstd stream
-            if isinstance(e, InputError):
-                raise
-            raise InputError(f"cannot read compressed stream: {e}", path, line=n + 1 if n else None) from None
-    if n == 0:
-        raise InputError("file is empty", path)
+            return _fast_loads(raw)
+        except ValueError:
+            pass  # re-parse with the standard library for the exact message (or a value orjson rejects)
+    text = decode_line(raw, path, n)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"malformed JSON: {e.msg} (column {e.colno})", path, line=n) from None
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for each non-blank line; every line must be a JSON object."""
     any_rows = False
-    loads = json.loads
-    for n, line in iter_lines(path):
-        if not line.strip():
-            continue
-        try:
-            obj = loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"malformed JSON: {e.msg} (column {e.colno})", path, line=n) from None
-        if not isinstance(obj, dict):
+    loads = _fast_loads
+    for n, raw in iter_raw_lines(path):
+        obj = None
+        if loads is not None:
+            try:
+                obj = loads(raw)
+            except ValueError:
+                obj = None
+        if obj is None:
+            if not raw.strip():
+                continue
+            obj = parse_json_line(raw, path, n)
+        if type(obj) is not dict:
             raise InputError(f"expected a JSON object, got {type(obj).__name__}", path, line=n)
         any_rows = True
         yield n, obj
     if not any_rows:
         raise InputError("file has no records (only blank lines)", path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# tabular records: JSONL, CSV/TSV, Parquet
+
+TABULAR_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".parquet")
+
+
+def record_kind(path: str | os.PathLike) -> str:
+    """``jsonl`` | ``csv`` | ``tsv`` | ``parquet`` from the file's suffix (compression suffix ignored)."""
+    s = base_suffix(path)
+    if s in (".jsonl", ".json", ".ndjson"):
+        return "jsonl"
+    if s in (".csv", ".tsv", ".parquet"):
+        return s[1:]
+    raise InputError(f"unknown file type '{s or '(no suffix)'}' (expected .jsonl, .csv, .tsv or .parquet)", path)
+
+
+def columns_of(path: str | os.PathLike) -> list[str] | None:
+    """Column names of a CSV/TSV header or a Parquet schema; None for JSONL (fields vary by line)."""
+    kind = record_kind(path)
+    if kind == "parquet":
+        return _parquet_file(path).schema_arrow.names
+    if kind in ("csv", "tsv"):
+        for _n, header in _csv_rows(path, kind):
+            return header
+        raise InputError("file is empty", path)
+    return None
+
+
+def require_columns(path: str | os.PathLike, needed: dict[str, str]) -> None:
+    """Fail early (CSV: naming line 1, the header) when a configured column is missing.
+
+    ``needed`` maps a column name to the option that names it, e.g. ``{"question": "--query-column"}``.
+    """
+    cols = columns_of(path)
+    if cols is None:
+        return
+    for col, option in needed.items():
+        if col not in cols:
+            line = 1 if record_kind(path) in ("csv", "tsv") else None
+            raise InputError(f"no column '{col}' (columns: {', '.join(cols) or 'none'}); set {option}", path,
+                             line=line)
+
+
+def _csv_rows(path: str | os.PathLike, kind: str) -> Iterator[tuple[int, list[str]]]:
+    """Rows of a CSV/TSV file as lists, with the physical line each row starts on."""
+    lines = iter_lines(path)
+    current = [0]
+
+    def feed() -> Iterator[str]:
+        for n, line in lines:
+            current[0] = n
+            yield line + "\n"
+
+    reader = csv.reader(feed(), delimiter="\t" if kind == "tsv" else ",")
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise InputError(f"malformed CSV: {e}", path, line=current[0]) from None
+        if row:
+            yield current[0], row
+
+
+def _parquet_file(path: str | os.PathLike):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("file not found", p)
+    try:
+        return pq.ParquetFile(p)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputError(f"not a readable Parquet file: {e}", p) from None
+
+
+def iter_records(path: str | os.PathLike, columns: list[str] | None = None
+                 ) -> Iterator[tuple[dict[str, int], dict[str, Any]]]:
+    """Yield ``(location, record)``: location is ``{"line": n}`` (JSONL) or ``{"row": n}`` (CSV, Parquet).
+
+    CSV values are strings (an empty cell is ``""``); Parquet values keep their Arrow types. ``columns`` limits
+    what is read from Parquet (all must exist: check with ``require_columns`` first).
+    """
+    kind = record_kind(path)
+    if kind == "jsonl":
+        for n, obj in iter_jsonl(path):
+            yield {"line": n}, obj
+    elif kind in ("csv", "tsv"):
+        header: list[str] | None = None
+        r = 0
+        for _n, row in _csv_rows(path, kind):
+            if header is None:
+                header = [h.strip() for h in row]
+                continue
+            r += 1
+            if len(row) != len(header):
+                raise InputError(f"expected {len(header)} columns like the header, got {len(row)}", path, row=r)
+            yield {"row": r}, dict(zip(header, row, strict=True))
+        if header is None:
+            raise InputError("file is empty", path)
+        if r == 0:
+            raise InputError("file has a header but no rows", path)
+    else:
+        pf = _parquet_file(path)
+        if pf.metadata.num_rows == 0:
+            raise InputError("Parquet file has no rows", path)
+        r = 0
+        for batch in pf.iter_batches(batch_size=65_536, columns=columns):
+            for rec in batch.to_pylist():
+                r += 1
+                yield {"row": r}, rec

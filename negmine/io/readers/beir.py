@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tqdm import tqdm
+
 from negmine.errors import InputError
 from negmine.io.params import IngestParams
+from negmine.io.readers.fields import get_id, get_text, parse_number
 from negmine.io.textio import iter_jsonl, iter_lines
-
-HEADER_NAMES = {"query-id", "query_id", "qid", "query"}
 
 
 def _find(src: Path, stem: str) -> Path:
@@ -37,67 +38,70 @@ def input_files(src: Path, params: IngestParams) -> list[Path]:
     return [corpus, queries, _qrels(src, params.split)]
 
 
-def _str_id(obj: dict, key: str, path: Path, n: int) -> str:
-    if key not in obj:
-        raise InputError(f"missing field '{key}'", path, line=n)
-    v = obj[key]
-    if isinstance(v, bool) or not isinstance(v, (str, int)):
-        raise InputError(f"field '{key}' must be a string id, got {type(v).__name__}", path, line=n)
-    if isinstance(v, int):
-        raise InputError(f"field '{key}' must be a string id, got a number ({v}); quote it", path, line=n)
-    if not v:
-        raise InputError(f"field '{key}' is empty", path, line=n)
-    return v
-
-
-def _str_field(obj: dict, key: str, path: Path, n: int, required: bool) -> str:
-    if key not in obj or obj[key] is None:
-        if required:
-            raise InputError(f"missing field '{key}'", path, line=n)
-        return ""
-    v = obj[key]
-    if not isinstance(v, str):
-        raise InputError(f"field '{key}' must be a string, got {type(v).__name__}", path, line=n)
-    return v
-
-
 def read(src: Path, params: IngestParams, canon) -> None:
+    if params.corpus:
+        raise InputError("--corpus is for file inputs; a BEIR directory has its own corpus.jsonl", "--corpus")
     corpus, queries, qrels = input_files(src, params)
-    for n, obj in iter_jsonl(corpus):
-        canon.add_doc(_str_id(obj, "_id", corpus, n), _str_field(obj, "title", corpus, n, False),
-                      _str_field(obj, "text", corpus, n, True), corpus, n)
-    for n, obj in iter_jsonl(queries):
-        canon.add_query(_str_id(obj, "_id", queries, n), _str_field(obj, "text", queries, n, True), queries, n)
+    read_corpus_jsonl(corpus, canon)
+    for n, obj in tqdm(iter_jsonl(queries), desc="queries", unit=" queries", disable=None, leave=False):
+        loc = {"line": n}
+        canon.add_query(get_id(obj, "_id", queries, loc), get_text(obj, "text", queries, loc), queries, n)
     read_qrels(qrels, params, canon)
 
 
+def read_corpus_jsonl(path: Path, canon, id_keys: tuple[str, ...] = ("_id",)) -> None:
+    """A JSONL corpus (BEIR: ``_id``, ``title``, ``text``; other fields ignored) into ``canon``. The id field is
+    the first of ``id_keys`` present in the first record.
+
+    The common case (string id, string ``text``, string or absent ``title``) takes a short path; anything else
+    goes through the validating accessors, which name the line of the problem.
+    """
+    add = canon.add_doc
+    key = None
+    for n, obj in tqdm(iter_jsonl(path), desc="corpus", unit=" docs", unit_scale=True, disable=None,
+                       leave=False):
+        if key is None:
+            key = next((k for k in id_keys if k in obj), id_keys[0])
+        doc_id = obj.get(key)
+        text = obj.get("text")
+        title = obj.get("title", "")
+        if type(doc_id) is str and type(text) is str and type(title) is str and doc_id and not doc_id.isspace():
+            add(doc_id, title, text, path, n)
+            continue
+        loc = {"line": n}
+        add(get_id(obj, key, path, loc), get_text(obj, "title", path, loc, required=False),
+            get_text(obj, "text", path, loc), path, n)
+
+
 def read_qrels(path: Path, params: IngestParams, canon) -> None:
-    """``query-id<TAB>corpus-id<TAB>score`` with a header line. BEIR's own loader drops the first row
-    unconditionally; here a first row whose score is numeric and whose ids are known is data, not a header."""
-    for n, line in iter_lines(path):
+    """``query-id<TAB>corpus-id<TAB>score`` with a header line.
+
+    BEIR's own loader drops the first row unconditionally, losing a pair when the header is missing. Here the
+    first row is a header only when its third column is not a number (``score``); a first row with a numeric
+    score is data (counted as ``qrels_without_header``).
+    """
+    for n, line in tqdm(iter_lines(path), desc="qrels", unit=" rows", disable=None, leave=False):
         if not line.strip():
             continue
         parts = line.split("\t")
+        if len(parts) == 1 and len(line.split()) >= 3:
+            parts = line.split()  # space-separated qrels
         if len(parts) < 3:
             raise InputError(f"expected 3 tab-separated columns (query-id, corpus-id, score), got {len(parts)}",
                              path, line=n)
+        if len(parts) == 4 and parse_number(parts[2]) is not None and parse_number(parts[3]) is not None:
+            parts = [parts[0], parts[2], parts[3]]  # TREC qrels: query-id, iteration, doc-id, score
         qid, did, raw = parts[0].strip(), parts[1].strip(), parts[2].strip()
+        grade = parse_number(raw)
+        if n == 1 and grade is None:
+            continue  # the header line
         if n == 1:
-            if qid.lower() in HEADER_NAMES or not _is_number(raw):
-                continue  # header line
             canon.counts["qrels_without_header"] = 1
-        if not _is_number(raw):
+        if grade is None:
             raise InputError(f"non-numeric grade '{raw}'", path, line=n)
-        grade = float(raw)
+        if not qid or not did:
+            raise InputError("empty query-id or corpus-id", path, line=n)
         if grade < params.min_grade:
             canon.counts["positives_below_min_grade"] += 1
             continue
         canon.add_positive(qid, did, grade, path, n)
-
-
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return s.lower() not in ("nan", "inf", "-inf", "infinity", "-infinity", "+inf")

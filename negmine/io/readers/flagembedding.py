@@ -1,0 +1,81 @@
+"""FlagEmbedding fine-tuning JSONL: ``{"query": str, "pos": [str], "neg": [str]}`` with optional
+``pos_scores``, ``neg_scores``, ``prompt`` (and ``type``, ignored).
+
+What is kept, and why:
+
+* ``query`` → a query whose id is a content hash of its text (identical queries on several lines are one query).
+* ``pos`` → positives (grade 1) and corpus documents; ``neg`` → ``given_negatives`` and corpus documents.
+  Documents are identified by content hash (or by the ``--corpus`` document with the same text).
+* ``pos_scores`` / ``neg_scores`` are a previous teacher's distillation scores. They are validated (numbers, one
+  per passage) but not kept: negmine scores every pair with its own teacher, and a grade is not a teacher score.
+* ``prompt`` is the query instruction used for training. It is not part of the query text (the retrievers and
+  teachers apply their own prompts); the distinct prompts are recorded in the manifest's stats (``prompts``)
+  so that an export can restore them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from negmine.errors import InputError
+from negmine.io.ingest import text_id
+from negmine.io.params import IngestParams
+from negmine.io.readers.corpus import corpus_file, read_extra_corpus, text_doc
+from negmine.io.readers.fields import get_list, get_text, parse_number
+from negmine.io.textio import iter_jsonl
+
+MAX_PROMPTS_RECORDED = 20
+
+
+def input_files(src: Path, params: IngestParams) -> list[Path]:
+    return [src, *corpus_file(params)]
+
+
+def _texts(obj: dict, key: str, where: Path, loc: dict[str, int], required: bool) -> list[str]:
+    v = obj.get(key)
+    if type(v) is str:  # a single passage instead of a list
+        return [v]
+    items = get_list(obj, key, where, loc, required=required)
+    for x in items:
+        if type(x) is not str:
+            raise InputError(f"'{key}' must be a list of strings, got {type(x).__name__} in the list", where, **loc)
+    return items
+
+
+def _check_scores(obj: dict, key: str, n_texts: int, where: Path, loc: dict[str, int]) -> None:
+    if obj.get(key) is None:
+        return
+    scores = get_list(obj, key, where, loc)
+    if len(scores) != n_texts:
+        raise InputError(f"'{key}' has {len(scores)} scores for {n_texts} passages", where, **loc)
+    for s in scores:
+        if type(s) is bool or parse_number(s) is None or type(s) is str:
+            raise InputError(f"'{key}' must hold numbers, got {s!r}", where, **loc)
+
+
+def read(src: Path, params: IngestParams, canon: Any) -> None:
+    by_text = read_extra_corpus(params, canon)
+    prompts: dict[str, int] = {}
+    for n, obj in tqdm(iter_jsonl(src), desc="flagembedding", unit=" rows", unit_scale=True, disable=None,
+                       leave=False):
+        loc = {"line": n}
+        query = get_text(obj, "query", src, loc)
+        pos = _texts(obj, "pos", src, loc, required=True)
+        neg = _texts(obj, "neg", src, loc, required=False)
+        _check_scores(obj, "pos_scores", len(pos), src, loc)
+        _check_scores(obj, "neg_scores", len(neg), src, loc)
+        prompt = get_text(obj, "prompt", src, loc, required=False)
+        if prompt:
+            prompts[prompt] = prompts.get(prompt, 0) + 1
+        qid = text_id("q", query)
+        canon.add_query(qid, query, src, line=n)
+        for t in pos:
+            canon.add_positive(qid, text_doc(canon, by_text, "", t, src, loc), 1.0, src, line=n)
+        for t in neg:
+            canon.add_given_negative(qid, text_doc(canon, by_text, "", t, src, loc), src, line=n)
+    if prompts:
+        top = sorted(prompts.items(), key=lambda kv: -kv[1])[:MAX_PROMPTS_RECORDED]
+        canon.info["prompts"] = [{"prompt": p, "rows": c} for p, c in top]
