@@ -1,9 +1,81 @@
-"""Parameters of `negmine relabel` (config section ``relabel``)."""
+"""Parameters of `negmine relabel` (config section ``relabel``).
+
+A cascade is an ordered list of tiers. Tier 1 judges every mined negative; a negative moves to the next tier only
+when the tier before was unsure about it (probability of relevance inside ``band``), labelled it relevant/partial,
+or could not judge it. Keys are never part of the config: a tier names the environment variable that holds its
+key (``api_key_env``), default ``OPENAI_API_KEY``; a tier without ``base_url`` uses ``OPENAI_BASE_URL``.
+"""
 
 from __future__ import annotations
 
-from negmine.params_base import Params
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from negmine.params_base import NoFP, Params
+
+
+class Tier(Params):
+    """One judge of the cascade. Prices are USD per 1M tokens (used for --dry-run, --budget-usd and the audit)."""
+
+    model: str
+    base_url: str | None = NoFP(None)          # None → $OPENAI_BASE_URL (then the SDK default)
+    api_key_env: str | None = NoFP(None)       # name of the env var holding the key; None → OPENAI_API_KEY
+    price_input: float = NoFP(0.0, ge=0)          # USD per 1M input tokens
+    price_output: float = NoFP(0.0, ge=0)         # USD per 1M output tokens
+    structured: Literal["auto", "json_schema", "json_object", "none"] = NoFP("auto")
+    logprobs: bool = False                        # ask for logprobs → probability of relevance
+    max_tokens: int = Field(512, ge=1)            # listwise answers; pointwise uses 1
+    temperature: float = 0.0
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and (not v or not all(c.isalnum() or c == "_" for c in v)):
+            raise ValueError("must be the NAME of an environment variable (the key itself never goes in a config)")
+        return v
 
 
 class RelabelParams(Params):
-    max_false_negatives: int = 8
+    tiers: list[Tier] = Field(default_factory=lambda: [
+        Tier(model="gpt-4o-mini", price_input=0.15, price_output=0.60),
+        Tier(model="gpt-4o", price_input=2.50, price_output=10.0)])
+    prompt: Literal["listwise", "pointwise"] = "listwise"
+    list_size: int = Field(10, ge=1, le=50)        # m: candidates per listwise request (local ids 1..m)
+    max_positives: int = Field(2, ge=0)            # known positives shown as reference in a listwise prompt
+    passage_tokens: int = Field(256, ge=32)        # each passage is truncated to this many tokens
+    query_tokens: int = Field(128, ge=8)
+    routing: str = "per_negative"                  # per_negative | rlhn_example (whole example on any flag)
+    band: tuple[float, float] = (0.2, 0.8)         # tier i is unsure when low <= prob <= high → next tier
+    escalate_unjudged: bool = True                 # a negative tier i could not judge goes to tier i+1
+    on_relevant: Literal["promote", "remove"] = "promote"
+    on_partial: Literal["remove", "keep"] = "remove"
+    on_unjudged: Literal["keep", "remove"] = "keep"
+    max_false_negatives: int = Field(8, ge=0)      # more relevant labels than this → the query is dropped
+    refill: bool = False                           # replace removed negatives with the next candidates
+    refill_rounds: int = Field(2, ge=0)            # refill candidates are judged too; at most this many rounds
+    refill_skip_reasons: list[str] = Field(default_factory=lambda: [
+        "above_margin", "above_threshold", "above_perc_pos", "duplicate_of_positive", "near_duplicate",
+        "positive"])                               # select's drop reasons that make a candidate unfit for refill
+    shard_queries: int = NoFP(2000, ge=1)          # queries per output shard (the unit of resume)
+    concurrency: int = NoFP(16, ge=1)
+    timeout: float = NoFP(60.0, gt=0)              # seconds per request
+    max_retries: int = NoFP(4, ge=0)               # retries after the first attempt (429, 5xx, timeouts)
+    backoff: float = NoFP(1.0, ge=0)               # first backoff in seconds; doubles, with jitter
+    max_backoff: float = NoFP(30.0, ge=0)
+    cache_path: str | None = NoFP(None)         # SQLite response cache; default RUN/.judge-cache.sqlite
+    budget_usd: float | None = NoFP(None, gt=0)  # stop cleanly before new spending would exceed this
+
+    @field_validator("band")
+    @classmethod
+    def _band(cls, v: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = v
+        if not (0.0 <= lo <= hi <= 1.0):
+            raise ValueError("band must be [low, high] with 0 <= low <= high <= 1")
+        return v
+
+    @model_validator(mode="after")
+    def _tiers(self) -> RelabelParams:
+        if not self.tiers:
+            raise ValueError("relabel.tiers: at least one tier is needed")
+        return self

@@ -1,0 +1,126 @@
+"""Cascade routing and the action policy: pure functions, no I/O.
+
+* Routing decides which negatives tier i+1 sees after tier i. ``per_negative`` (default) sends only the negatives
+  tier i flagged (relevant/partial), was unsure about (probability inside the band) or could not judge;
+  ``rlhn_example`` reproduces RLHN's routing (arXiv 2505.16967): the whole example (every negative of the query)
+  goes to the next tier when any of its negatives is flagged. Routers are registered by name.
+* The final verdict of a negative is the one of the last tier that saw it; a tier that could not judge it leaves it
+  ``unjudged`` (with the reason), which is never counted as a label.
+* The policy maps final verdicts to actions: relevant → promote | remove, partial → remove | keep,
+  not_relevant → keep, unjudged → keep | remove; a query with more than ``max_false_negatives`` relevant
+  negatives is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass
+
+FLAGGED = ("relevant", "partial")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    label: str | None          # relevant | partial | not_relevant; None = unjudged
+    prob: float | None = None  # probability of relevance (relevant or partial), when the judge gave logprobs
+    error: str | None = None   # why it is unjudged
+
+
+def needs_next_tier(v: Verdict, band: tuple[float, float], escalate_unjudged: bool = True) -> bool:
+    if v.label is None:
+        return escalate_unjudged
+    if v.label in FLAGGED:
+        return True
+    return v.prob is not None and band[0] <= v.prob <= band[1]
+
+
+Key = tuple[str, str]  # (query_id, doc_id)
+Router = Callable[[Mapping[Key, Verdict], tuple[float, float], bool], list[Key]]
+ROUTERS: dict[str, Router] = {}
+
+
+def router(name: str) -> Callable[[Router], Router]:
+    def deco(fn: Router) -> Router:
+        ROUTERS[name] = fn
+        return fn
+    return deco
+
+
+def get_router(name: str) -> Router:
+    if name not in ROUTERS:
+        raise KeyError(f"unknown routing {name!r} (known: {', '.join(sorted(ROUTERS))})")
+    return ROUTERS[name]
+
+
+@router("per_negative")
+def route_per_negative(verdicts: Mapping[Key, Verdict], band: tuple[float, float],
+                       escalate_unjudged: bool = True) -> list[Key]:
+    """Only the negatives this tier flagged, was unsure about, or could not judge."""
+    return [k for k, v in verdicts.items() if needs_next_tier(v, band, escalate_unjudged)]
+
+
+@router("rlhn_example")
+def route_rlhn_example(verdicts: Mapping[Key, Verdict], band: tuple[float, float],
+                       escalate_unjudged: bool = True) -> list[Key]:
+    """RLHN: every negative of a query goes on as soon as one of them is flagged."""
+    flagged_q = {k[0] for k, v in verdicts.items() if needs_next_tier(v, band, escalate_unjudged)}
+    return [k for k in verdicts if k[0] in flagged_q]
+
+
+def final_verdicts(history: Mapping[Key, list[Verdict]]) -> dict[Key, Verdict]:
+    """The verdict of the last tier that saw each negative."""
+    return {k: hs[-1] for k, hs in history.items() if hs}
+
+
+@dataclass(frozen=True)
+class Policy:
+    on_relevant: str = "promote"     # promote | remove
+    on_partial: str = "remove"       # remove | keep
+    on_unjudged: str = "keep"        # keep | remove
+    max_false_negatives: int = 8
+
+
+def action_for(v: Verdict, policy: Policy) -> str:
+    """keep | remove | promote for one negative (before the per-query drop rule)."""
+    if v.label is None:
+        return policy.on_unjudged
+    if v.label == "relevant":
+        return policy.on_relevant
+    if v.label == "partial":
+        return policy.on_partial
+    return "keep"
+
+
+@dataclass
+class QueryDecision:
+    actions: dict[str, str]   # doc_id → keep | remove | promote | drop_query
+    dropped: bool
+    false_negatives: int
+
+
+def decide_query(verdicts: Mapping[str, Verdict], policy: Policy) -> QueryDecision:
+    """Actions for one query's negatives (doc_id → final verdict)."""
+    fn = sum(1 for v in verdicts.values() if v.label == "relevant")
+    if fn > policy.max_false_negatives:
+        return QueryDecision({d: "drop_query" for d in verdicts}, True, fn)
+    return QueryDecision({d: action_for(v, policy) for d, v in verdicts.items()}, False, fn)
+
+
+def pick_refill(ranked_candidates: Iterable[str], used: set[str], excluded: set[str], need: int) -> list[str]:
+    """The next ``need`` candidates in rank order that are neither used (judged or kept) nor excluded
+    (positives, candidates a filter dropped as too close to the positive)."""
+    out: list[str] = []
+    if need <= 0:
+        return out
+    for d in ranked_candidates:
+        if d in used or d in excluded:
+            continue
+        out.append(d)
+        if len(out) >= need:
+            break
+    return out
+
+
+def group(items: Iterable[Hashable], size: int) -> list[list]:
+    items = list(items)
+    return [items[i:i + size] for i in range(0, len(items), size)]

