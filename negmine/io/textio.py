@@ -66,11 +66,16 @@ def base_suffix(path: str | os.PathLike) -> str:
     return p.suffix.lower()
 
 
-def _stream_error(path: Any, e: BaseException, line: int | None) -> InputError:
-    what = "truncated compressed file" if isinstance(e, EOFError) else f"cannot read: {e}"
-    if Path(path).suffix.lower() in COMPRESSED and not isinstance(e, EOFError):
-        what = f"corrupt compressed file: {e}"
-    return InputError(what, path, line=line)
+def _stream_error(path: Any, e: BaseException, lines_read: int) -> InputError:
+    """A corrupt or truncated compressed stream. Decompression is buffered, so the exact line is not known;
+    the message says how many complete lines were read before the stream broke."""
+    if isinstance(e, EOFError):
+        what = "truncated compressed file"
+    elif Path(path).suffix.lower() in COMPRESSED:
+        what = f"corrupt compressed file ({e})"
+    else:
+        what = f"cannot read ({e})"
+    return InputError(f"{what} after {lines_read} complete line(s)", path)
 
 
 def iter_raw_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
@@ -84,7 +89,7 @@ def iter_raw_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
             except StopIteration:
                 break
             except _STREAM_ERRORS as e:
-                raise _stream_error(path, e, n + 1) from None
+                raise _stream_error(path, e, n) from None
             n += 1
             if n == 1 and raw.startswith(BOM):
                 raw = raw[3:]

@@ -31,6 +31,8 @@ def _qrels(src: Path, split: str) -> Path:
 
 
 def input_files(src: Path, params: IngestParams) -> list[Path]:
+    if params.corpus:
+        raise InputError("--corpus is for file inputs; a BEIR directory has its own corpus.jsonl", "--corpus")
     corpus, queries = _find(src, "corpus.jsonl"), _find(src, "queries.jsonl")
     for p in (corpus, queries):
         if not p.is_file():
@@ -39,8 +41,6 @@ def input_files(src: Path, params: IngestParams) -> list[Path]:
 
 
 def read(src: Path, params: IngestParams, canon) -> None:
-    if params.corpus:
-        raise InputError("--corpus is for file inputs; a BEIR directory has its own corpus.jsonl", "--corpus")
     corpus, queries, qrels = input_files(src, params)
     read_corpus_jsonl(corpus, canon)
     for n, obj in tqdm(iter_jsonl(queries), desc="queries", unit=" queries", disable=None, leave=False):
