@@ -1,0 +1,31 @@
+"""`negmine mine --config FILE [--set key=value ...] [--out RUN]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from negmine.commands.common import ConfigOpt, SetOpt
+
+
+def mine(
+    config: Path | None = ConfigOpt,
+    set_: list[str] | None = SetOpt,
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run directory [the config's run_dir]."),
+) -> None:
+    """Run ingest → retrieve → score → select → export in one process; stages whose inputs and parameters
+    are unchanged are skipped ("up to date"), so changing a select key re-runs only select and export.
+
+    Example: negmine mine --config configs/demo.yaml --set select.perc_pos=0.9
+    """
+    from negmine.config import load_config
+    from negmine.pipeline import run_mine, summary_text
+
+    cfg = load_config(config, set_ or [])
+    res = run_mine(cfg, out)
+    typer.echo(summary_text(res))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("mine")(mine)

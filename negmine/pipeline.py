@@ -1,0 +1,169 @@
+"""`negmine mine`: the stage graph ingest → retrieve → score → select → export, run in one process.
+
+Each stage is visited once, in order. A stage whose fingerprint (its params + its inputs' fingerprints) matches the
+artifact on disk is skipped, so changing only a select key re-runs select and export; the log says, per stage,
+"up to date, skipped" or "ran in X s". The effective config (no secrets: keys live only in environment variables)
+is recorded in the manifest of every stage that ran.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from negmine.config import Config, effective_config
+from negmine.errors import InputError
+
+log = logging.getLogger("negmine")
+
+EXPORT_SUFFIX = {"flagembedding": ".jsonl", "tevatron": ".jsonl"}  # every other format is Parquet
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    section: str                    # config section holding its params
+    out: str                        # its directory under RUN
+    entry: tuple[str, ...]          # "module:function" candidates (first importable wins)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("ingest", "input", "ingest", ("negmine.io.ingest:run_ingest",)),
+    Stage("retrieve", "retrieve", "candidates", ("negmine.retrieve.stage:run_retrieve",)),
+    Stage("score", "score", "scores", ("negmine.score.stage:run_score",)),
+    Stage("select", "select", "negatives", ("negmine.select.stage:run_select",)),
+    Stage("export", "export", "export", ("negmine.export.stage:run_export", "negmine.export:run_export")),
+)
+
+
+@dataclass
+class StageRun:
+    name: str
+    skipped: bool
+    seconds: float
+    result: Any
+
+
+@dataclass
+class MineResult:
+    run_dir: Path
+    stages: list[StageRun] = field(default_factory=list)
+    export_path: Path | None = None
+
+    def stage(self, name: str) -> StageRun:
+        return next(s for s in self.stages if s.name == name)
+
+    @property
+    def ran(self) -> list[str]:
+        return [s.name for s in self.stages if not s.skipped]
+
+
+def _entry(stage: Stage) -> Callable[..., Any]:
+    for spec in stage.entry:
+        mod, _, fn = spec.partition(":")
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name is not None and mod.startswith(e.name):
+                continue
+            raise
+        if hasattr(m, fn):
+            return getattr(m, fn)
+    raise RuntimeError(f"stage {stage.name} is not available in this build ({', '.join(stage.entry)})")
+
+
+def export_path(cfg: Config, run_dir: Path) -> Path:
+    """``export.out`` if set, else ``RUN/export/<format>.parquet`` (``.jsonl`` for JSONL formats)."""
+    if cfg.export.out:
+        return Path(cfg.export.out)
+    fmt = cfg.export.format
+    return run_dir / "export" / f"{fmt}{EXPORT_SUFFIX.get(fmt, '.parquet')}"
+
+
+def stage_params(cfg: Config, stage: Stage, run_dir: Path) -> Any:
+    params = getattr(cfg, stage.section)
+    if stage.name == "export" and not params.out:
+        params = params.model_copy(update={"out": str(export_path(cfg, run_dir))})
+    return params
+
+
+def _call(stage: Stage, fn: Callable[..., Any], run_dir: Path, params: Any) -> Any:
+    if stage.name == "ingest":
+        return fn(params, run_dir)  # run_ingest(params, run_dir): the foundation's argument order
+    return fn(run_dir, params)
+
+
+def _record_config(result: Any, config: dict[str, Any]) -> None:
+    """Add the effective config to the manifest of a stage that just ran (not part of its fingerprint)."""
+    from negmine.io.store import MANIFEST, write_json_atomic
+
+    art = getattr(result, "artifact", None)
+    if art is None or not hasattr(art, "manifest"):
+        return
+    mf = Path(art.path) / MANIFEST
+    if mf.is_file() and art.manifest.get("config") != config:
+        art.manifest["config"] = config
+        write_json_atomic(mf, art.manifest)
+
+
+def run_mine(cfg: Config, run_dir: str | Path | None = None) -> MineResult:
+    """Run every stage of ``cfg`` into ``run_dir`` (default: the config's ``run_dir``)."""
+    rd = run_dir if run_dir is not None else cfg.run_dir
+    if not rd:
+        raise InputError("no run directory: give --out RUN or set run_dir in the config", "--out")
+    rd = Path(rd)
+    config = effective_config(cfg)
+    out = MineResult(rd)
+    n = len(STAGES)
+    for i, stage in enumerate(STAGES, 1):
+        fn = _entry(stage)
+        params = stage_params(cfg, stage, rd)
+        t0 = time.time()
+        res = _call(stage, fn, rd, params)
+        secs = time.time() - t0
+        skipped = bool(getattr(res, "skipped", False))
+        if skipped:
+            log.info("[%d/%d] %s: up to date, skipped", i, n, stage.name)
+        else:
+            _record_config(res, config)
+            log.info("[%d/%d] %s: ran in %.1f s", i, n, stage.name, secs)
+        out.stages.append(StageRun(stage.name, skipped, secs, res))
+        if stage.name == "export":
+            out.export_path = Path(params.out)
+    return out
+
+
+def _select_summary(stats: dict[str, Any]) -> list[str]:
+    """The select stage's end-of-stage summary (its own formatter when it has one)."""
+    try:
+        from negmine.select.stage import format_summary
+    except ImportError:
+        format_summary = None
+    if format_summary is not None:
+        return str(format_summary(stats)).rstrip("\n").splitlines()
+    lines = []
+    for k, v in stats.items():
+        if isinstance(v, dict):
+            v = ", ".join(f"{a}: {b}" for a, b in v.items())
+        lines.append(f"  {k:<28} {v}")
+    return lines
+
+
+def summary_text(res: MineResult) -> str:
+    """What `negmine mine` prints: per-stage status, the select summary, and the exported file."""
+    lines = [f"run: {res.run_dir}"]
+    for s in res.stages:
+        status = "up to date, skipped" if s.skipped else f"ran in {s.seconds:.1f} s"
+        lines.append(f"  {s.name:<9} {status}")
+    sel = next((s for s in res.stages if s.name == "select"), None)
+    art = getattr(sel.result, "artifact", None) if sel else None
+    if art is not None:
+        lines += ["", "select summary:"] + _select_summary(art.stats)
+    if res.export_path is not None:
+        lines += ["", f"exported: {res.export_path}"]
+    return "\n".join(lines)
