@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from negmine.params_base import Params
+from pydantic import Field
+
+from negmine.params_base import NoFP, Params
+
+FORMATS = ("triplet", "n-tuple", "labeled-pair", "labeled-list", "flagembedding", "tevatron")
 
 
 class ExportParams(Params):
     format: Literal["triplet", "n-tuple", "labeled-pair", "labeled-list", "flagembedding", "tevatron"] = "triplet"
-    out: str | None = None
+    # output file; default RUN/export/<format>.parquet (.jsonl for flagembedding / tevatron). The four
+    # sentence-transformers formats are written as Parquet, or as JSON lines when the name ends in .jsonl
+    out: str | None = NoFP(None)
+    with_ids: bool = False        # add id columns (query_id, positive_id, negative_id, ...)
+    with_scores: bool = False     # add teacher scores (sentence-transformers: the `scores`/`score` label column)
+    num_negatives: int | None = Field(None, ge=1)  # n-tuple width / cap per query (default: select's)
+    include_filled: bool = True   # export negatives kept by short_policy "fill"
+    prompt: str | None = None     # flagembedding: the "prompt" (query instruction) of every line
+    use_relabel: bool = True      # apply RUN/relabel (removed negatives, promoted positives) when present

@@ -36,6 +36,7 @@ NEGATIVES = pa.schema([
     ("pos_score", pa.float32()),   # the reference positive score s+ used by the filters
     ("reason_kept", pa.string()),  # "sampled" | "filled"
     ("filled", pa.bool_()),        # true when taken from beyond the filter to reach k (fill policy)
+    ("fill_reason", pa.string()),  # filled rows: the rule the candidate failed (e.g. "above_perc"); else null
 ])
 DROPPED = pa.schema([
     ("query_id", pa.string()),
@@ -43,5 +44,26 @@ DROPPED = pa.schema([
     ("rank", pa.int32()),
     ("teacher_score", pa.float32()),
     ("pos_score", pa.float32()),
-    ("reason_dropped", pa.string()),
+    ("reason_dropped", pa.string()),  # first failing rule, "not_sampled", or "query_short" (query dropped)
+    ("duplicate_of", pa.string()),    # duplicate_of_positive: the positive's doc id
+    ("similarity", pa.float32()),     # duplicate_of_positive: shingle Jaccard with that positive
+])
+# select side tables: the positives of each query with their teacher scores (what export pairs with the
+# negatives) and one summary row per query
+SELECT_POSITIVES = pa.schema([
+    ("query_id", pa.string()),
+    ("doc_id", pa.string()),
+    ("rank", pa.int32()),             # null when the retriever did not return it
+    ("teacher_score", pa.float32()),  # null when the score stage did not score it
+    ("grade", pa.float32()),
+])
+SELECT_QUERIES = pa.schema([
+    ("query_id", pa.string()),
+    ("pos_score", pa.float32()),      # reference s+ (null without a scored positive)
+    ("candidates", pa.int32()),
+    ("eligible", pa.int32()),         # passed every rule
+    ("kept", pa.int32()),             # negatives written (sampled + filled)
+    ("filled", pa.int32()),
+    ("short", pa.bool_()),            # fewer than num_negatives eligible
+    ("dropped", pa.bool_()),          # removed by short_policy "drop"
 ])

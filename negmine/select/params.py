@@ -1,14 +1,61 @@
-"""Parameters of `negmine select` (config section ``select``)."""
+"""Parameters of `negmine select` (config section ``select``).
+
+Every rule is optional and they combine: a candidate is kept as a negative only if it passes all configured rules
+(first failing rule = its drop reason, in the order positive, duplicate_of_positive, out_of_window, above_abs,
+below_abs, above_margin, above_perc, then not_sampled). ``filter`` is a shorthand naming the main rule; the
+numeric keys are what the rules use, so e.g. ``filter: none`` + ``margin: 0.05`` + ``max_rank: 50`` is valid.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from negmine.params_base import Params
+from pydantic import Field, model_validator
+
+from negmine.params_base import NoFP, Params
+
+FILTERS = ("perc-pos", "margin-pos", "abs", "none")
 
 
 class SelectParams(Params):
-    num_negatives: int = 8
-    perc_pos: float | None = 0.95
+    num_negatives: int = Field(8, ge=1)
+    # main rule. perc_pos (which has a default) applies only under "perc-pos"; margin, max_score/min_score and
+    # the rank window apply whenever set, whatever `filter` says, so any combination is expressible.
+    filter: Literal["perc-pos", "margin-pos", "abs", "none"] = "perc-pos"
+    perc_pos: float | None = Field(0.95, gt=0)      # TopK-PercPos: keep s < s+ - |s+| * (1 - perc_pos)
+    margin: float | None = None                     # TopK-MarginPos: keep s < s+ - margin
+    max_score: float | None = None                  # TopK-Abs: keep s < max_score
+    min_score: float | None = None                  # TopK-Abs: keep s >= min_score (too-easy negatives out)
+    min_rank: int | None = Field(None, ge=1)        # rank window (1-based, inclusive)
+    max_rank: int | None = Field(None, ge=1)
+    pos_ref: Literal["min", "mean", "max"] = "min"  # s+ over a query's positives
+    dedup: bool = True                              # drop near-duplicates of a positive
+    dedup_threshold: float = Field(0.9, gt=0, le=1)  # character-shingle Jaccard >= threshold = duplicate
+    dedup_shingle: int = Field(5, ge=1, le=8)       # shingle length in bytes of the normalised text
     sampling: Literal["top", "uniform", "softmax", "simans"] = "top"
+    temperature: float = Field(1.0, gt=0)           # softmax: p ~ exp(s / T)
+    simans_a: float = Field(0.5, gt=0)              # SimANS: p ~ exp(-a * (s - s+ - b)^2)
+    simans_b: float = 0.0
     seed: int = 0
+    short_policy: Literal["keep", "drop", "fill"] = "keep"
+    shard_queries: int = NoFP(10_000, gt=0)         # queries per output shard
+
+    @model_validator(mode="after")
+    def _check(self) -> SelectParams:
+        if self.min_rank is not None and self.max_rank is not None and self.min_rank > self.max_rank:
+            raise ValueError(f"min_rank ({self.min_rank}) > max_rank ({self.max_rank})")
+        if self.min_score is not None and self.max_score is not None and self.min_score >= self.max_score:
+            raise ValueError(f"min_score ({self.min_score}) >= max_score ({self.max_score})")
+        if self.filter == "perc-pos" and self.perc_pos is None:
+            raise ValueError("filter 'perc-pos' needs perc_pos")
+        if self.filter == "margin-pos" and self.margin is None:
+            raise ValueError("filter 'margin-pos' needs margin")
+        if self.filter == "abs" and self.max_score is None and self.min_score is None:
+            raise ValueError("filter 'abs' needs max_score or min_score")
+        return self
+
+    def rules(self) -> dict[str, float | int | None]:
+        """The effective rule values (None = rule off) after applying ``filter``."""
+        perc = self.perc_pos if self.filter == "perc-pos" else None
+        return {"perc_pos": perc, "margin": self.margin, "max_score": self.max_score, "min_score": self.min_score,
+                "min_rank": self.min_rank, "max_rank": self.max_rank}

@@ -1,0 +1,66 @@
+"""`negmine select RUN`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from negmine.commands.common import ConfigOpt, RunArg, SetOpt
+
+
+def select(
+    run: Path = RunArg,
+    filter: str | None = typer.Option(None, "--filter", help="Main rule: perc-pos | margin-pos | abs | none "
+                                      "[perc-pos]. --margin, --max-score/--min-score and the rank window apply "
+                                      "whenever given."),
+    perc_pos: float | None = typer.Option(None, "--perc-pos", help="TopK-PercPos: keep s < s+ - |s+|*(1-perc) "
+                                          "(= s+ * perc for s+ >= 0) [0.95]."),
+    margin: float | None = typer.Option(None, "--margin", help="TopK-MarginPos: keep s < s+ - margin."),
+    max_score: float | None = typer.Option(None, "--max-score", help="TopK-Abs: keep s < max_score."),
+    min_score: float | None = typer.Option(None, "--min-score", help="Drop too-easy candidates: s < min_score."),
+    min_rank: int | None = typer.Option(None, "--min-rank", help="Rank window start (1-based, inclusive)."),
+    max_rank: int | None = typer.Option(None, "--max-rank", help="Rank window end (inclusive)."),
+    pos_ref: str | None = typer.Option(None, "--pos-ref", help="s+ over several positives: min | mean | max "
+                                       "[min]."),
+    dedup: bool | None = typer.Option(None, "--dedup/--no-dedup", help="Drop near-duplicates of a positive "
+                                      "[on]."),
+    dedup_threshold: float | None = typer.Option(None, "--dedup-threshold", help="Shingle Jaccard that makes a "
+                                                 "duplicate [0.9]."),
+    num_negatives: int | None = typer.Option(None, "--num-negatives", "-k", help="Negatives per query [8]."),
+    sampling: str | None = typer.Option(None, "--sampling", help="top | uniform | softmax | simans [top]."),
+    temperature: float | None = typer.Option(None, "--temperature", help="softmax: p ~ exp(s / T) [1.0]."),
+    simans_a: float | None = typer.Option(None, "--simans-a", help="SimANS a [0.5]."),
+    simans_b: float | None = typer.Option(None, "--simans-b", help="SimANS b [0.0]."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of every random choice [0]."),
+    short_policy: str | None = typer.Option(None, "--short-policy", help="Queries with fewer than k eligible "
+                                            "negatives: keep (fewer) | drop (the query) | fill (from the next "
+                                            "ranks, flagged `filled`) [keep]."),
+    shard_queries: int | None = typer.Option(None, "--shard-queries", help="Queries per output shard "
+                                             "[10000]."),
+    config: Path | None = ConfigOpt,
+    set_: list[str] | None = SetOpt,
+) -> None:
+    """Filter and sample hard negatives from RUN/scores → RUN/negatives, and print a summary.
+
+    Example: negmine select runs/scifact --filter perc-pos --perc-pos 0.95 --num-negatives 8 --sampling top
+
+    Every decision is recorded: kept negatives in RUN/negatives, every other candidate with its reason
+    (positive, duplicate_of_positive, out_of_window, above_abs, below_abs, above_margin, above_perc,
+    not_sampled, query_short) in RUN/negatives/dropped.
+    """
+    from negmine.commands.common import resolve
+    from negmine.select.stage import format_summary, run_select
+
+    cfg = resolve(config, set_, "select", filter=filter, perc_pos=perc_pos, margin=margin, max_score=max_score,
+                  min_score=min_score, min_rank=min_rank, max_rank=max_rank, pos_ref=pos_ref, dedup=dedup,
+                  dedup_threshold=dedup_threshold, num_negatives=num_negatives, sampling=sampling,
+                  temperature=temperature, simans_a=simans_a, simans_b=simans_b, seed=seed,
+                  short_policy=short_policy, shard_queries=shard_queries)
+    res = run_select(run, cfg.select)
+    typer.echo(format_summary(res.artifact.stats))
+    typer.echo(f"\n{'up to date: ' if res.skipped else ''}{res.artifact.path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("select")(select)

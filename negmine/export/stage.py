@@ -1,0 +1,266 @@
+"""`negmine export`: ``RUN/negatives`` (+ ``RUN/relabel`` when present) → one training file.
+
+The output is written to a temporary name beside the target and renamed when complete, then a sidecar
+``<out>.negmine.json`` records the fingerprint (select + ingest [+ relabel] fingerprints and the export
+parameters), rows and sha256: an export whose inputs, parameters and file are unchanged is skipped.
+
+Relabel overlay: when ``RUN/relabel`` exists (stage ``relabel``) and was made from the current select artifact,
+only the negatives listed in its ``negatives`` table are exported and the documents in its ``positives`` table
+are added to their query's positives (with the teacher score they had as negatives). A relabel artifact made from
+an older select run is stale: it is ignored with a warning (re-run ``negmine relabel``).
+
+A query without any negative left is not exported (counted in the result as ``queries_without_negatives``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from tqdm import tqdm
+
+from negmine.errors import InputError
+from negmine.export.params import ExportParams
+from negmine.export.writers import WRITERS, Doc, Example, Options
+from negmine.io.store import Artifact, hash_json, sha256_file, write_json_atomic
+from negmine.select.stage import read_parquet
+
+log = logging.getLogger("negmine")
+
+SIDECAR_SUFFIX = ".negmine.json"
+EXPORT_VERSION = 1
+
+
+def default_out(run_dir: Path, fmt: str) -> Path:
+    ext = "jsonl" if WRITERS[fmt].kind == "jsonl" else "parquet"
+    return run_dir / "export" / f"{fmt}.{ext}"
+
+
+def _container(path: Path, fmt: str) -> str:
+    if WRITERS[fmt].kind == "jsonl":
+        return "jsonl"
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return "parquet"
+    if suffix in (".jsonl", ".json"):
+        return "jsonl"
+    raise InputError(f"format {fmt} is written as .parquet or .jsonl, not {suffix or 'a file without suffix'}",
+                     "--out")
+
+
+def _relabel(run_dir: Path, select: Artifact, use: bool) -> Artifact | None:
+    path = run_dir / "relabel"
+    if not use or not (path / "_manifest.json").is_file():
+        return None
+    art = Artifact.open(path, stage="relabel")
+    if select.fingerprint not in art.manifest.get("inputs", {}).values():
+        log.warning("export: RUN/relabel was made from an older select run and is ignored "
+                    "(re-run `negmine relabel` to apply it)")
+        return None
+    return art
+
+
+def _pairs(art: Artifact, table: str) -> set[tuple[str, str]]:
+    if not art.has_table(table):
+        return set()
+    t = read_parquet(art.shard_paths(table), ["query_id", "doc_id"])
+    return set(zip(t["query_id"].to_pylist(), t["doc_id"].to_pylist(), strict=True))
+
+
+class _Texts:
+    """Query texts and the texts of the documents the export needs (one corpus scan)."""
+
+    def __init__(self, ingest: Artifact, doc_ids: set[str]) -> None:
+        q = read_parquet(ingest.shard_paths("queries"), ["query_id", "text"])
+        self.queries = dict(zip(q["query_id"].to_pylist(), q["text"].to_pylist(), strict=True))
+        want = pa.array(sorted(doc_ids), pa.string())
+        self.docs: dict[str, tuple[str, str]] = {}
+        for path in ingest.shard_paths("corpus"):
+            t = read_parquet([path], ["doc_id", "title", "text"])
+            t = t.filter(pc.is_in(t["doc_id"], value_set=want))
+            for d, ti, tx in zip(t["doc_id"].to_pylist(), t["title"].to_pylist(), t["text"].to_pylist(), strict=True):
+                self.docs[d] = (ti or "", tx or "")
+        missing = doc_ids - self.docs.keys()
+        if missing:
+            raise InputError(f"{len(missing)} selected document(s) are not in the corpus (e.g. "
+                             f"'{sorted(missing)[0]}'); re-run the pipeline from ingest", ingest.path)
+
+    def doc(self, doc_id: str, score: float | None) -> Doc:
+        title, text = self.docs[doc_id]
+        return Doc(doc_id, title, text, score)
+
+
+def _examples(select: Artifact, texts: _Texts, survivors: set[tuple[str, str]] | None,
+              promoted: set[tuple[str, str]], include_filled: bool, counts: dict[str, int]):
+    """Yield lists of Examples, one list per select shard (query order of the select artifact)."""
+    neg_paths = select.shard_paths("negatives")
+    pos_paths = select.shard_paths("positives")
+
+    # promoted documents keep the teacher score they had as negatives
+    promoted_score: dict[tuple[str, str], float | None] = {}
+    for path in neg_paths if promoted else []:
+        t = read_parquet([path], ["query_id", "doc_id", "teacher_score"])
+        for q, d, s in zip(t["query_id"].to_pylist(), t["doc_id"].to_pylist(), t["teacher_score"].to_pylist(), strict=True):
+            if (q, d) in promoted:
+                promoted_score[(q, d)] = s
+    promoted_by_q: dict[str, list[str]] = {}
+    for q, d in sorted(promoted):
+        promoted_by_q.setdefault(q, []).append(d)
+
+    for npath, ppath in zip(neg_paths, pos_paths, strict=True):
+        negs = read_parquet([npath], ["query_id", "doc_id", "teacher_score", "filled"])
+        poss = read_parquet([ppath], ["query_id", "doc_id", "teacher_score"])
+        by_q: dict[str, list[Doc]] = {}
+        order: list[str] = []
+        for q, d, s, f in zip(negs["query_id"].to_pylist(), negs["doc_id"].to_pylist(),
+                              negs["teacher_score"].to_pylist(), negs["filled"].to_pylist(), strict=True):
+            if q not in by_q:
+                by_q[q] = []
+                order.append(q)
+            if f and not include_filled:
+                counts["filled_left_out"] += 1
+                continue
+            if survivors is not None and (q, d) not in survivors:
+                counts["negatives_removed_by_relabel"] += 1
+                continue
+            if (q, d) in promoted:
+                continue
+            by_q[q].append(texts.doc(d, s))
+        pos_by_q: dict[str, list[Doc]] = {}
+        for q, d, s in zip(poss["query_id"].to_pylist(), poss["doc_id"].to_pylist(),
+                           poss["teacher_score"].to_pylist(), strict=True):
+            pos_by_q.setdefault(q, []).append(texts.doc(d, s))
+            if q not in by_q:
+                by_q[q] = []
+                order.append(q)
+        batch = []
+        for q in order:
+            pos = pos_by_q.get(q, [])
+            have = {p.doc_id for p in pos}
+            for d in promoted_by_q.get(q, []):
+                if d not in have:
+                    pos.append(texts.doc(d, promoted_score.get((q, d))))
+                    counts["positives_promoted_by_relabel"] += 1
+            if not by_q[q]:
+                counts["queries_without_negatives"] += 1
+                continue
+            if not pos:
+                counts["queries_without_positives"] += 1
+                continue
+            batch.append(Example(q, texts.queries.get(q, ""), pos, by_q[q]))
+        yield batch
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    skipped: bool
+    rows: int
+    info: dict[str, Any]  # the sidecar: fingerprint, format, rows, sha256, inputs, params, counts
+
+
+def run_export(run_dir: str | Path, params: ExportParams | None = None) -> ExportResult:
+    """Write the training file (skipped when inputs, parameters and the file are unchanged)."""
+    params = params or ExportParams()
+    run_dir = Path(run_dir)
+    t0 = time.time()
+    writer = WRITERS[params.format]
+    select = Artifact.open(run_dir / "negatives", stage="select", hint="run `negmine select` first")
+    ingest = Artifact.open(run_dir / "ingest", stage="ingest", hint="run `negmine ingest` first")
+    relabel = _relabel(run_dir, select, params.use_relabel)
+    out = Path(params.out) if params.out else default_out(run_dir, params.format)
+    container = _container(out, params.format)
+    k = params.num_negatives or int(select.params.get("num_negatives", 8))
+    opts = Options(with_ids=params.with_ids, with_scores=params.with_scores, num_negatives=k, prompt=params.prompt)
+    inputs = {"select": select.fingerprint, "ingest": ingest.fingerprint,
+              **({"relabel": relabel.fingerprint} if relabel is not None else {})}
+    fp = hash_json({"version": EXPORT_VERSION, "inputs": inputs, "params": params.fingerprint_dict(),
+                    "container": container, "num_negatives": k})
+    sidecar = out.with_name(out.name + SIDECAR_SUFFIX)
+    if out.is_file() and sidecar.is_file():
+        try:
+            info = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            info = {}
+        if info.get("fingerprint") == fp and info.get("sha256") == sha256_file(out):
+            log.info("export: %s is up to date, skipped", out)
+            return ExportResult(out, True, int(info.get("rows", 0)), info)
+
+    survivors = _pairs(relabel, "negatives") if relabel is not None else None
+    promoted = _pairs(relabel, "positives") if relabel is not None else set()
+    need: set[str] = set()
+    for table in ("negatives", "positives"):
+        for path in select.shard_paths(table):
+            need.update(pc.unique(read_parquet([path], ["doc_id"])["doc_id"]).to_pylist())
+    need.update(d for _q, d in promoted)
+    texts = _Texts(ingest, need)
+
+    counts = dict.fromkeys(("queries", "queries_without_negatives", "queries_without_positives",
+                            "queries_short_for_n_tuple", "filled_left_out", "negatives_removed_by_relabel",
+                            "positives_promoted_by_relabel"), 0)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    rows = 0
+    try:
+        with tqdm(total=select.num_rows("queries"), desc="export", unit="q", disable=None) as bar:
+            sink = _Sink(tmp, container, writer.schema(opts) if writer.schema else None)
+            for batch in _examples(select, texts, survivors, promoted, params.include_filled, counts):
+                counts["queries"] += len(batch)
+                if params.format == "n-tuple":
+                    counts["queries_short_for_n_tuple"] += sum(len(ex.negatives) < k for ex in batch)
+                rows += sink.write(writer.rows(batch, opts))
+                bar.update(len(batch))
+            sink.close()
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if params.format == "n-tuple" and counts["queries_short_for_n_tuple"]:
+        log.warning("export: %d queries have fewer than %d negatives and are not in the n-tuple file "
+                    "(select with short_policy fill or drop, or export --num-negatives smaller)",
+                    counts["queries_short_for_n_tuple"], k)
+    info = {"fingerprint": fp, "format": params.format, "container": container, "rows": rows,
+            "sha256": sha256_file(out), "inputs": inputs, "params": params.model_dump(mode="json"),
+            "counts": counts, "relabel_applied": relabel is not None, "seconds": round(time.time() - t0, 3)}
+    write_json_atomic(sidecar, info)
+    log.info("export: %s → %s (%d rows, %d queries)", params.format, out, rows,
+             counts["queries"] - counts["queries_short_for_n_tuple"])
+    return ExportResult(out, False, rows, info)
+
+
+class _Sink:
+    """Appends row batches to a Parquet or JSON lines file (fsynced on close)."""
+
+    def __init__(self, path: Path, container: str, schema: pa.Schema | None) -> None:
+        self.path = path
+        self.pw = None
+        self.fh = None
+        if container == "parquet":
+            import pyarrow.parquet as pq
+
+            self.pw = pq.ParquetWriter(str(path), schema, compression="zstd")
+        else:
+            self.fh = open(path, "wb")
+
+    def write(self, data: pa.Table | list[dict[str, Any]]) -> int:
+        if self.pw is not None:
+            self.pw.write_table(data)
+            return data.num_rows
+        rows = data.to_pylist() if isinstance(data, pa.Table) else data
+        self.fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8"))
+        return len(rows)
+
+    def close(self) -> None:
+        if self.pw is not None:
+            self.pw.close()
+        else:
+            self.fh.close()
+        with open(self.path, "rb") as f:
+            os.fsync(f.fileno())

@@ -1,0 +1,261 @@
+"""One writer per output format: pure functions from a batch of :class:`Example` to rows. No I/O.
+
+Sentence-transformers formats (Parquet; the column *order* is what the trainer uses: every column that is not a
+label column is an input, in order):
+
+=============  ==============================================  =================================================
+format         columns                                         rows
+=============  ==============================================  =================================================
+triplet        anchor, positive, negative                      one per (positive, negative) of a query
+n-tuple        anchor, positive, negative_1 .. negative_k      one per positive; queries with < k negatives are
+                                                               left out (counted) — use short_policy fill/drop
+labeled-pair   query, passage, label (1 / 0)                   one per positive and one per negative
+labeled-list   query, docs (list), labels (list of 1 / 0)      one per query: positives first, then negatives
+=============  ==============================================  =================================================
+
+``with_scores`` adds the teacher scores the way sentence-transformers consumes them as labels: triplet / n-tuple
+get a ``scores`` list column ``[s(positive), s(negative_1), ...]`` (MarginMSE distillation), labeled-pair gets
+``score`` *instead of* ``label`` and labeled-list ``scores`` instead of ``labels`` (as ``mine_hard_negatives``
+does). ``with_ids`` appends id columns (``query_id``, ``positive_id``, ``negative_id`` / ``negative_1_id``...,
+``doc_id``, ``doc_ids``): useful for inspection, but the trainer would treat them as text inputs, so drop them
+(``dataset.remove_columns``) before training.
+
+Several positives per query: triplet and n-tuple repeat the query's negatives for each positive (one row per
+positive), so no positive is lost; rows of one query are adjacent — use ``BatchSamplers.NO_DUPLICATES`` with
+MultipleNegativesRankingLoss so that a query's own rows are not in-batch negatives of each other.
+
+JSON lines formats:
+
+* ``flagembedding``: ``{"query", "pos": [...], "neg": [...], "pos_scores": [...], "neg_scores": [...]}`` plus
+  ``"prompt"`` when given (FlagEmbedding fine-tuning data; scores are the teacher's, null when unscored);
+* ``tevatron``: ``{"query_id", "query", "positive_passages": [{"docid", "title", "text"}],
+  "negative_passages": [...]}`` (Tevatron train data); ``with_scores`` adds ``"score"`` to each passage.
+
+Documents are rendered with :func:`negmine.models.doc_text` (``title + " " + text``), the string the models saw;
+Tevatron keeps title and text apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from negmine.models import doc_text
+
+
+@dataclass
+class Doc:
+    doc_id: str
+    title: str
+    text: str
+    score: float | None = None
+
+    @property
+    def full(self) -> str:
+        return doc_text(self.title, self.text)
+
+
+@dataclass
+class Example:
+    """One query with its (final) positives and negatives, negatives in export order (hardest first)."""
+
+    query_id: str
+    query: str
+    positives: list[Doc]
+    negatives: list[Doc]
+
+
+@dataclass
+class Options:
+    with_ids: bool = False
+    with_scores: bool = False
+    num_negatives: int = 8
+    prompt: str | None = None
+
+
+@dataclass
+class Writer:
+    name: str
+    kind: str  # "table" (Parquet / JSONL rows with a fixed schema) | "jsonl"
+    rows: Callable[[list[Example], Options], Any]  # table: pa.Table; jsonl: list[dict]
+    schema: Callable[[Options], pa.Schema] | None = None
+
+
+WRITERS: dict[str, Writer] = {}
+
+
+def register_writer(name: str, kind: str, schema: Callable[[Options], pa.Schema] | None = None):
+    def deco(fn):
+        WRITERS[name] = Writer(name, kind, fn, schema)
+        return fn
+
+    return deco
+
+
+_F = pa.float32()
+_S = pa.string()
+
+
+def _score(d: Doc) -> float | None:
+    return None if d.score is None or d.score != d.score else float(d.score)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# triplet
+
+
+def _triplet_schema(o: Options) -> pa.Schema:
+    f = [("anchor", _S), ("positive", _S), ("negative", _S)]
+    if o.with_scores:
+        f.append(("scores", pa.list_(_F)))
+    if o.with_ids:
+        f += [("query_id", _S), ("positive_id", _S), ("negative_id", _S)]
+    return pa.schema(f)
+
+
+@register_writer("triplet", "table", _triplet_schema)
+def triplet_rows(examples: list[Example], o: Options) -> pa.Table:
+    cols: dict[str, list] = {n: [] for n in _triplet_schema(o).names}
+    for ex in examples:
+        for p in ex.positives:
+            for n in ex.negatives:
+                cols["anchor"].append(ex.query)
+                cols["positive"].append(p.full)
+                cols["negative"].append(n.full)
+                if o.with_scores:
+                    cols["scores"].append([_score(p), _score(n)])
+                if o.with_ids:
+                    cols["query_id"].append(ex.query_id)
+                    cols["positive_id"].append(p.doc_id)
+                    cols["negative_id"].append(n.doc_id)
+    return pa.table(cols, schema=_triplet_schema(o))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# n-tuple
+
+
+def _ntuple_schema(o: Options) -> pa.Schema:
+    k = o.num_negatives
+    f = [("anchor", _S), ("positive", _S)] + [(f"negative_{i}", _S) for i in range(1, k + 1)]
+    if o.with_scores:
+        f.append(("scores", pa.list_(_F)))
+    if o.with_ids:
+        f += [("query_id", _S), ("positive_id", _S)] + [(f"negative_{i}_id", _S) for i in range(1, k + 1)]
+    return pa.schema(f)
+
+
+@register_writer("n-tuple", "table", _ntuple_schema)
+def ntuple_rows(examples: list[Example], o: Options) -> pa.Table:
+    k = o.num_negatives
+    cols: dict[str, list] = {n: [] for n in _ntuple_schema(o).names}
+    for ex in examples:
+        if len(ex.negatives) < k:
+            continue
+        negs = ex.negatives[:k]
+        for p in ex.positives:
+            cols["anchor"].append(ex.query)
+            cols["positive"].append(p.full)
+            for i, n in enumerate(negs, 1):
+                cols[f"negative_{i}"].append(n.full)
+            if o.with_scores:
+                cols["scores"].append([_score(p)] + [_score(n) for n in negs])
+            if o.with_ids:
+                cols["query_id"].append(ex.query_id)
+                cols["positive_id"].append(p.doc_id)
+                for i, n in enumerate(negs, 1):
+                    cols[f"negative_{i}_id"].append(n.doc_id)
+    return pa.table(cols, schema=_ntuple_schema(o))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# labeled-pair / labeled-list
+
+
+def _pair_schema(o: Options) -> pa.Schema:
+    f = [("query", _S), ("passage", _S), ("score", _F) if o.with_scores else ("label", pa.int64())]
+    if o.with_ids:
+        f += [("query_id", _S), ("doc_id", _S)]
+    return pa.schema(f)
+
+
+@register_writer("labeled-pair", "table", _pair_schema)
+def labeled_pair_rows(examples: list[Example], o: Options) -> pa.Table:
+    cols: dict[str, list] = {n: [] for n in _pair_schema(o).names}
+    for ex in examples:
+        for label, docs in ((1, ex.positives), (0, ex.negatives)):
+            for d in docs:
+                cols["query"].append(ex.query)
+                cols["passage"].append(d.full)
+                if o.with_scores:
+                    cols["score"].append(_score(d))
+                else:
+                    cols["label"].append(label)
+                if o.with_ids:
+                    cols["query_id"].append(ex.query_id)
+                    cols["doc_id"].append(d.doc_id)
+    return pa.table(cols, schema=_pair_schema(o))
+
+
+def _list_schema(o: Options) -> pa.Schema:
+    f = [("query", _S), ("docs", pa.list_(_S)),
+         ("scores", pa.list_(_F)) if o.with_scores else ("labels", pa.list_(pa.int64()))]
+    if o.with_ids:
+        f += [("query_id", _S), ("doc_ids", pa.list_(_S))]
+    return pa.schema(f)
+
+
+@register_writer("labeled-list", "table", _list_schema)
+def labeled_list_rows(examples: list[Example], o: Options) -> pa.Table:
+    cols: dict[str, list] = {n: [] for n in _list_schema(o).names}
+    for ex in examples:
+        docs = ex.positives + ex.negatives
+        cols["query"].append(ex.query)
+        cols["docs"].append([d.full for d in docs])
+        if o.with_scores:
+            cols["scores"].append([_score(d) for d in docs])
+        else:
+            cols["labels"].append([1] * len(ex.positives) + [0] * len(ex.negatives))
+        if o.with_ids:
+            cols["query_id"].append(ex.query_id)
+            cols["doc_ids"].append([d.doc_id for d in docs])
+    return pa.table(cols, schema=_list_schema(o))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# JSON lines
+
+
+@register_writer("flagembedding", "jsonl")
+def flagembedding_rows(examples: Iterable[Example], o: Options) -> list[dict[str, Any]]:
+    out = []
+    for ex in examples:
+        row: dict[str, Any] = {"query": ex.query, "pos": [d.full for d in ex.positives],
+                               "neg": [d.full for d in ex.negatives],
+                               "pos_scores": [_score(d) for d in ex.positives],
+                               "neg_scores": [_score(d) for d in ex.negatives]}
+        if o.prompt is not None:
+            row["prompt"] = o.prompt
+        if o.with_ids:
+            row["query_id"] = ex.query_id
+            row["pos_ids"] = [d.doc_id for d in ex.positives]
+            row["neg_ids"] = [d.doc_id for d in ex.negatives]
+        out.append(row)
+    return out
+
+
+def _passage(d: Doc, o: Options) -> dict[str, Any]:
+    p: dict[str, Any] = {"docid": d.doc_id, "title": d.title, "text": d.text}
+    if o.with_scores:
+        p["score"] = _score(d)
+    return p
+
+
+@register_writer("tevatron", "jsonl")
+def tevatron_rows(examples: Iterable[Example], o: Options) -> list[dict[str, Any]]:
+    return [{"query_id": ex.query_id, "query": ex.query,
+             "positive_passages": [_passage(d, o) for d in ex.positives],
+             "negative_passages": [_passage(d, o) for d in ex.negatives]} for ex in examples]

@@ -1,0 +1,462 @@
+"""`negmine select`: scores → ``RUN/negatives`` (positive-aware filters, near-duplicate removal, sampling).
+
+Tables of the artifact (stage ``select``):
+
+* ``negatives`` (main): the kept negatives, per query hardest first (filled rows last);
+* ``dropped``: every other scored candidate with the reason it was not kept (first failing rule wins);
+* ``positives``: each query's positives with their teacher scores (what export pairs with the negatives);
+* ``queries``: one summary row per query (reference s+, candidates, eligible, kept, short, dropped).
+
+Every scored row of a query ends up in exactly one of ``negatives``, ``dropped`` (reason ``positive`` for a
+retrieved positive) or ``positives`` (a positive the retriever did not return), so each decision is explainable.
+
+Work is sharded by query: a unit is one scores shard (queries never span units; if an upstream artifact has a
+query in several shards those shards are processed together), split into blocks of ``shard_queries`` queries.
+The selection itself is vectorised over a whole block (numpy); only near-duplicate detection loops over the
+(candidate, positive) pairs that the shingle-set size bound cannot rule out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from tqdm import tqdm
+
+from negmine.errors import InputError
+from negmine.io import schemas
+from negmine.io.store import Artifact, StageResult, StageWriter, hash_json
+from negmine.select.core import select_batch
+from negmine.select.dedup import Signature, duplicate_of, signature
+from negmine.select.filters import NOT_SAMPLED, reasons
+from negmine.select.params import SelectParams
+from negmine.select.sampling import query_seeds
+
+log = logging.getLogger("negmine")
+
+STAGE = "select"
+QUERY_SHORT = "query_short"  # candidates of a query removed by short_policy "drop"
+TABLES = {"negatives": schemas.NEGATIVES, "dropped": schemas.DROPPED, "positives": schemas.SELECT_POSITIVES,
+          "queries": schemas.SELECT_QUERIES}
+QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
+_SCORE_COLS = ["query_id", "doc_id", "rank", "teacher_score", "is_positive"]
+_KEY_SEP = "\x1f"
+DEDUP_VERSION = 1  # bump when duplicate detection changes (invalidates reuse of a previous run's duplicates)
+_MAX_QUANTILE_SAMPLE = 200_000  # per block and category: bounded memory for the summary quantiles
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# inputs
+
+
+def read_parquet(paths: list[Path], columns: list[str] | None = None) -> pa.Table:
+    """Read and concatenate Parquet files (``ParquetFile.read``: avoids importing pyarrow.dataset, which
+    ``pq.read_table`` does and which costs ~0.5 s of a select re-run)."""
+    import pyarrow.parquet as pq
+
+    parts = [pq.ParquetFile(p).read(columns=columns) for p in paths]
+    if not parts:
+        raise ValueError("no Parquet files to read")
+    return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+
+
+def _pair_keys(q: pa.Array, d: pa.Array) -> pa.Array:
+    return pc.binary_join_element_wise(q, d, _KEY_SEP)
+
+
+class _Ingest:
+    """Positives (all in memory: small) and lazily read document signatures from the ingest artifact."""
+
+    def __init__(self, art: Artifact, params: SelectParams) -> None:
+        self.art = art
+        self.params = params
+        pos = read_parquet(art.shard_paths("positives"), ["query_id", "doc_id", "grade"])
+        self.positives = pos
+        self.pos_keys = _pair_keys(pos["query_id"], pos["doc_id"]).combine_chunks() if pos.num_rows else \
+            pa.array([], pa.string())
+        self.query_order = read_parquet(art.shard_paths("queries"), ["query_id"])["query_id"].to_pylist()
+        self._sigs: dict[str, Signature | None] = {}
+
+    def signatures(self, doc_ids: set[str]) -> dict[str, Signature]:
+        """Signatures of ``doc_ids`` (docs not in the corpus have none); one corpus scan per call for the
+        documents not seen before."""
+        from negmine.models import doc_text
+
+        missing = [d for d in doc_ids if d not in self._sigs]
+        if missing:
+            want = pa.array(missing, pa.string())
+            k = self.params.dedup_shingle
+            for path in self.art.shard_paths("corpus"):
+                t = read_parquet([path], ["doc_id", "title", "text"])
+                t = t.filter(pc.is_in(t["doc_id"], value_set=want))
+                for d, ti, tx in zip(t["doc_id"].to_pylist(), t["title"].to_pylist(), t["text"].to_pylist(), strict=True):
+                    self._sigs[d] = signature(doc_text(ti, tx or ""), k)
+            for d in missing:
+                self._sigs.setdefault(d, None)
+        return {d: s for d in doc_ids if (s := self._sigs.get(d)) is not None}
+
+    def forget(self) -> None:
+        self._sigs.clear()
+
+
+def _units(scores: Artifact) -> list[list[Path]]:
+    """Groups of scores shards to process together: one shard each unless a query spans shards."""
+    paths = scores.shard_paths()
+    if len(paths) <= 1:
+        return [paths]
+
+    owner: dict[str, int] = {}
+    parent = list(range(len(paths)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, p in enumerate(paths):
+        for q in pc.unique(read_parquet([p], ["query_id"])["query_id"]).to_pylist():
+            j = owner.setdefault(q, i)
+            if j != i:
+                parent[find(i)] = find(j)
+    groups: dict[int, list[Path]] = {}
+    for i, p in enumerate(paths):
+        groups.setdefault(find(i), []).append(p)
+    out = sorted(groups.values(), key=lambda g: paths.index(g[0]))
+    if len(out) < len(paths):
+        log.warning("select: some queries span several scores shards; %d shards processed as %d units",
+                    len(paths), len(out))
+    return out
+
+
+def _blocks(scores: Artifact, ingest: _Ingest, shard_queries: int) -> Iterator[tuple[list[str], pa.Table]]:
+    """(query ids, their scored rows) in blocks of at most ``shard_queries`` queries, in scores order; ingest
+    queries that have no scored row at all come last (their block has no rows)."""
+
+    seen: set[str] = set()
+    empty = None
+    for unit in _units(scores):
+        t = read_parquet(unit, _SCORE_COLS)
+        empty = t.schema.empty_table()
+        enc = pc.dictionary_encode(t["query_id"]).combine_chunks()
+        qids = enc.dictionary.to_pylist()
+        idx = enc.indices.to_numpy(zero_copy_only=False)
+        order = np.argsort(idx, kind="stable")
+        starts = np.searchsorted(idx[order], np.arange(len(qids) + 1))
+        seen.update(qids)
+        for s in range(0, len(qids), shard_queries):
+            e = min(s + shard_queries, len(qids))
+            yield qids[s:e], t.take(pa.array(order[starts[s]:starts[e]]))
+    rest = [q for q in ingest.query_order if q not in seen]
+    if empty is None:
+        empty = pa.schema([(c, schemas.SCORES.field(c).type) for c in _SCORE_COLS]).empty_table()
+    for s in range(0, len(rest), shard_queries):
+        yield rest[s:s + shard_queries], empty
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# one block
+
+
+def _f32(a: np.ndarray) -> pa.Array:
+    return pa.array(np.asarray(a, dtype=np.float32), pa.float32(), mask=np.isnan(a))
+
+
+def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: SelectParams,
+                 known_dups: dict[str, tuple[str, float]] | None = None) -> dict[str, pa.Table]:
+    """Select the negatives of one block of queries; returns the four output tables. ``known_dups`` maps
+    ``query_id \x1f doc_id`` of every duplicate to (positive, similarity) when a previous run already found
+    them for the same inputs and dedup settings (None = compute)."""
+    n_q = len(qids)
+    qpos = {q: i for i, q in enumerate(qids)}
+    q_arr = rows["query_id"].combine_chunks() if rows.num_rows else pa.array([], pa.string())
+    d_arr = rows["doc_id"].combine_chunks() if rows.num_rows else pa.array([], pa.string())
+    group = np.fromiter((qpos[q] for q in q_arr.to_pylist()), dtype=np.int64, count=len(q_arr))
+    scores = rows["teacher_score"].to_numpy().astype(np.float64) if rows.num_rows else np.zeros(0)
+    ranks = rows["rank"].fill_null(0).to_numpy().astype(np.int64) if rows.num_rows else np.zeros(0, np.int64)
+    flag = rows["is_positive"].fill_null(False).to_numpy() if rows.num_rows else np.zeros(0, bool)
+    keys = _pair_keys(q_arr, d_arr)
+    is_pos = np.asarray(flag, dtype=bool) | pc.is_in(keys, value_set=ingest.pos_keys).to_numpy(
+        zero_copy_only=False).astype(bool)
+    doc_code = pc.rank(d_arr, sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64) \
+        if len(d_arr) else np.zeros(0, np.int64)
+
+    # positives of the block (ingest positives + any row flagged positive), with their scores
+    want = pa.array(qids, pa.string())
+    ipos = ingest.positives.filter(pc.is_in(ingest.positives["query_id"], value_set=want))
+    dup_of: list[str | None] = [None] * len(group)
+    sim = np.full(len(group), np.nan)
+    is_dup = np.zeros(len(group), dtype=bool)
+    if params.dedup and len(group) and known_dups is not None:
+        for i, k in enumerate(keys.to_pylist()):
+            hit = known_dups.get(k)
+            if hit is not None and not is_pos[i]:
+                is_dup[i] = True
+                dup_of[i], sim[i] = hit
+    elif params.dedup and len(group):
+        pq_ids = ipos["query_id"].to_pylist()
+        pd_ids = ipos["doc_id"].to_pylist()
+        cand = ~is_pos
+        c_idx = np.flatnonzero(cand)
+        c_docs = pc.take(d_arr, pa.array(c_idx)).to_pylist()
+        sigs = ingest.signatures(set(c_docs) | set(pd_ids))
+        dup, of, s = duplicate_of(c_docs, group[c_idx], pd_ids,
+                                  np.fromiter((qpos[q] for q in pq_ids), dtype=np.int64, count=len(pq_ids)),
+                                  sigs, params.dedup_threshold)
+        is_dup[c_idx] = dup
+        sim[c_idx] = s
+        for i, o in zip(c_idx.tolist(), of, strict=True):
+            dup_of[i] = o
+    sel = select_batch(group, n_q, query_seeds(params.seed, qids), scores, ranks, doc_code, is_pos, is_dup,
+                       rules=params.rules(), k=params.num_negatives, sampling=params.sampling,
+                       sampling_params={"temperature": params.temperature, "simans_a": params.simans_a,
+                                        "simans_b": params.simans_b},
+                       short_policy=params.short_policy, pos_ref=params.pos_ref)
+    names = (*reasons(), QUERY_SHORT)
+    reason = sel.reason.astype(np.int64)
+    kept = reason < 0
+    if sel.dropped_query.any():
+        gone = sel.dropped_query[group] & kept
+        reason[gone] = names.index(QUERY_SHORT)
+        kept = reason < 0
+    row_ref = sel.pos_ref[group] if len(group) else np.zeros(0)
+    reason_names = np.array(names, dtype=object)
+    unretrieved_pos = is_pos & (ranks <= 0)
+
+    # negatives: per query, sampled before filled, hardest first
+    ki = np.flatnonzero(kept)
+    ki = ki[np.lexsort((doc_code[ki], ranks[ki], -scores[ki], sel.filled[ki], group[ki]))]
+    filled = sel.filled[ki]
+    fr = sel.fill_reason[ki]
+    negatives = pa.table({
+        "query_id": pc.take(q_arr, pa.array(ki, pa.int64())),
+        "doc_id": pc.take(d_arr, pa.array(ki, pa.int64())),
+        "rank": pa.array(ranks[ki], pa.int32(), mask=ranks[ki] <= 0),
+        "teacher_score": _f32(scores[ki]),
+        "pos_score": _f32(row_ref[ki]),
+        "reason_kept": pa.array(np.where(filled, "filled", "sampled").tolist(), pa.string()),
+        "filled": pa.array(filled, pa.bool_()),
+        "fill_reason": pa.array([names[x] if x >= 0 else None for x in fr.tolist()], pa.string()),
+    }, schema=schemas.NEGATIVES)
+
+    di = np.flatnonzero(~kept & ~unretrieved_pos)
+    di = di[np.lexsort((doc_code[di], np.where(ranks[di] > 0, ranks[di], np.iinfo(np.int32).max), group[di]))]
+    d_is_dup = reason[di] == names.index("duplicate_of_positive")
+    dropped = pa.table({
+        "query_id": pc.take(q_arr, pa.array(di, pa.int64())),
+        "doc_id": pc.take(d_arr, pa.array(di, pa.int64())),
+        "rank": pa.array(ranks[di], pa.int32(), mask=ranks[di] <= 0),
+        "teacher_score": _f32(scores[di]),
+        "pos_score": _f32(row_ref[di]),
+        "reason_dropped": pa.array(reason_names[reason[di]].tolist(), pa.string()),
+        "duplicate_of": pa.array([dup_of[i] if m else None for i, m in zip(di.tolist(), d_is_dup.tolist(), strict=True)],
+                                 pa.string()),
+        "similarity": _f32(np.where(d_is_dup, sim[di], np.nan)),
+    }, schema=schemas.DROPPED)
+
+    positives = _positives_table(qids, qpos, ipos, q_arr, d_arr, keys, is_pos, ranks, scores, group)
+    n_cand = np.bincount(group[~unretrieved_pos], minlength=n_q)
+    n_elig = np.bincount(group[(sel.reason < 0) & ~sel.filled | (sel.reason == names.index(NOT_SAMPLED))],
+                         minlength=n_q)
+    n_fill = np.bincount(group[sel.filled & kept], minlength=n_q)
+    queries = pa.table({
+        "query_id": pa.array(qids, pa.string()),
+        "pos_score": _f32(sel.pos_ref),
+        "candidates": pa.array(n_cand, pa.int32()),
+        "eligible": pa.array(n_elig, pa.int32()),
+        "kept": pa.array(np.bincount(group[kept], minlength=n_q), pa.int32()),
+        "filled": pa.array(n_fill, pa.int32()),
+        "short": pa.array(sel.short, pa.bool_()),
+        "dropped": pa.array(sel.dropped_query, pa.bool_()),
+    }, schema=schemas.SELECT_QUERIES)
+    return {"negatives": negatives, "dropped": dropped, "positives": positives, "queries": queries}
+
+
+def _positives_table(qids, qpos, ipos, q_arr, d_arr, keys, is_pos, ranks, scores, group) -> pa.Table:
+    """Ingest positives of the block (plus rows flagged positive by the score stage), with rank and score."""
+    pi = np.flatnonzero(is_pos)
+    scored = {k: (int(r), float(s)) for k, r, s in zip(pc.take(keys, pa.array(pi, pa.int64())).to_pylist(),
+                                                       ranks[pi].tolist(), scores[pi].tolist(), strict=True)}
+    rows: dict[str, list] = {"query_id": [], "doc_id": [], "rank": [], "teacher_score": [], "grade": []}
+    seen = set()
+    for q, d, g in zip(ipos["query_id"].to_pylist(), ipos["doc_id"].to_pylist(), ipos["grade"].to_pylist(), strict=True):
+        k = f"{q}{_KEY_SEP}{d}"
+        seen.add(k)
+        r, s = scored.get(k, (0, float("nan")))
+        rows["query_id"].append(q)
+        rows["doc_id"].append(d)
+        rows["rank"].append(r if r > 0 else None)
+        rows["teacher_score"].append(None if s != s else s)
+        rows["grade"].append(g)
+    for i, k in zip(pi.tolist(), pc.take(keys, pa.array(pi, pa.int64())).to_pylist(), strict=True):
+        if k in seen:
+            continue
+        seen.add(k)
+        rows["query_id"].append(q_arr[i].as_py())
+        rows["doc_id"].append(d_arr[i].as_py())
+        rows["rank"].append(int(ranks[i]) if ranks[i] > 0 else None)
+        rows["teacher_score"].append(None if np.isnan(scores[i]) else float(scores[i]))
+        rows["grade"].append(None)
+    t = pa.table(rows, schema=schemas.SELECT_POSITIVES)
+    order = sorted(range(t.num_rows), key=lambda i: (qpos[rows["query_id"][i]], i))
+    return t.take(pa.array(order, pa.int64()))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# summary
+
+
+class _Summary:
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.counts = {"queries": 0, "candidates": 0, "kept": 0, "filled": 0, "queries_short": 0,
+                       "queries_dropped": 0, "queries_without_candidates": 0,
+                       "queries_without_positive_score": 0}
+        self.reasons = dict.fromkeys((*reasons(), QUERY_SHORT), 0)
+        self.samples: dict[str, list[np.ndarray]] = {"positives": [], "kept": [], "dropped": []}
+
+    def _sample(self, name: str, col: pa.ChunkedArray) -> None:
+        a = col.drop_null().to_numpy().astype(np.float32)
+        a = a[~np.isnan(a)]
+        if len(a) > _MAX_QUANTILE_SAMPLE:
+            a = a[:: -(-len(a) // _MAX_QUANTILE_SAMPLE)]
+        self.samples[name].append(a)
+
+    def add(self, t: dict[str, pa.Table]) -> None:
+        q = t["queries"]
+        c = self.counts
+        c["queries"] += q.num_rows
+        c["candidates"] += int(pc.sum(q["candidates"]).as_py() or 0)
+        c["kept"] += t["negatives"].num_rows
+        c["filled"] += int(pc.sum(q["filled"]).as_py() or 0)
+        c["queries_short"] += int(pc.sum(q["short"]).as_py() or 0)
+        c["queries_dropped"] += int(pc.sum(q["dropped"]).as_py() or 0)
+        c["queries_without_candidates"] += int(pc.sum(pc.equal(q["candidates"], 0)).as_py() or 0)
+        c["queries_without_positive_score"] += q["pos_score"].null_count
+        vc = pc.value_counts(t["dropped"]["reason_dropped"])
+        for item in vc.to_pylist():
+            self.reasons[item["values"]] = self.reasons.get(item["values"], 0) + item["counts"]
+        self._sample("positives", t["positives"]["teacher_score"])
+        self._sample("kept", t["negatives"]["teacher_score"])
+        d = t["dropped"]
+        self._sample("dropped", d.filter(pc.not_equal(d["reason_dropped"], "positive"))["teacher_score"])
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.counts)
+        out["num_negatives"] = self.k
+        out["dropped"] = {r: n for r, n in self.reasons.items() if n}
+        quant: dict[str, Any] = {}
+        for name, parts in self.samples.items():
+            a = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+            quant[name] = {"n": int(len(a)), **({f"q{int(round(p * 100)):02d}": round(float(v), 6)
+                                                for p, v in zip(QUANTILES, np.quantile(a, QUANTILES), strict=True)}
+                                               if len(a) else {})}
+        out["score_quantiles"] = quant
+        return out
+
+
+def format_summary(stats: dict[str, Any]) -> str:
+    """The end-of-stage summary as a plain-text table (what `negmine select` prints)."""
+    lines = []
+    rows = [("queries", stats.get("queries", 0)), ("candidates", stats.get("candidates", 0)),
+            ("kept negatives", stats.get("kept", 0)), ("  of which filled", stats.get("filled", 0))]
+    for r, n in stats.get("dropped", {}).items():
+        rows.append((f"dropped: {r}", n))
+    k = stats.get("num_negatives", "k")
+    rows += [(f"queries short of {k}", stats.get("queries_short", 0)),
+             ("queries dropped", stats.get("queries_dropped", 0)),
+             ("queries without candidates", stats.get("queries_without_candidates", 0)),
+             ("queries without positive score", stats.get("queries_without_positive_score", 0))]
+    w = max(len(a) for a, _ in rows)
+    lines += [f"{a:<{w}}  {b:>10,}" for a, b in rows]
+    quant = stats.get("score_quantiles", {})
+    if quant:
+        cols = [f"q{int(round(p * 100)):02d}" for p in QUANTILES]
+        lines.append("")
+        lines.append(f"{'teacher score':<16}{'n':>9}" + "".join(f"{c:>10}" for c in cols))
+        for name in ("positives", "kept", "dropped"):
+            qd = quant.get(name, {})
+            vals = "".join(f"{qd[c]:>10.4f}" if c in qd else f"{'-':>10}" for c in cols)
+            lines.append(f"{name:<16}{qd.get('n', 0):>9,}" + vals)
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# stage
+
+
+def _dedup_key(inputs: dict[str, str], params: SelectParams) -> str | None:
+    if not params.dedup:
+        return None
+    return hash_json({"inputs": inputs, "threshold": params.dedup_threshold, "shingle": params.dedup_shingle,
+                      "version": DEDUP_VERSION})
+
+
+def _previous_duplicates(out_dir: Path, key: str | None) -> dict[str, tuple[str, float]] | None:
+    """The duplicates found by the previous select run on the same inputs with the same dedup settings (they
+    are the ``duplicate_of_positive`` rows of its ``dropped`` table), so that re-running with a new margin does
+    not re-read the corpus; None when there is no such run."""
+    if key is None or not (out_dir / "_manifest.json").is_file():
+        return None
+    try:
+        prev = Artifact.open(out_dir, stage=STAGE)
+    except InputError:
+        return None
+    if prev.manifest.get("dedup_key") != key:
+        return None
+    out: dict[str, tuple[str, float]] = {}
+    for path in prev.shard_paths("dropped"):
+        t = read_parquet([path], ["query_id", "doc_id", "reason_dropped", "duplicate_of", "similarity"])
+        t = t.filter(pc.equal(t["reason_dropped"], "duplicate_of_positive"))
+        for k, o, s in zip(_pair_keys(t["query_id"], t["doc_id"]).to_pylist(), t["duplicate_of"].to_pylist(),
+                           t["similarity"].to_pylist(), strict=True):
+            out[k] = (o, float("nan") if s is None else s)
+    log.info("select: reusing %d near-duplicate(s) found by the previous run (same inputs and dedup settings)",
+             len(out))
+    return out
+
+
+def run_select(run_dir: str | Path, params: SelectParams | None = None) -> StageResult:
+    """Read ``RUN/scores`` (+ ``RUN/ingest``) and write ``RUN/negatives``; skipped when up to date."""
+    params = params or SelectParams()
+    run_dir = Path(run_dir)
+    t0 = time.time()
+    ingest_art = Artifact.open(run_dir / "ingest", stage="ingest", hint="run `negmine ingest` first")
+    scores = Artifact.open(run_dir / "scores", stage="score", hint="run `negmine score` first")
+    inputs = {"ingest": ingest_art.fingerprint, "scores": scores.fingerprint}
+    writer = StageWriter(run_dir / "negatives", STAGE, params.model_dump(mode="json"), inputs, TABLES,
+                         main_table="negatives", fingerprint_params=params.fingerprint_dict())
+    done = writer.up_to_date()
+    if done is not None:
+        log.info("select: up to date (fingerprint %s), skipped", done.fingerprint[:12])
+        return StageResult(done, True)
+    dedup_key = _dedup_key(inputs, params)
+    known_dups = _previous_duplicates(run_dir / "negatives", dedup_key)
+    writer.begin()
+    ingest = _Ingest(ingest_art, params)
+    summary = _Summary(params.num_negatives)
+    n_queries = len(ingest.query_order)
+    with tqdm(total=n_queries, desc="select", unit="q", disable=None) as bar:
+        for i, (qids, rows) in enumerate(_blocks(scores, ingest, params.shard_queries)):
+            if all(writer.has_shard(t, i) for t in TABLES):
+                tables = {t: writer.read_shard(t, i) for t in TABLES}
+            else:
+                tables = select_block(qids, rows, ingest, params, known_dups)
+                for t, data in tables.items():
+                    writer.write_shard(t, i, data)
+            summary.add(tables)
+            bar.update(len(qids))
+    stats = summary.as_dict()
+    stats["duplicates_reused"] = known_dups is not None
+    art = writer.finish(stats=stats, timings={"select": round(time.time() - t0, 3)},
+                        extra={"dedup_key": dedup_key})
+    log.info("select: %d queries, %d negatives kept (%d filled), %d queries short of %d, %d dropped",
+             stats["queries"], stats["kept"], stats["filled"], stats["queries_short"], params.num_negatives,
+             stats["queries_dropped"])
+    return StageResult(art, False, time.time() - t0)
