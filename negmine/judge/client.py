@@ -267,7 +267,6 @@ class JudgeClient:
         st = self.stats[req.tier]
         err = "no attempt"
         attempt = 0
-        fallbacks = 0
         while attempt <= self.max_retries:
             delay: float | None = None
             try:
@@ -280,10 +279,9 @@ class JudgeClient:
                 return data, attempt + 1, ""
             except openai.BadRequestError as e:
                 fmt = self._format[req.tier]
-                if req.kind == "listwise" and fmt == "auto" and fallbacks < 2 and _about_format(e):
-                    # the server does not support structured output: fall back (json_object, then plain text)
-                    self._format[req.tier] = "json_object" if fallbacks == 0 else "none"
-                    fallbacks += 1
+                if req.kind == "listwise" and tier.structured == "auto" and fmt != "none" and _about_format(e):
+                    # the server does not support this structured output: json_schema → json_object → plain text
+                    self._format[req.tier] = "json_object" if fmt == "auto" else "none"
                     log.info("tier %d (%s): response_format not supported, falling back to %s", req.tier + 1,
                              tier.model, self._format[req.tier])
                     continue
