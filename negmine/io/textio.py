@@ -24,9 +24,9 @@ from negmine.errors import InputError
 try:  # orjson parses JSON lines 2-3x faster than the standard library; json is the exact fallback
     import orjson
 
-    _fast_loads = orjson.loads
+    fast_json_loads = orjson.loads
 except ImportError:  # pragma: no cover - orjson is a core dependency
-    _fast_loads = None
+    fast_json_loads = None
 
 BOM = b"\xef\xbb\xbf"
 COMPRESSED = (".gz", ".zst", ".zstd")
@@ -78,22 +78,35 @@ def _stream_error(path: Any, e: BaseException, lines_read: int) -> InputError:
     return InputError(f"{what} after {lines_read} complete line(s)", path)
 
 
-def iter_raw_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(line_number, raw bytes)`` including the line ending, BOM removed. Empty file → InputError."""
+def iter_raw_lines(path: str | os.PathLike, chunk_bytes: int = 1 << 22) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(line_number, raw bytes)`` without the ``\\n`` (a ``\\r`` before it is kept), BOM removed.
+
+    Reads big chunks and splits them (much faster than iterating a file line by line). Empty file → InputError.
+    """
     n = 0
+    carry = b""
     with open_binary(path) as f:
-        it = iter(f)
+        read = f.read
+        first = True
         while True:
             try:
-                raw = next(it)
-            except StopIteration:
-                break
+                chunk = read(chunk_bytes)
             except _STREAM_ERRORS as e:
                 raise _stream_error(path, e, n) from None
-            n += 1
-            if n == 1 and raw.startswith(BOM):
-                raw = raw[3:]
-            yield n, raw
+            if not chunk:
+                break
+            if first:
+                first = False
+                if chunk.startswith(BOM):
+                    chunk = chunk[3:]
+            lines = (carry + chunk if carry else chunk).split(b"\n")
+            carry = lines.pop()
+            for raw in lines:
+                n += 1
+                yield n, raw
+    if carry:
+        n += 1
+        yield n, carry
     if n == 0:
         raise InputError("file is empty", path)
 
@@ -111,14 +124,14 @@ def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     Raises InputError for an empty file, for invalid UTF-8 and for a corrupt compressed stream (naming the line).
     """
     for n, raw in iter_raw_lines(path):
-        yield n, decode_line(raw, path, n).rstrip("\r\n")
+        yield n, decode_line(raw, path, n).rstrip("\r")
 
 
 def parse_json_line(raw: bytes, path: Any, n: int) -> Any:
     """Parse one JSON line; errors name the line (invalid UTF-8 and JSON syntax are told apart)."""
-    if _fast_loads is not None:
+    if fast_json_loads is not None:
         try:
-            return _fast_loads(raw)
+            return fast_json_loads(raw)
         except ValueError:
             pass  # re-parse with the standard library for the exact message (or a value orjson rejects)
     text = decode_line(raw, path, n)
@@ -131,7 +144,7 @@ def parse_json_line(raw: bytes, path: Any, n: int) -> Any:
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for each non-blank line; every line must be a JSON object."""
     any_rows = False
-    loads = _fast_loads
+    loads = fast_json_loads
     for n, raw in iter_raw_lines(path):
         obj = None
         if loads is not None:
@@ -195,7 +208,10 @@ def require_columns(path: str | os.PathLike, needed: dict[str, str]) -> None:
 
 
 def _csv_rows(path: str | os.PathLike, kind: str) -> Iterator[tuple[int, list[str]]]:
-    """Rows of a CSV/TSV file as lists, with the physical line each row starts on."""
+    """Rows of a CSV/TSV file as lists, with the physical line each row ends on (quoted fields may span
+    lines). Fields may be long (whole documents): the csv module's 128 KiB field limit is raised."""
+    if csv.field_size_limit() < 1 << 30:
+        csv.field_size_limit(1 << 30)
     lines = iter_lines(path)
     current = [0]
 

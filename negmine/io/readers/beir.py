@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tqdm import tqdm
@@ -9,7 +10,7 @@ from tqdm import tqdm
 from negmine.errors import InputError
 from negmine.io.params import IngestParams
 from negmine.io.readers.fields import get_id, get_text, parse_number
-from negmine.io.textio import iter_jsonl, iter_lines
+from negmine.io.textio import fast_json_loads, iter_jsonl, iter_lines, iter_raw_lines, parse_json_line
 
 
 def _find(src: Path, stem: str) -> Path:
@@ -53,15 +54,31 @@ def read_corpus_jsonl(path: Path, canon, id_keys: tuple[str, ...] = ("_id",)) ->
     """A JSONL corpus (BEIR: ``_id``, ``title``, ``text``; other fields ignored) into ``canon``. The id field is
     the first of ``id_keys`` present in the first record.
 
-    The common case (string id, string ``text``, string or absent ``title``) takes a short path; anything else
-    goes through the validating accessors, which name the line of the problem.
+    This loop is the hot path of ingest (millions of lines): the common case (a JSON object with a string id,
+    string ``text``, string or absent ``title``) is handled inline; anything else goes through the validating
+    ``iter_jsonl`` helpers and accessors, which name the line of the problem.
     """
     add = canon.add_doc
     key = None
-    for n, obj in tqdm(iter_jsonl(path), desc="corpus", unit=" docs", unit_scale=True, disable=None,
-                       leave=False):
+    loads = fast_json_loads or json.loads
+    records = 0
+    bar = tqdm(desc="corpus", unit=" docs", unit_scale=True, disable=None, leave=False)
+    for n, raw in iter_raw_lines(path):
+        try:
+            obj = loads(raw)
+        except ValueError:
+            obj = None
+        if type(obj) is not dict:
+            if not raw.strip():
+                continue
+            obj = parse_json_line(raw, path, n)  # raises with the exact message
+            if type(obj) is not dict:
+                raise InputError(f"expected a JSON object, got {type(obj).__name__}", path, line=n)
+        records += 1
         if key is None:
             key = next((k for k in id_keys if k in obj), id_keys[0])
+        elif not records & 0x3FFF:
+            bar.update(0x4000)
         doc_id = obj.get(key)
         text = obj.get("text")
         title = obj.get("title", "")
@@ -71,6 +88,9 @@ def read_corpus_jsonl(path: Path, canon, id_keys: tuple[str, ...] = ("_id",)) ->
         loc = {"line": n}
         add(get_id(obj, key, path, loc), get_text(obj, "title", path, loc, required=False),
             get_text(obj, "text", path, loc), path, n)
+    bar.close()
+    if not records:
+        raise InputError("file has no records (only blank lines)", path)
 
 
 def read_qrels(path: Path, params: IngestParams, canon) -> None:
