@@ -90,6 +90,12 @@ def _check_exists(name: str, flag: str) -> str:
     return resolved
 
 
+def check_model(name: str, flag: str = "--model") -> str:
+    """Resolve ``name``; offline, a name that is neither packaged nor a local path is a one-line InputError
+    (so a stage fails before it starts work, not when it first needs the model)."""
+    return _check_exists(name, flag)
+
+
 @functools.lru_cache(maxsize=4)
 def load_bi_encoder(name: str, device: str | None = None, max_seq_length: int | None = None,
                     flag: str = "--model") -> Any:

@@ -67,3 +67,12 @@ SELECT_QUERIES = pa.schema([
     ("short", pa.bool_()),            # fewer than num_negatives eligible
     ("dropped", pa.bool_()),          # removed by short_policy "drop"
 ])
+
+# retrieve side table: where each given positive was found (rank null = not in the candidates), and by which
+# retrievers (within each retriever's own depth)
+POSITIVE_RANKS = pa.schema([
+    ("query_id", pa.string()),
+    ("doc_id", pa.string()),
+    ("rank", pa.int32()),
+    ("found_by", pa.list_(pa.string())),
+])

@@ -1,0 +1,165 @@
+"""BM25 retrieval: bm25s (default, sparse matrix scoring) or rank-bm25's BM25Okapi (slow reference).
+
+Both backends see the same tokens (bm25s' tokenizer: lower-case, ``\\w\\w+`` words, stopwords, PyStemmer stems), so
+they differ only in scoring. The bm25s index is built once per (corpus artifact fingerprint, BM25 parameters) and
+kept under ``cache_dir("bm25")``; a later run (or a re-run with another depth) loads it memory-mapped.
+
+Search returns ``(doc_index, score)`` arrays of shape ``(n_queries, k)``, best first, ties broken by document order;
+documents that match no query term (score 0) are not candidates and are returned as index -1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from negmine.cache import cache_dir
+from negmine.errors import InputError
+from negmine.retrieve.params import RetrieverConfig
+
+log = logging.getLogger("negmine")
+
+
+def tokenize(texts: Sequence[str], cfg: RetrieverConfig, desc: str = "tokenize") -> list[list[str]]:
+    import bm25s
+
+    stem = None
+    if cfg.stemmer:
+        import Stemmer
+
+        try:
+            stem = Stemmer.Stemmer(cfg.stemmer).stemWords
+        except KeyError:
+            raise InputError(f"unknown stemmer language '{cfg.stemmer}' (PyStemmer: "
+                             f"{', '.join(Stemmer.algorithms()[:8])}, ...)", "retrieve.stemmer") from None
+    try:
+        return bm25s.tokenize(list(texts), stopwords=cfg.stopwords or [], stemmer=stem, return_ids=False,
+                              show_progress=_progress(len(texts)))
+    except ValueError as e:
+        raise InputError(f"bad stopwords '{cfg.stopwords}': {e}", "retrieve.stopwords") from None
+
+
+def _progress(n: int) -> bool:
+    import sys
+
+    return n > 10_000 and sys.stderr.isatty()
+
+
+def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` columns of every row of ``scores`` (best first, ties by column), non-positive scores → -1."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else \
+        np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
+    return sort_hits(part, np.take_along_axis(scores, part, axis=1))
+
+
+def sort_hits(idx: np.ndarray, scores: np.ndarray, drop_nonpositive: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Order each row by (score desc, index asc); missing entries (index < 0, and score <= 0 when
+    ``drop_nonpositive``: a BM25 score of 0 means no term matched) become (-1, 0) at the end of the row."""
+    idx = np.asarray(idx, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float32)
+    bad = idx < 0
+    if drop_nonpositive:
+        bad |= scores <= 0
+    s = np.where(bad, -np.inf, scores)
+    i = np.where(bad, np.iinfo(np.int64).max, idx)
+    order = np.lexsort((i, -s), axis=1)
+    idx = np.take_along_axis(np.where(bad, -1, idx), order, axis=1)
+    scores = np.take_along_axis(np.where(bad, 0, scores), order, axis=1).astype(np.float32)
+    return idx, scores
+
+
+class BM25Searcher:
+    """A built BM25 index over ``n_docs`` documents."""
+
+    n_docs: int
+
+    def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+class Bm25sSearcher(BM25Searcher):
+    def __init__(self, retriever: Any, cfg: RetrieverConfig):
+        self.retriever, self.cfg = retriever, cfg
+        self.n_docs = int(retriever.scores["num_docs"])
+
+    def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        tokens = tokenize(queries, self.cfg)
+        k = min(k, self.n_docs)
+        docs, scores = self.retriever.retrieve(tokens, k=k, show_progress=_progress(len(queries)),
+                                               n_threads=(os.cpu_count() or 1) if len(queries) >= 1000 else 0)
+        return sort_hits(docs, scores)
+
+
+class RankBm25Searcher(BM25Searcher):
+    def __init__(self, doc_tokens: list[list[str]], cfg: RetrieverConfig):
+        from rank_bm25 import BM25Okapi
+
+        self.cfg = cfg
+        self.n_docs = len(doc_tokens)
+        # BM25Okapi divides by zero on an all-empty corpus and skips nothing: give empty docs a placeholder token
+        self.okapi = BM25Okapi([t or ["\x00"] for t in doc_tokens], k1=cfg.k1, b=cfg.b)
+
+    def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        from tqdm.auto import tqdm
+
+        tokens = tokenize(queries, self.cfg)
+        k = min(k, self.n_docs)
+        idx = np.full((len(tokens), k), -1, dtype=np.int64)
+        scores = np.zeros((len(tokens), k), dtype=np.float32)
+        for i, q in enumerate(tqdm(tokens, desc="rank-bm25", unit="query", disable=None)):
+            if q:
+                idx[i], scores[i] = (a[0] for a in topk_rows(self.okapi.get_scores(q)[None, :], k))
+        return idx, scores
+
+
+def index_key(cfg: RetrieverConfig, corpus_fingerprint: str) -> str:
+    import bm25s
+
+    params = {k: getattr(cfg, k) for k in ("bm25_method", "k1", "b", "delta", "stopwords", "stemmer")}
+    key = {"corpus": corpus_fingerprint, "params": params, "bm25s": bm25s.__version__, "doc_text": 1}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def open_bm25(cfg: RetrieverConfig, corpus_fingerprint: str,
+              doc_texts: Callable[[], Sequence[str]]) -> BM25Searcher:
+    """The searcher for ``cfg``: bm25s from the index cache (built and cached on a miss), or rank-bm25 (built
+    in memory: it has no persistent form). ``doc_texts`` is called only when an index must be built."""
+    if cfg.backend == "rank-bm25":
+        log.info("bm25: building rank-bm25 BM25Okapi index (reference backend, slow)")
+        return RankBm25Searcher(tokenize(doc_texts(), cfg, "tokenize corpus"), cfg)
+    import bm25s
+
+    path = cache_dir("bm25") / index_key(cfg, corpus_fingerprint)
+    if (path / "params.index.json").is_file():
+        try:
+            retriever = bm25s.BM25.load(path, mmap=True, show_progress=False)
+            log.info("bm25: index loaded from cache %s", path.name[:12])
+            return Bm25sSearcher(retriever, cfg)
+        except Exception as e:  # a damaged cache entry is rebuilt, not fatal
+            log.warning("bm25: cached index %s unreadable (%s), rebuilding", path.name[:12], e)
+            shutil.rmtree(path, ignore_errors=True)
+    texts = doc_texts()
+    log.info("bm25: indexing %d documents (bm25s %s, k1=%g, b=%g)", len(texts), cfg.bm25_method, cfg.k1, cfg.b)
+    retriever = bm25s.BM25(method=cfg.bm25_method, k1=cfg.k1, b=cfg.b, delta=cfg.delta)
+    retriever.index(tokenize(texts, cfg, "tokenize corpus"), show_progress=_progress(len(texts)))
+    _save_atomic(retriever, path)
+    return Bm25sSearcher(retriever, cfg)
+
+
+def _save_atomic(retriever: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    retriever.save(tmp, show_progress=False)
+    try:
+        os.replace(tmp, path)
+    except OSError:  # another process cached the same index meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)

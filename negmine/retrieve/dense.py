@@ -1,0 +1,117 @@
+"""Dense retrieval: sentence-transformers embeddings (through the embedding cache) + a faiss index.
+
+* ``index: flat`` (default) is exact inner product (``IndexFlatIP``; cosine with normalised vectors);
+  ``ivf`` (``IndexIVFFlat``: ``ivf_nlist``, ``ivf_nprobe``) and ``hnsw`` (``IndexHNSWFlat``: ``hnsw_m``,
+  ``hnsw_ef_construction``, ``hnsw_ef_search``) trade exactness for speed on large corpora.
+* When faiss reports GPU support and sees a GPU, flat and IVF indexes are copied to all GPUs; the log says which.
+  faiss GPU search returns at most ``GPU_K_LIMIT`` neighbours, so a deeper search runs on the CPU copy of the
+  index (same results, slower) instead of crashing.
+* Documents are encoded once per run (when the searcher is opened); queries per shard.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from negmine.retrieve.bm25 import sort_hits
+from negmine.retrieve.embed import encode_texts
+from negmine.retrieve.params import RetrieverConfig
+
+log = logging.getLogger("negmine")
+
+GPU_K_LIMIT = 2048  # faiss GPU k-selection limit (k and nprobe)
+SEARCH_BATCH = 4096  # queries per faiss call (bounds the distance buffers; progress granularity)
+
+
+def build_index(vectors: np.ndarray, cfg: RetrieverConfig) -> Any:
+    """A CPU faiss index over ``vectors`` (float32, ``(n, dim)``) as ``cfg.index`` says."""
+    import faiss
+
+    n, dim = vectors.shape
+    xb = np.ascontiguousarray(vectors, dtype=np.float32)
+    if cfg.index == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif cfg.index == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = cfg.hnsw_ef_construction
+        index.hnsw.efSearch = cfg.hnsw_ef_search
+    else:
+        # faiss wants >= 39 training points per centroid
+        nlist = cfg.ivf_nlist or max(1, int(4 * math.sqrt(n)))
+        nlist = max(1, min(nlist, n // 39 or 1))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(xb)
+        index.nprobe = min(cfg.ivf_nprobe, nlist)
+        log.info("faiss: IVF index, nlist=%d, nprobe=%d", nlist, index.nprobe)
+    index.add(xb)
+    return index
+
+
+def to_gpu(index: Any, cfg: RetrieverConfig) -> Any | None:
+    """The index copied to all visible GPUs, or None (logged either way)."""
+    import faiss
+
+    ngpu = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    if ngpu <= 0:
+        log.info("faiss: CPU index (no GPU)")
+        return None
+    if cfg.index == "hnsw":
+        log.info("faiss: CPU index (HNSW has no GPU implementation; %d GPU(s) unused)", ngpu)
+        return None
+    log.info("faiss: index on %d GPU(s)", ngpu)
+    return faiss.index_cpu_to_all_gpus(index)
+
+
+@dataclass
+class FaissSearch:
+    """Searches ``accel`` (the GPU copy) when present and ``k <= k_limit``, else the CPU index."""
+
+    cpu: Any
+    accel: Any | None = None
+    k_limit: int = GPU_K_LIMIT
+
+    def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        from tqdm.auto import tqdm
+
+        k = min(k, self.cpu.ntotal)
+        index = self.accel if self.accel is not None and k <= self.k_limit else self.cpu
+        if self.accel is not None and index is self.cpu:
+            log.warning("faiss: depth %d exceeds the GPU limit of %d, searching the CPU index", k, self.k_limit)
+        xq = np.ascontiguousarray(xq, dtype=np.float32)
+        idx = np.empty((len(xq), k), dtype=np.int64)
+        scores = np.empty((len(xq), k), dtype=np.float32)
+        for s in tqdm(range(0, len(xq), SEARCH_BATCH), desc="faiss search", unit="batch", disable=None,
+                      leave=False):
+            scores[s:s + SEARCH_BATCH], idx[s:s + SEARCH_BATCH] = index.search(xq[s:s + SEARCH_BATCH], k)
+        return sort_hits(idx, scores, drop_nonpositive=False)
+
+
+class DenseSearcher:
+    """Encodes the corpus once (``doc_texts`` already formatted by ``negmine.models.doc_text``) and answers
+    query batches."""
+
+    def __init__(self, cfg: RetrieverConfig, doc_texts: Sequence[str], *, batch_size: int = 64,
+                 device: str | None = None, use_gpu: bool = True):
+        self.cfg, self.batch_size, self.device = cfg, batch_size, device
+        self.n_docs = len(doc_texts)
+        vecs = encode_texts(doc_texts, model=cfg.model, kind="doc", prompt=cfg.doc_prompt,
+                            prompt_name=cfg.doc_prompt_name, max_seq_length=cfg.max_seq_length,
+                            batch_size=batch_size, device=device, normalize=cfg.normalize, desc="corpus")
+        cpu = build_index(vecs, cfg)
+        self.faiss = FaissSearch(cpu, to_gpu(cpu, cfg) if use_gpu else None)
+
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
+        c = self.cfg
+        return encode_texts(queries, model=c.model, kind="query", prompt=c.query_prompt,
+                            prompt_name=c.query_prompt_name, max_seq_length=c.max_seq_length,
+                            batch_size=self.batch_size, device=self.device, normalize=c.normalize, desc="queries")
+
+    def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.faiss.search(self.encode_queries(queries), k)

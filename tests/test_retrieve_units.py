@@ -1,0 +1,120 @@
+"""Pure parts of negmine.retrieve: fusion, hit ordering, faiss index kinds and the GPU k-limit routing, params."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from negmine.retrieve.bm25 import sort_hits, topk_rows
+from negmine.retrieve.fusion import found_labels, fuse
+from negmine.retrieve.params import RetrieveParams, RetrieverConfig
+
+
+def test_sort_hits_orders_and_drops():
+    idx, s = sort_hits(np.array([[3, 1, 2, -1]]), np.array([[1.0, 2.0, 2.0, 5.0]]))
+    assert idx.tolist() == [[1, 2, 3, -1]] and s.tolist() == [[2.0, 2.0, 1.0, 0.0]]  # tie → lower index first
+    idx, _ = sort_hits(np.array([[4, 5]]), np.array([[0.0, 0.5]]))  # BM25 score 0 = no term matched
+    assert idx.tolist() == [[5, -1]]
+    idx, s = sort_hits(np.array([[4, 5]]), np.array([[-0.5, -0.2]]), drop_nonpositive=False)  # cosine may be < 0
+    assert idx.tolist() == [[5, 4]]
+    idx, s = topk_rows(np.array([[0.0, 3, 1, 3], [1, 0, 0, 0]]), 3)
+    assert idx.tolist() == [[1, 3, 2], [0, -1, -1]]
+
+
+def test_rrf_by_hand():
+    bm25 = (np.array([[10, 11, 12]]), np.array([[9.0, 8.0, 7.0]]))
+    dense = (np.array([[12, 13, -1]]), np.array([[0.9, 0.8, 0.0]]))
+    idx, score, found = fuse([bm25, dense], depth=3, method="rrf", k=60)
+    # doc 12: 1/63 + 1/61 beats doc 10: 1/61, then doc 11 (1/62) and doc 13 (1/62) tie → lower index first
+    assert idx.tolist() == [[12, 10, 11]]
+    np.testing.assert_allclose(score[0], [1 / 63 + 1 / 61, 1 / 61, 1 / 62], rtol=1e-6)
+    assert found_labels(found[0], ["bm25", "dense"]) == [["bm25", "dense"], ["bm25"], ["bm25"]]
+    # weights scale a run's contribution
+    idx, _, _ = fuse([bm25, dense], depth=2, method="rrf", k=60, weights=[1.0, 3.0])
+    assert idx.tolist() == [[12, 13]]
+
+
+def test_score_fusion_minmax():
+    a = (np.array([[1, 2, 3], [7, -1, -1]]), np.array([[10.0, 5.0, 0.0], [4.0, 0.0, 0.0]]))
+    b = (np.array([[3, 1, -1], [8, 7, -1]]), np.array([[0.5, 0.1, 0.0], [0.9, 0.8, 0.0]]))
+    idx, score, found = fuse([a, b], depth=4, method="score")
+    # query 0: doc1 = 1 + 0, doc3 = 0 + 1, doc2 = 0.5 → tie of 1 and 3 broken by index
+    assert idx[0].tolist() == [1, 3, 2, -1]
+    np.testing.assert_allclose(score[0, :3], [1.0, 1.0, 0.5])
+    # query 1: a single hit normalises to 1; doc 7: 1 + 0 (b's minimum), doc 8: 1
+    assert idx[1].tolist() == [7, 8, -1, -1] and found[1, 0] == 3 and found[1, 1] == 2
+
+
+def test_fuse_depth_cut_and_empty_rows():
+    r = (np.array([[5, 6, 7], [-1, -1, -1]]), np.array([[3.0, 2.0, 1.0], [0, 0, 0]]))
+    idx, _, found = fuse([r, r], depth=2)
+    assert idx.tolist() == [[5, 6], [-1, -1]] and found[1].tolist() == [0, 0]
+
+
+def _vectors(n=400, dim=32, seed=0):
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_faiss_index_kinds_against_numpy():
+    from negmine.retrieve.dense import FaissSearch, build_index
+
+    xb, xq = _vectors(), _vectors(20, seed=1)
+    exact = np.argsort(-(xq @ xb.T), axis=1, kind="stable")[:, :10]
+    idx, s = FaissSearch(build_index(xb, RetrieverConfig(index="flat"))).search(xq, 10)
+    assert (idx == exact).mean() > 0.99
+    for cfg in (RetrieverConfig(index="hnsw"), RetrieverConfig(index="ivf", ivf_nlist=8, ivf_nprobe=8)):
+        idx, _ = FaissSearch(build_index(xb, cfg)).search(xq, 10)
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx.tolist(), exact.tolist(), strict=True)])
+        assert recall > 0.95, (cfg.index, recall)  # nprobe = nlist: IVF is exhaustive here
+
+
+def test_gpu_k_limit_routes_deep_searches_to_cpu(caplog):
+    """The GPU k limit, exercised with CPU indexes: `accel` holds doubled vectors so its scores are doubled and
+    we can see which index answered."""
+    from negmine.retrieve.dense import FaissSearch, build_index
+
+    xb, xq = _vectors(), _vectors(5, seed=2)
+    cfg = RetrieverConfig(index="flat")
+    fs = FaissSearch(build_index(xb, cfg), accel=build_index(2 * xb, cfg), k_limit=16)
+    idx_shallow, s_shallow = fs.search(xq, 10)
+    logger = logging.getLogger("negmine")
+    logger.addHandler(caplog.handler)  # the CLI's setup may have stopped propagation to the root logger
+    try:
+        idx_deep, s_deep = fs.search(xq, 40)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "exceeds the GPU limit" in caplog.text
+    ref = xq @ xb.T
+    np.testing.assert_allclose(s_shallow, 2 * np.sort(ref, axis=1)[:, ::-1][:, :10], rtol=1e-5)  # accel
+    np.testing.assert_allclose(s_deep, np.sort(ref, axis=1)[:, ::-1][:, :40], rtol=1e-5)  # cpu, not crashed
+    assert (idx_deep[:, :10] == idx_shallow).all()
+
+
+def test_params_resolution():
+    assert [r.label for r in RetrieveParams().resolved()] == ["dense"]
+    hyb = RetrieveParams(method="hybrid", depth=50).resolved()
+    assert [(r.method, r.depth) for r in hyb] == [("bm25", 50), ("dense", 50)]
+    rs = RetrieveParams(k1=0.9, retrievers=[{"method": "bm25", "depth": 200}, {"method": "dense", "model": "m"},
+                                            {"method": "dense", "name": "big", "weight": 2}]).resolved()
+    assert [(r.label, r.depth, r.k1, r.model) for r in rs] == [
+        ("bm25", 200, 0.9, "all-MiniLM-L6-v2"), ("dense", 100, 0.9, "m"), ("big", 100, 0.9, "all-MiniLM-L6-v2")]
+    # the fingerprint holds only what changes a retriever's output
+    a, b = RetrieveParams(method="bm25"), RetrieveParams(method="bm25", model="other", batch_size=8)
+    assert a.fingerprint_dict() == b.fingerprint_dict()
+    assert a.fingerprint_dict() != RetrieveParams(method="bm25", k1=2.0).fingerprint_dict()
+
+
+@pytest.mark.parametrize("bad", [
+    {"retrievers": [{"depth": 3}]},
+    {"retrievers": [{"method": "bm25", "no_such_key": 1}]},
+    {"retrievers": [{"method": "bm25", "k1": -1}]},
+    {"retrievers": [{"method": "bm25", "name": "x"}, {"method": "dense", "name": "x"}]},
+])
+def test_bad_retriever_lists_are_config_errors(bad, cli, tmp_path):
+    import yaml
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"retrieve": bad}))
+    code, _out, err = cli("retrieve", tmp_path / "run", "--config", cfg)
+    assert code == 2 and err.count("\n") == 1 and "retrievers" in err, err
