@@ -81,6 +81,8 @@ CASES = {
                           "non-numeric grade 'high'"),
     "qrels_too_few_columns": (lambda t: [beir(t, qrels=QRELS + "q1\td2\n")], "train.tsv", "4",
                               "expected 3 tab-separated columns"),
+    "no_query_has_a_positive": (lambda t: [beir(t, qrels="query-id\tcorpus-id\tscore\nq1\td1\t0\n")], "beir",
+                                None, "no query has a positive"),
     "empty_file": (lambda t: [beir(t, queries="")], "queries.jsonl", None, "file is empty"),
     "only_blank_lines": (lambda t: [beir(t, corpus="\n  \n\n")], "corpus.jsonl", None, "no records"),
     "empty_text_strict": (lambda t: [beir(t, corpus=CORPUS + jl({"_id": "d4", "title": "", "text": " "})),

@@ -62,6 +62,7 @@ class Canon:
         "unknown_skipped": 0, "positives_to_empty_docs_skipped": 0, "given_negatives": 0,
     })
     info: dict[str, Any] = field(default_factory=dict)  # non-count facts for the manifest's stats
+    source: str = "input"  # named by errors about the input as a whole
     _doc_hash: dict[str, int] = field(default_factory=dict)
     _empty_docs: set[str] = field(default_factory=set)
     _ids: list[str] = field(default_factory=list)
@@ -177,7 +178,7 @@ class Canon:
         positives and given negatives."""
         self._flush()
         if not self._doc_hash:
-            raise InputError("the corpus has no documents", "input")
+            raise InputError("the corpus has no documents", self.source)
         self.counts["docs"] = len(self._doc_hash)
         with_pos = {q for q, _ in self.positives}
         # a positive (q, d) that is also a given negative is a positive
@@ -188,7 +189,7 @@ class Canon:
             self.counts["given_negatives_that_are_positives_dropped"] = len(conflicts)
         qids = [q for q in self.queries if keep_all_queries or q in with_pos]
         if not qids:
-            raise InputError("no query has a positive: nothing to mine", "input")
+            raise InputError("no query has a positive: nothing to mine", self.source)
         self.counts["queries"] = len(qids)
         self.counts["positives"] = len(self.positives)
         self.counts["given_negatives"] = len(self.given_negatives)
@@ -236,7 +237,6 @@ class _ShardSink:
         self.writer = writer
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="negmine-shard")
         self.pending = None
-        self.skipped = 0
 
     def _wait(self) -> None:
         if self.pending is not None:
@@ -245,7 +245,6 @@ class _ShardSink:
 
     def __call__(self, table: str, index: int, data: pa.Table) -> None:
         if table == "corpus" and self.writer.has_shard(table, index):
-            self.skipped += 1
             return  # resumed: this corpus shard was finished before the interruption
         self._wait()
         if table == "corpus":
@@ -295,7 +294,7 @@ def run_ingest(params: IngestParams, run_dir: str | Path) -> StageResult:
         raise RuntimeFailure(f"cannot create the output directory: {e}") from None
     sink = _ShardSink(writer)
     canon = Canon(lambda i, t: sink("corpus", i, t), shard_rows=params.shard_rows, strict=params.strict,
-                  skip_unknown=params.skip_unknown)
+                  skip_unknown=params.skip_unknown, source=str(src))
     t1 = time.time()
     try:
         reader.read(src, params, canon)
