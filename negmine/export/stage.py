@@ -128,10 +128,10 @@ def _examples(select: Artifact, texts: _Texts, survivors: set[tuple[str, str]] |
             if f and not include_filled:
                 counts["filled_left_out"] += 1
                 continue
+            if (q, d) in promoted:
+                continue
             if survivors is not None and (q, d) not in survivors:
                 counts["negatives_removed_by_relabel"] += 1
-                continue
-            if (q, d) in promoted:
                 continue
             by_q[q].append(texts.doc(d, s))
         pos_by_q: dict[str, list[Doc]] = {}
@@ -226,6 +226,8 @@ def run_export(run_dir: str | Path, params: ExportParams | None = None) -> Expor
         log.warning("export: %d queries have fewer than %d negatives and are not in the n-tuple file "
                     "(select with short_policy fill or drop, or export --num-negatives smaller)",
                     counts["queries_short_for_n_tuple"], k)
+    if rows == 0:
+        log.warning("export: %s has no rows (no query has both a positive and enough negatives)", out)
     info = {"fingerprint": fp, "format": params.format, "container": container, "rows": rows,
             "sha256": sha256_file(out), "inputs": inputs, "params": params.model_dump(mode="json"),
             "counts": counts, "relabel_applied": relabel is not None, "seconds": round(time.time() - t0, 3)}
@@ -251,7 +253,8 @@ class _Sink:
 
     def write(self, data: pa.Table | list[dict[str, Any]]) -> int:
         if self.pw is not None:
-            self.pw.write_table(data)
+            if data.num_rows:  # a 0-row row group makes `datasets` fail to read the file
+                self.pw.write_table(data)
             return data.num_rows
         rows = data.to_pylist() if isinstance(data, pa.Table) else data
         self.fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8"))
