@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,23 +20,20 @@ from negmine.errors import InputError
 
 log = logging.getLogger("negmine")
 
-EXPORT_SUFFIX = {"flagembedding": ".jsonl", "tevatron": ".jsonl"}  # every other format is Parquet
-
 
 @dataclass(frozen=True)
 class Stage:
     name: str
     section: str                    # config section holding its params
-    out: str                        # its directory under RUN
-    entry: tuple[str, ...]          # "module:function" candidates (first importable wins)
+    entry: str                      # "module:function" of the stage function
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("ingest", "input", "ingest", ("negmine.io.ingest:run_ingest",)),
-    Stage("retrieve", "retrieve", "candidates", ("negmine.retrieve.stage:run_retrieve",)),
-    Stage("score", "score", "scores", ("negmine.score.stage:run_score",)),
-    Stage("select", "select", "negatives", ("negmine.select.stage:run_select",)),
-    Stage("export", "export", "export", ("negmine.export.stage:run_export", "negmine.export:run_export")),
+    Stage("ingest", "input", "negmine.io.ingest:run_ingest"),
+    Stage("retrieve", "retrieve", "negmine.retrieve.stage:run_retrieve"),
+    Stage("score", "score", "negmine.score.stage:run_score"),
+    Stage("select", "select", "negmine.select.stage:run_select"),
+    Stage("export", "export", "negmine.export.stage:run_export"),
 )
 
 
@@ -63,39 +59,15 @@ class MineResult:
         return [s.name for s in self.stages if not s.skipped]
 
 
-def _entry(stage: Stage) -> Callable[..., Any]:
-    for spec in stage.entry:
-        mod, _, fn = spec.partition(":")
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name is not None and mod.startswith(e.name):
-                continue
-            raise
-        if hasattr(m, fn):
-            return getattr(m, fn)
-    raise RuntimeError(f"stage {stage.name} is not available in this build ({', '.join(stage.entry)})")
-
-
-def export_path(cfg: Config, run_dir: Path) -> Path:
-    """``export.out`` if set, else ``RUN/export/<format>.parquet`` (``.jsonl`` for JSONL formats)."""
-    if cfg.export.out:
-        return Path(cfg.export.out)
-    fmt = cfg.export.format
-    return run_dir / "export" / f"{fmt}{EXPORT_SUFFIX.get(fmt, '.parquet')}"
-
-
-def stage_params(cfg: Config, stage: Stage, run_dir: Path) -> Any:
+def run_stage(cfg: Config, name: str, run_dir: str | Path) -> Any:
+    """Run one stage of the graph with its section of ``cfg`` (skipped by the stage itself when up to date)."""
+    stage = next(s for s in STAGES if s.name == name)
+    mod, _, fn = stage.entry.partition(":")
+    func = getattr(importlib.import_module(mod), fn)
     params = getattr(cfg, stage.section)
-    if stage.name == "export" and not params.out:
-        params = params.model_copy(update={"out": str(export_path(cfg, run_dir))})
-    return params
-
-
-def _call(stage: Stage, fn: Callable[..., Any], run_dir: Path, params: Any) -> Any:
     if stage.name == "ingest":
-        return fn(params, run_dir)  # run_ingest(params, run_dir): the foundation's argument order
-    return fn(run_dir, params)
+        return func(params, Path(run_dir))  # run_ingest(params, run_dir): the foundation's argument order
+    return func(Path(run_dir), params)
 
 
 def _record_config(result: Any, config: dict[str, Any]) -> None:
@@ -121,10 +93,8 @@ def run_mine(cfg: Config, run_dir: str | Path | None = None) -> MineResult:
     out = MineResult(rd)
     n = len(STAGES)
     for i, stage in enumerate(STAGES, 1):
-        fn = _entry(stage)
-        params = stage_params(cfg, stage, rd)
         t0 = time.time()
-        res = _call(stage, fn, rd, params)
+        res = run_stage(cfg, stage.name, rd)
         secs = time.time() - t0
         skipped = bool(getattr(res, "skipped", False))
         if skipped:
@@ -134,7 +104,7 @@ def run_mine(cfg: Config, run_dir: str | Path | None = None) -> MineResult:
             log.info("[%d/%d] %s: ran in %.1f s", i, n, stage.name, secs)
         out.stages.append(StageRun(stage.name, skipped, secs, res))
         if stage.name == "export":
-            out.export_path = Path(params.out)
+            out.export_path = Path(res.path)  # export.out, default RUN/export/<format>.parquet | .jsonl
     return out
 
 

@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--src", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
     ap.add_argument("--out", type=Path, default=ROOT / "data" / "scifact-demo")
     ap.add_argument("--queries", type=int, default=300)
-    ap.add_argument("--docs", type=int, default=2000)
+    ap.add_argument("--docs", type=int, default=1500)
     args = ap.parse_args()
 
     lines = (args.src / "qrels" / "train.tsv").read_text(encoding="utf-8").splitlines()

@@ -38,13 +38,12 @@ def test_negmine_mines_what_mine_hard_negatives_mines(scifact_small, tmp_path):
     from negmine.config import load_config
     from negmine.io.store import Artifact
     from negmine.models import doc_text, resolve_model
-    from negmine.pipeline import STAGES, _call, _entry, stage_params
+    from negmine.pipeline import run_stage
 
     run = tmp_path / "run"
     # negmine: ingest → retrieve (depth = range_max + max_positives, as ST searches) → score → select
     cfg0 = load_config(None, [f"input.path={scifact_small}", "input.split=train"])
-    ingest_stage = STAGES[0]
-    _call(ingest_stage, _entry(ingest_stage), run, stage_params(cfg0, ingest_stage, run))
+    run_stage(cfg0, "ingest", run)
     ing = Artifact.open(run / "ingest")
     pos = ing.read("positives").to_pylist()
     counts: dict[str, int] = {}
@@ -55,8 +54,8 @@ def test_negmine_mines_what_mine_hard_negatives_mines(scifact_small, tmp_path):
                              f"retrieve.depth={depth}", "score.teacher=bi-encoder", "select.filter=perc-pos",
                              "select.perc_pos=0.95", "select.pos_ref=min", "select.sampling=top",
                              f"select.num_negatives={NUM_NEGATIVES}", "select.dedup=false"])
-    for stage in STAGES[1:4]:
-        _call(stage, _entry(stage), run, stage_params(cfg, stage, run))
+    for stage in ("retrieve", "score", "select"):
+        run_stage(cfg, stage, run)
     negs = Artifact.open(run / "negatives", stage="select").read(columns=["query_id", "doc_id"]).to_pylist()
 
     queries = {q["query_id"]: q["text"] for q in ing.read("queries").to_pylist()}
