@@ -54,8 +54,7 @@ def hash_json(obj: Any) -> str:
     return hashlib.sha256(_canonical(obj).encode("utf-8")).hexdigest()
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
+def _hash_file(path: str | os.PathLike, h: Any, chunk: int = 1 << 22) -> str:
     with open(path, "rb", buffering=0) as f:
         while True:
             block = f.read(chunk)
@@ -63,6 +62,10 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
                 break
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    return _hash_file(path, hashlib.sha256())
 
 
 def stage_fingerprint(stage: str, params: Mapping[str, Any], inputs: Mapping[str, str]) -> str:
@@ -396,23 +399,12 @@ class StageResult:
     seconds: float = 0.0
 
 
-def _xxh3_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    import xxhash
-
-    h = xxhash.xxh3_128()
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
-
-
 def input_fingerprint(paths: list[str | os.PathLike]) -> str:
     """Content fingerprint of input files, in order (xxh3-128 of each file's bytes, ~10 GB/s, hashed together
     with sha256). Paths and modification times do not count: the same bytes anywhere give the same fingerprint."""
+    import xxhash
+
     h = hashlib.sha256()
     for p in paths:
-        h.update(_xxh3_file(p).encode())
+        h.update(_hash_file(p, xxhash.xxh3_128()).encode())
     return h.hexdigest()
