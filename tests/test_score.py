@@ -253,3 +253,29 @@ def test_bi_encoder_teacher_reuses_the_retrievers_embeddings(tmp_path, shared_da
     assert not res.skipped
     embeds = [r.getMessage() for r in caplog.records if r.getMessage().startswith("embed teacher")]
     assert len(embeds) == 2 and all(m.endswith("0 to encode (all-MiniLM-L6-v2)") for m in embeds), embeds
+
+
+def test_teacher_inherits_the_dense_retrievers_prompts_only_for_the_same_model():
+    from negmine.config import load_config
+    from negmine.score.stage import effective_params
+
+    dense = {"method": "dense", "model": "all-MiniLM-L6-v2", "query_prompt": "query: ", "doc_prompt": "passage: ",
+             "max_seq_length": 128, "normalize": True}
+    p = effective_params(ScoreParams(), dense)
+    assert (p.query_prompt, p.doc_prompt, p.max_seq_length) == ("query: ", "passage: ", 128)
+    # the packaged model named by its path is the same model
+    from negmine.models import resolve_model
+
+    assert effective_params(ScoreParams(model=resolve_model("all-MiniLM-L6-v2")), dense).doc_prompt == "passage: "
+    # a value set in the config wins, even null; another model or a BM25 retriever inherits nothing
+    cfg = load_config(None, ["score.query_prompt=null", "score.max_seq_length=64"])
+    p = effective_params(cfg.score, dense)
+    assert (p.query_prompt, p.doc_prompt, p.max_seq_length) == (None, "passage: ", 64)
+    assert effective_params(ScoreParams(model="/elsewhere/other-model"), dense).query_prompt is None
+    assert effective_params(ScoreParams(), dense | {"method": "bm25"}).query_prompt is None
+    assert effective_params(ScoreParams(teacher="cross-encoder"), dense).query_prompt is None
+    # a list of retrievers: the dense entry (which inherits the top-level keys) is the one that counts
+    listed = {"method": "dense", "model": "all-MiniLM-L6-v2", "max_seq_length": 256,
+              "retrievers": [{"method": "bm25"}, {"method": "dense", "query_prompt": "q: "}]}
+    p = effective_params(ScoreParams(), listed)
+    assert (p.query_prompt, p.max_seq_length) == ("q: ", 256)
