@@ -9,7 +9,8 @@ import pyarrow as pa
 import pytest
 from test_select_helpers import SCORE_ROWS, build_run, negmine_log, scores_table, write_scores
 
-from negmine.io.store import Artifact, sha256_file
+from negmine.io.schemas import SCORES
+from negmine.io.store import Artifact, StageWriter, sha256_file
 from negmine.select.params import SelectParams
 from negmine.select.stage import format_summary, run_select
 
@@ -118,6 +119,22 @@ def test_byte_identical_and_independent_of_sharding(tmp_path, sampling):
     seeds = {tuple(_kept(run_select(a.path.parent, SelectParams(**{**params, "seed": s})).artifact))
              for s in range(4)}
     assert len(seeds) > 1
+
+
+def test_queries_spanning_upstream_shards_are_processed_together(tmp_path):
+    ref = run_select(build_run(tmp_path / "ref"), SelectParams(num_negatives=2)).artifact
+    run = build_run(tmp_path / "split")
+    table = scores_table()
+    ingest = Artifact.open(run / "ingest", stage="ingest")
+    w = StageWriter(run / "scores", "score", {"split": True}, {"ingest": ingest.fingerprint}, {"scores": SCORES},
+                    main_table="scores")
+    w.begin()
+    w.write_shard("scores", 0, table.slice(0, 4))   # q1's rows are in both shards
+    w.write_shard("scores", 1, table.slice(4))
+    w.finish()
+    got = run_select(run, SelectParams(num_negatives=2)).artifact
+    for t in ("negatives", "dropped", "queries"):
+        assert got.read(t).equals(ref.read(t)), t
 
 
 def test_short_policies_on_the_stage(run):

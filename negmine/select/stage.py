@@ -144,7 +144,7 @@ def _blocks(scores: Artifact, ingest: _Ingest, shard_queries: int) -> Iterator[t
     for unit in _units(scores):
         t = read_parquet(unit, _SCORE_COLS)
         empty = t.schema.empty_table()
-        enc = pc.dictionary_encode(t["query_id"]).combine_chunks()
+        enc = pc.dictionary_encode(t["query_id"].combine_chunks())
         qids = enc.dictionary.to_pylist()
         idx = enc.indices.to_numpy(zero_copy_only=False)
         order = np.argsort(idx, kind="stable")
