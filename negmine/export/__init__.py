@@ -5,19 +5,10 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from negmine.select import lazy_exports
 
 _EXPORTS = {
     "writers": ("WRITERS", "Example", "Doc", "register_writer"),
     "stage": ("run_export",),
 }
-_WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    mod = _WHERE.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'negmine.export' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"negmine.export.{mod}"), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

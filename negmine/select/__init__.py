@@ -18,12 +18,19 @@ _EXPORTS = {
     "core": ("select_batch", "Selection", "SHORT_POLICIES"),
     "stage": ("run_select",),
 }
-_WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    mod = _WHERE.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'negmine.select' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"negmine.select.{mod}"), name)
+def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]):
+    """``(__getattr__, __all__)`` for a package whose public names live in submodules imported on first use."""
+    where = {name: mod for mod, names in exports.items() for name in names}
+
+    def getattr_(name: str) -> Any:
+        mod = where.get(name)
+        if mod is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{mod}"), name)
+
+    return getattr_, sorted(where)
+
+
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

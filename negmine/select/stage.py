@@ -234,12 +234,14 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
     ki = ki[np.lexsort((doc_code[ki], ranks[ki], -scores[ki], sel.filled[ki], group[ki]))]
     filled = sel.filled[ki]
     fr = sel.fill_reason[ki]
+    def common(idx: np.ndarray) -> dict[str, pa.Array]:
+        take = pa.array(idx, pa.int64())
+        return {"query_id": pc.take(q_arr, take), "doc_id": pc.take(d_arr, take),
+                "rank": pa.array(ranks[idx], pa.int32(), mask=ranks[idx] <= 0),
+                "teacher_score": _f32(scores[idx]), "pos_score": _f32(row_ref[idx])}
+
     negatives = pa.table({
-        "query_id": pc.take(q_arr, pa.array(ki, pa.int64())),
-        "doc_id": pc.take(d_arr, pa.array(ki, pa.int64())),
-        "rank": pa.array(ranks[ki], pa.int32(), mask=ranks[ki] <= 0),
-        "teacher_score": _f32(scores[ki]),
-        "pos_score": _f32(row_ref[ki]),
+        **common(ki),
         "reason_kept": pa.array(np.where(filled, "filled", "sampled").tolist(), pa.string()),
         "filled": pa.array(filled, pa.bool_()),
         "fill_reason": pa.array([names[x] if x >= 0 else None for x in fr.tolist()], pa.string()),
@@ -249,14 +251,10 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
     di = di[np.lexsort((doc_code[di], np.where(ranks[di] > 0, ranks[di], np.iinfo(np.int32).max), group[di]))]
     d_is_dup = reason[di] == names.index("duplicate_of_positive")
     dropped = pa.table({
-        "query_id": pc.take(q_arr, pa.array(di, pa.int64())),
-        "doc_id": pc.take(d_arr, pa.array(di, pa.int64())),
-        "rank": pa.array(ranks[di], pa.int32(), mask=ranks[di] <= 0),
-        "teacher_score": _f32(scores[di]),
-        "pos_score": _f32(row_ref[di]),
+        **common(di),
         "reason_dropped": pa.array(reason_names[reason[di]].tolist(), pa.string()),
-        "duplicate_of": pa.array([dup_of[i] if m else None for i, m in zip(di.tolist(), d_is_dup.tolist(), strict=True)],
-                                 pa.string()),
+        "duplicate_of": pa.array([dup_of[i] if m else None
+                                  for i, m in zip(di.tolist(), d_is_dup.tolist(), strict=True)], pa.string()),
         "similarity": _f32(np.where(d_is_dup, sim[di], np.nan)),
     }, schema=schemas.DROPPED)
 
