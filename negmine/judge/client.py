@@ -183,7 +183,8 @@ class JudgeClient:
                                      "relabel.tiers")
                 key = NO_KEY
             base_url = tier.base_url or os.environ.get("OPENAI_BASE_URL") or None
-            self._sdk[tier_idx] = AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout)
+            self._sdk[tier_idx] = AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout,
+                                              http_client=_http_client(self.timeout))
         return self._sdk[tier_idx]
 
     def endpoint(self, tier_idx: int) -> str:
@@ -272,8 +273,10 @@ class JudgeClient:
             try:
                 async with self._sem:
                     st.requests += 1
-                    resp = await sdk.chat.completions.create(**self._with_format(req))
-                data = resp.model_dump(mode="json", exclude_none=True) if hasattr(resp, "model_dump") else resp
+                    # the SDK's generic post (auth, base_url, timeouts, typed errors) without building pydantic
+                    # models: the raw JSON is what we cache, and this halves the client's CPU per request
+                    text = await sdk.post("/chat/completions", body=self._with_format(req), cast_to=str)
+                data = json.loads(text)
                 if not isinstance(data, dict) or not data.get("choices"):
                     raise ValueError("response without choices")
                 return data, attempt + 1, ""
@@ -350,6 +353,17 @@ class JudgeClient:
             self.cache.put(row["custom_id"], tier.model, body, pt, ct, cost, source="batch")
             ok += 1
         return ok, bad
+
+
+def _http_client(timeout: float) -> Any:
+    """The SDK's aiohttp transport when available (openai[aiohttp]): at 64 requests in flight the default httpx
+    pool spends its time assigning requests to connections (~100 requests/s here vs ~700 with aiohttp)."""
+    try:
+        from openai import DefaultAioHttpClient
+
+        return DefaultAioHttpClient(timeout=timeout)
+    except (ImportError, RuntimeError):
+        return None
 
 
 def _about_format(e: Exception) -> bool:

@@ -55,8 +55,10 @@ class RelabelParams(Params):
     refill: bool = False                           # replace removed negatives with the next candidates
     refill_rounds: int = Field(2, ge=0)            # refill candidates are judged too; at most this many rounds
     refill_skip_reasons: list[str] = Field(default_factory=lambda: [
-        "above_margin", "above_threshold", "above_perc_pos", "duplicate_of_positive", "near_duplicate",
-        "positive"])                               # select's drop reasons that make a candidate unfit for refill
+        "positive", "duplicate_of_positive", "above_abs", "below_abs", "above_margin", "above_perc",
+        "out_of_window"])
+    # ^ select's drop reasons that make a candidate unfit for refill (too close to the positive, too easy, outside
+    #   the rank window); not_sampled candidates (and those select never saw) may refill, in rank order
     shard_queries: int = NoFP(2000, ge=1)          # queries per output shard (the unit of resume)
     concurrency: int = NoFP(16, ge=1)
     timeout: float = NoFP(60.0, gt=0)              # seconds per request

@@ -29,6 +29,7 @@ import json
 import logging
 import random
 import re
+import socket
 import threading
 import time
 import uuid
@@ -265,6 +266,11 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "negmine-judge/1"
     st: ServerState  # set on the subclass made by make_server
 
+    def setup(self) -> None:
+        super().setup()
+        # no Nagle: with delayed ACKs on the client, a response split over two writes waits ~40 ms
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
         pass
 
@@ -276,8 +282,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             for k, v in (headers or {}).items():
                 self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(body)
+            self._headers_buffer.append(b"\r\n")  # end of headers, sent together with the body: one write
+            self.wfile.write(b"".join(self._headers_buffer) + body)
+            self._headers_buffer = []
+            self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass
         with self.st.lock:

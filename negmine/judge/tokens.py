@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger("negmine")
@@ -25,6 +25,7 @@ CHARS_PER_TOKEN = 4.0
 class Tokenizer:
     name: str
     enc: Any = None  # a tiktoken Encoding, or None for the heuristic
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)  # truncations: a passage meets many tiers
 
     @property
     def exact(self) -> bool:
@@ -37,6 +38,15 @@ class Tokenizer:
 
     def truncate(self, text: str, max_tokens: int) -> str:
         """The longest prefix of ``text`` with at most ``max_tokens`` tokens (whole words for the heuristic)."""
+        key = (text, max_tokens)
+        out = self._memo.get(key)
+        if out is None:
+            if len(self._memo) > 200_000:
+                self._memo.clear()
+            out = self._memo[key] = self._truncate(text, max_tokens)
+        return out
+
+    def _truncate(self, text: str, max_tokens: int) -> str:
         if self.enc is not None:
             ids = self.enc.encode(text, disallowed_special=())
             if len(ids) <= max_tokens:

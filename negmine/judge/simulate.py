@@ -1,5 +1,8 @@
-"""Shared helpers for the judge / relabel tests and scripts: a hidden-positives Cranfield run built by hand
-(RUN/ingest via the real ingest stage, RUN/negatives via StageWriter with the select schemas) and a judge server."""
+"""Hidden-positives simulation helpers (tests, scripts/sim_cascade.py, dry runs on a labelled dataset).
+
+Hide all but the best-graded relevant document of each query (ties: smallest id), so the hidden ones are known
+false negatives when they are mined as negatives; build RUN/negatives by hand with the select stage's schemas (for
+tests, before or without the select stage) and measure false-negative rates against the full qrels."""
 
 from __future__ import annotations
 
