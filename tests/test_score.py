@@ -62,6 +62,15 @@ def handmade(scifact_small, tmp_path_factory):
     return run, qids, pos, cands
 
 
+def _copy_run(src: Path, dst: Path) -> Path:
+    """A new run directory holding copies of the ingest and candidates artifacts of ``src``."""
+    import shutil
+
+    for d in ("ingest", "candidates"):
+        shutil.copytree(src / d, dst / d)
+    return dst
+
+
 def _direct_cosines(model_path: str, qtexts: list[str], dtexts: list[str]) -> np.ndarray:
     from sentence_transformers import SentenceTransformer
 
@@ -115,14 +124,9 @@ def test_bi_encoder_scores_every_candidate_and_positive(handmade, minilm, tmp_pa
 
 
 def test_score_resumes_from_finished_shards(handmade, monkeypatch, tmp_path):
-    import shutil
-
     import negmine.score.stage as stage
 
-    src, *_ = handmade
-    run = tmp_path / "run"
-    for d in ("ingest", "candidates"):
-        shutil.copytree(src / d, run / d)
+    run = _copy_run(handmade[0], tmp_path / "run")
     params = ScoreParams(shard_queries=4)
     real = stage._score_shard
     calls = {"n": 0}
@@ -140,10 +144,7 @@ def test_score_resumes_from_finished_shards(handmade, monkeypatch, tmp_path):
     monkeypatch.setattr(stage, "_score_shard", real)
     res = stage.run_score(run, params)
     assert res.artifact.manifest["resumed_shards"] == 2
-    fresh = tmp_path / "fresh"
-    for d in ("ingest", "candidates"):
-        shutil.copytree(src / d, fresh / d)
-    ref = stage.run_score(fresh, params)
+    ref = stage.run_score(_copy_run(handmade[0], tmp_path / "fresh"), params)
     assert res.artifact.read().equals(ref.artifact.read())
     assert [s["sha256"] for s in res.artifact.manifest["tables"]["scores"]["shards"]] == \
         [s["sha256"] for s in ref.artifact.manifest["tables"]["scores"]["shards"]]
@@ -167,17 +168,12 @@ def tiny_cross_encoder(tmp_path_factory, minilm) -> str:
 
 
 def test_cross_encoder_teacher_is_used_with_its_activation(handmade, tiny_cross_encoder, tmp_path, cli):
-    import shutil
-
     import torch
     from sentence_transformers import CrossEncoder
 
     from negmine.models import doc_text
 
-    src, qids, pos, cands = handmade
-    run = tmp_path / "run"
-    for d in ("ingest", "candidates"):
-        shutil.copytree(src / d, run / d)
+    run = _copy_run(handmade[0], tmp_path / "run")
     code, out, err = cli("score", run, "--teacher", "cross-encoder", "--model", tiny_cross_encoder,
                          "--activation", "none", "--max-length", "64", "--batch-size", "16")
     assert code == 0, err
@@ -203,12 +199,7 @@ def test_cross_encoder_teacher_is_used_with_its_activation(handmade, tiny_cross_
 
 
 def test_cross_encoder_rejects_a_bi_encoder_model(handmade, minilm, tmp_path, cli):
-    import shutil
-
-    src, *_ = handmade
-    run = tmp_path / "run"
-    for d in ("ingest", "candidates"):
-        shutil.copytree(src / d, run / d)
+    run = _copy_run(handmade[0], tmp_path / "run")
     code, out, err = cli("score", run, "--teacher", "cross-encoder", "--model", "all-MiniLM-L6-v2")
     assert code == 2
     assert "is not a cross-encoder" in err and "--model" in err
