@@ -49,6 +49,7 @@ _SCORE_COLS = ["query_id", "doc_id", "rank", "teacher_score", "is_positive"]
 _KEY_SEP = "\x1f"
 DEDUP_VERSION = 1  # bump when duplicate detection changes (invalidates reuse of a previous run's duplicates)
 _MAX_QUANTILE_SAMPLE = 200_000  # per block and category: bounded memory for the summary quantiles
+_MAX_CACHED_SIGNATURES = 100_000  # near-duplicate signatures kept across blocks
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -88,6 +89,8 @@ class _Ingest:
         documents not seen before."""
         from negmine.models import doc_text
 
+        if len(self._sigs) > _MAX_CACHED_SIGNATURES:
+            self._sigs.clear()  # bounded memory on large corpora (signatures are ~10 KB per document)
         missing = [d for d in doc_ids if d not in self._sigs]
         if missing:
             want = pa.array(missing, pa.string())
@@ -100,9 +103,6 @@ class _Ingest:
             for d in missing:
                 self._sigs.setdefault(d, None)
         return {d: s for d in doc_ids if (s := self._sigs.get(d)) is not None}
-
-    def forget(self) -> None:
-        self._sigs.clear()
 
 
 def _units(scores: Artifact) -> list[list[Path]]:
