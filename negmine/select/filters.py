@@ -204,3 +204,6 @@ def apply_rules(batch: Batch, rules: dict[str, Any]) -> np.ndarray:
             continue
         reason[(reason < 0) & ~keep] = i
     return reason
+
+
+from negmine.select import signals as _signals  # noqa: E402,F401  (registers similar_to_positive after the above)

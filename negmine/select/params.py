@@ -29,6 +29,9 @@ class SelectParams(Params):
     min_rank: int | None = Field(None, ge=1)        # rank window (1-based, inclusive)
     max_rank: int | None = Field(None, ge=1)
     pos_ref: Literal["min", "mean", "max"] = "min"  # s+ over a query's positives
+    # similar_to_positive (negmine.select.signals): drop candidates whose document cosine with a positive >= this
+    max_pos_sim: float | None = Field(None, gt=-1, le=1)
+    pos_sim_model: str | None = None                # encoder for max_pos_sim [the bi-encoder teacher's, else MiniLM]
     dedup: bool = True                              # drop near-duplicates of a positive
     dedup_threshold: float = Field(0.9, gt=0, le=1)  # character-shingle Jaccard >= threshold = duplicate
     dedup_shingle: int = Field(5, ge=1, le=8)       # shingle length in bytes of the normalised text
@@ -58,4 +61,4 @@ class SelectParams(Params):
         """The effective rule values (None = rule off) after applying ``filter``."""
         perc = self.perc_pos if self.filter == "perc-pos" else None
         return {"perc_pos": perc, "margin": self.margin, "max_score": self.max_score, "min_score": self.min_score,
-                "min_rank": self.min_rank, "max_rank": self.max_rank}
+                "min_rank": self.min_rank, "max_rank": self.max_rank, "max_pos_sim": self.max_pos_sim}

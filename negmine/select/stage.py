@@ -168,8 +168,21 @@ def _f32(a: np.ndarray) -> pa.Array:
     return pa.array(np.asarray(a, dtype=np.float32), pa.float32(), mask=np.isnan(a))
 
 
+def _pos_sim(ingest: _Ingest, params: SelectParams, spec: dict[str, Any] | None, d_arr: pa.Array,
+             group: np.ndarray, is_pos: np.ndarray) -> np.ndarray | None:
+    """Candidate-positive document similarity for ``select.max_pos_sim`` (negmine.select.signals), else None."""
+    if params.max_pos_sim is None or not len(group):
+        return None
+    from negmine.select.signals import block_pos_sim, corpus_texts, embedding_spec
+
+    doc_ids = d_arr.to_pylist()
+    return block_pos_sim(corpus_texts(ingest.art, set(doc_ids)), doc_ids, group, is_pos,
+                         spec or embedding_spec({}, params.pos_sim_model))
+
+
 def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: SelectParams,
-                 known_dups: dict[str, tuple[str, float]] | None = None) -> dict[str, pa.Table]:
+                 known_dups: dict[str, tuple[str, float]] | None = None,
+                 pos_sim_spec: dict[str, Any] | None = None) -> dict[str, pa.Table]:
     """Select the negatives of one block of queries; returns the four output tables. ``known_dups`` maps
     ``query_id \x1f doc_id`` of every duplicate to (positive, similarity) when a previous run already found
     them for the same inputs and dedup settings (None = compute)."""
@@ -217,7 +230,8 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
                        rules=params.rules(), k=params.num_negatives, sampling=params.sampling,
                        sampling_params={"temperature": params.temperature, "simans_a": params.simans_a,
                                         "simans_b": params.simans_b},
-                       short_policy=params.short_policy, pos_ref=params.pos_ref)
+                       short_policy=params.short_policy, pos_ref=params.pos_ref,
+                       pos_sim=_pos_sim(ingest, params, pos_sim_spec, d_arr, group, is_pos))
     names = (*reasons(), QUERY_SHORT)
     reason = sel.reason.astype(np.int64)
     kept = reason < 0
@@ -438,6 +452,11 @@ def run_select(run_dir: str | Path, params: SelectParams | None = None) -> Stage
     known_dups = _previous_duplicates(run_dir / "negatives", dedup_key)
     writer.begin()
     ingest = _Ingest(ingest_art, params)
+    pos_sim_spec = None
+    if params.max_pos_sim is not None:
+        from negmine.select.signals import embedding_spec
+
+        pos_sim_spec = embedding_spec(scores.params, params.pos_sim_model)
     summary = _Summary(params.num_negatives)
     n_queries = len(ingest.query_order)
     with tqdm(total=n_queries, desc="select", unit="q", disable=None) as bar:
@@ -445,7 +464,7 @@ def run_select(run_dir: str | Path, params: SelectParams | None = None) -> Stage
             if all(writer.has_shard(t, i) for t in TABLES):
                 tables = {t: writer.read_shard(t, i) for t in TABLES}
             else:
-                tables = select_block(qids, rows, ingest, params, known_dups)
+                tables = select_block(qids, rows, ingest, params, known_dups, pos_sim_spec)
                 for t, data in tables.items():
                     writer.write_shard(t, i, data)
             summary.add(tables)

@@ -1,0 +1,216 @@
+#!/usr/bin/env python
+"""Mining quality on Cranfield with hidden positives: negmine configurations vs sentence-transformers
+``mine_hard_negatives``, all measured by the same functions (negmine.report.eval.evaluate).
+
+Protocol (negmine.report.protocol): per query the best-graded relevant document is the given positive; the other
+relevant documents are hidden and only used to score. 8 negatives per query, all-MiniLM-L6-v2 as retriever and
+teacher. Metrics per configuration: false-negative rate, FN@query, coverage (share of queries with 8 negatives),
+hardness (kept teacher scores / the 8 hardest non-relevant candidates' scores), mean rank.
+
+negmine configurations run the real select stage (``run_select``) on one shared run directory per candidate pool
+(dense depth 100, dense depth 300, hybrid BM25+dense); ingest / retrieve / score run once per pool and the
+embedding cache ($NEGMINE_CACHE_DIR) is shared, so only the first run embeds Cranfield.
+
+    python scripts/bench_quality.py                 # writes scripts/results/bench_quality.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+K = 8
+MODEL = "all-MiniLM-L6-v2"
+
+# name → (candidate pool, select overrides). "dedup" variants are added for each (near-duplicate removal on/off).
+NEGMINE_CONFIGS: dict[str, tuple[str, dict]] = {
+    "naive top-8": ("dense100", {"filter": "none"}),
+    "abs max_score=0.6": ("dense100", {"filter": "abs", "max_score": 0.6}),
+    "margin 0.05": ("dense100", {"filter": "margin-pos", "margin": 0.05}),
+    "perc 0.95": ("dense100", {"filter": "perc-pos", "perc_pos": 0.95}),
+    "perc 0.90": ("dense100", {"filter": "perc-pos", "perc_pos": 0.90}),
+    "simans a=50": ("dense100", {"filter": "none", "sampling": "simans", "simans_a": 50.0}),
+    "hybrid + perc 0.95": ("hybrid100", {"filter": "perc-pos", "perc_pos": 0.95}),
+    # deeper candidate pool behind a margin: more candidates below the margin → coverage
+    "perc 0.95, depth 300": ("dense300", {"filter": "perc-pos", "perc_pos": 0.95}),
+    # new signal: similarity of the candidate to the positive document (negmine.select.signals)
+    "pos_sim < 0.65": ("dense100", {"filter": "none", "max_pos_sim": 0.65}),
+    "pos_sim < 0.60": ("dense100", {"filter": "none", "max_pos_sim": 0.60}),
+    "pos_sim < 0.55": ("dense100", {"filter": "none", "max_pos_sim": 0.55}),
+    "pos_sim < 0.60 + perc 1.0": ("dense100", {"filter": "perc-pos", "perc_pos": 1.0, "max_pos_sim": 0.60}),
+}
+
+POOLS = {
+    "dense100": {"retrieve.method": "dense", "retrieve.depth": 100},
+    "dense300": {"retrieve.method": "dense", "retrieve.depth": 300},
+    "hybrid100": {"retrieve.method": "hybrid", "retrieve.depth": 100},
+}
+
+ST_CONFIGS = {
+    "ST mine_hard_negatives defaults": {},
+    "ST relative_margin=0.05": {"relative_margin": 0.05},
+    "ST relative_margin=0.05, range_max=50": {"relative_margin": 0.05, "range_max": 50},
+    "ST absolute_margin=0.05": {"absolute_margin": 0.05},
+}
+
+
+def build_pool(name: str, proto: Path, work: Path) -> Path:
+    from negmine.config import load_config
+    from negmine.pipeline import run_mine
+
+    run = work / name
+    sets = [f"input.path={proto}", "input.format=beir", "input.split=test", f"retrieve.model={MODEL}",
+            "score.teacher=bi-encoder", f"score.model={MODEL}", f"select.num_negatives={K}"]
+    sets += [f"{k}={v}" for k, v in POOLS[name].items()]
+    t = time.time()
+    run_mine(load_config(None, sets), run)
+    print(f"pool {name}: ready in {time.time() - t:.1f} s", flush=True)
+    return run
+
+
+def negmine_config(run: Path, overrides: dict, qrels):
+    from negmine.io.store import Artifact
+    from negmine.report.eval import evaluate
+    from negmine.select.params import SelectParams
+    from negmine.select.stage import run_select
+
+    params = SelectParams.model_validate({"num_negatives": K, **overrides})
+    t = time.time()
+    run_select(run, params)
+    secs = time.time() - t
+    sel = Artifact.open(run / "negatives", stage="select")
+    scores = Artifact.open(run / "scores", stage="score").read(
+        columns=["query_id", "doc_id", "rank", "teacher_score", "is_positive"])
+    m = evaluate(sel.read("negatives"), scores, qrels, K, dropped=sel.read("dropped"))
+    m["select_seconds"] = round(secs, 2)
+    return m
+
+
+def st_configs(run: Path, proto: Path, qrels, work: Path, names: list[str]) -> dict[str, dict]:
+    """sentence-transformers mine_hard_negatives on the same queries, given positives and corpus; its negatives
+    are mapped back to doc ids and scored by negmine's evaluate against the same scores table."""
+    import pyarrow as pa
+    from datasets import Dataset
+    from sentence_transformers.util import mine_hard_negatives
+
+    from negmine.io.store import Artifact
+    from negmine.models import doc_text, load_bi_encoder
+    from negmine.report.eval import evaluate
+    from negmine.report.protocol import read_qrels
+
+    ingest = Artifact.open(run / "ingest", stage="ingest")
+    corpus = ingest.read("corpus")
+    texts = [doc_text(t, x) for t, x in zip(corpus["title"].to_pylist(), corpus["text"].to_pylist(), strict=True)]
+    text_to_id: dict[str, str] = {}
+    for d, t in zip(corpus["doc_id"].to_pylist(), texts, strict=True):
+        text_to_id.setdefault(t, d)
+    queries = dict(zip(*[ingest.read("queries")[c].to_pylist() for c in ("query_id", "text")], strict=True))
+    given = read_qrels(proto / "qrels" / "test.tsv")
+    doc_of = dict(zip(corpus["doc_id"].to_pylist(), texts, strict=True))
+    qids = given["query_id"].to_pylist()
+    ds = Dataset.from_dict({"query": [queries[q] for q in qids],
+                            "positive": [doc_of[d] for d in given["doc_id"].to_pylist()]})
+    q_of_text = {queries[q]: q for q in qids}
+    scores = Artifact.open(run / "scores", stage="score").read(
+        columns=["query_id", "doc_id", "rank", "teacher_score", "is_positive"])
+    rank_of = {(q, d): r for q, d, r in zip(scores["query_id"].to_pylist(), scores["doc_id"].to_pylist(),
+                                            scores["rank"].to_pylist(), strict=True)}
+    model = load_bi_encoder(MODEL)
+    out = {}
+    for name in names:
+        kw = ST_CONFIGS[name]
+        t = time.time()
+        res = mine_hard_negatives(ds, model, corpus=texts, num_negatives=K, sampling_strategy="top",
+                                  output_format="triplet", output_scores=True, batch_size=64,
+                                  cache_folder=str(work / "st_cache"), verbose=False, **kw)
+        secs = time.time() - t
+        rows = {"query_id": [], "doc_id": [], "rank": [], "teacher_score": []}
+        for a, n, s in zip(res["query"], res["negative"], res["scores"], strict=True):
+            q, d = q_of_text[a], text_to_id[n]
+            rows["query_id"].append(q)
+            rows["doc_id"].append(d)
+            rows["rank"].append(rank_of.get((q, d)))
+            rows["teacher_score"].append(float(s[1]))
+        neg = pa.table({"query_id": pa.array(rows["query_id"], pa.string()),
+                        "doc_id": pa.array(rows["doc_id"], pa.string()),
+                        "rank": pa.array(rows["rank"], pa.int32()),
+                        "teacher_score": pa.array(rows["teacher_score"], pa.float32())})
+        m = evaluate(neg, scores, qrels, K)
+        m["seconds"] = round(secs, 2)
+        out[name] = m
+        print(f"{name}: FN {m['fn_rate']:.3f} coverage {m['coverage']:.3f} hardness {m['hardness']:.3f} "
+              f"({secs:.1f} s)", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "cranfield")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_quality")
+    ap.add_argument("--out", type=Path, default=ROOT / "scripts" / "results" / "bench_quality.json")
+    ap.add_argument("--no-st", action="store_true", help="skip sentence-transformers mine_hard_negatives")
+    ap.add_argument("--only", nargs="*", help="run only these negmine configuration names")
+    args = ap.parse_args()
+
+    from negmine.cli import setup_logging
+    from negmine.report.eval import markdown_table
+    from negmine.report.protocol import hidden_positives, read_qrels
+
+    setup_logging(30)
+    t0 = time.time()
+    proto = args.work / "protocol"
+    summary = hidden_positives(args.data, "test", proto)
+    qrels = read_qrels(args.data / "qrels" / "test.tsv")
+    names = args.only or list(NEGMINE_CONFIGS)
+    pools = {}
+    results: dict[str, dict] = {}
+    for name in names:
+        pool, overrides = NEGMINE_CONFIGS[name]
+        if pool not in pools:
+            pools[pool] = build_pool(pool, proto, args.work)
+        for dedup in (False, True):
+            label = f"{name}{' + dedup' if dedup else ''}"
+            m = negmine_config(pools[pool], {**overrides, "dedup": dedup}, qrels)
+            m.update({"pool": pool, "select": {**overrides, "dedup": dedup}})
+            results[label] = m
+            print(f"{label}: FN {m['fn_rate']:.3f} coverage {m['coverage']:.3f} hardness {m['hardness']:.3f} "
+                  f"mean rank {m['mean_rank']:.1f}", flush=True)
+    if not args.no_st:
+        if "dense100" not in pools:
+            pools["dense100"] = build_pool("dense100", proto, args.work)
+        results.update(st_configs(pools["dense100"], proto, qrels, args.work, list(ST_CONFIGS)))
+
+    naive = results.get("naive top-8", {}).get("fn_rate")
+    for m in results.values():
+        m["fn_vs_naive"] = round(m["fn_rate"] / naive, 3) if naive and m.get("fn_rate") is not None else None
+        m["meets_target"] = bool(naive and m["fn_rate"] is not None and m["fn_rate"] <= 0.5 * naive
+                                 and m["coverage"] >= 0.95 and (m["hardness"] or 0) >= 0.90)
+    table = markdown_table(results, ("fn_rate", "fn_vs_naive", "fn_at_query", "coverage", "hardness", "mean_rank",
+                                     "negatives", "meets_target"))
+    print()
+    print(table)
+    out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}",
+           "command": "python scripts/bench_quality.py " + " ".join(sys.argv[1:]),
+           "dataset": str(args.data), "protocol": summary, "k": K, "model": MODEL,
+           "wall_seconds": round(time.time() - t0, 1), "results": results, "table": table}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwritten {args.out} ({out['wall_seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()
