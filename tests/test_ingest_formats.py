@@ -276,3 +276,23 @@ def test_shard_rows_splits_every_table(tmp_path, cli):
     art = Artifact.open(tmp_path / "run" / "ingest")
     assert [s["rows"] for s in art.manifest["tables"]["corpus"]["shards"]] == [2, 2]
     assert art.num_rows("corpus") == 4 and len(art.shard_paths("positives")) == 1
+
+
+def test_ingest_help_shows_examples(cli):
+    code, out, _ = cli("ingest", "--help")
+    assert code == 0 and "Examples:" in out
+    assert "negmine ingest ../shared/data/scifact --split train --out runs/scifact" in out
+
+
+def test_pairs_tsv_with_csv_corpus_and_titles(tmp_path, cli):
+    corpus = tmp_path / "corpus.csv"
+    corpus.write_text("doc_id,title,text\nx1,Paris,Paris is the capital of France.\nx2,,Berlin is in Germany.\n")
+    pairs = tmp_path / "pairs.tsv.gz"
+    pairs.write_bytes(gzip.compress(b"q\tpos\nwhere is paris\tParis is the capital of France.\n"
+                                    b"where is rome\tRome is in Italy.\n"))
+    code, _, err = cli("ingest", pairs, "--corpus", corpus, "--query-column", "q", "--positive-column", "pos",
+                       "--out", tmp_path / "run")
+    assert code == 0, err
+    t = tables(tmp_path / "run")
+    assert [p["doc_id"] for p in t["positives"]] == ["x1", text_id("d", "Rome is in Italy.")]
+    assert t["corpus"][0] == {"doc_id": "x1", "title": "Paris", "text": "Paris is the capital of France."}
