@@ -103,20 +103,27 @@ def _concat(art: Artifact, table: str) -> pa.Table:
     return art.read(table)
 
 
+@pytest.fixture(scope="module")
+def twin_runs(tmp_path_factory):
+    """Two identical runs, and a third whose scores artifact is split into 3 shards."""
+    tmp = tmp_path_factory.mktemp("twins")
+    return build_run(tmp / "a"), build_run(tmp / "b"), build_run(tmp / "c", shards=3)
+
+
 @pytest.mark.parametrize("sampling", ["uniform", "softmax", "simans"])
-def test_byte_identical_and_independent_of_sharding(tmp_path, sampling):
+def test_byte_identical_and_independent_of_sharding(twin_runs, sampling):
     params = dict(num_negatives=2, sampling=sampling, seed=5, filter="none", temperature=0.5)
-    a = run_select(build_run(tmp_path / "a"), SelectParams(**params)).artifact
-    b = run_select(build_run(tmp_path / "b"), SelectParams(**params)).artifact
+    a = run_select(twin_runs[0], SelectParams(**params)).artifact
+    b = run_select(twin_runs[1], SelectParams(**params)).artifact
     for t in ("negatives", "dropped", "positives", "queries"):
         assert [sha256_file(p) for p in a.shard_paths(t)] == [sha256_file(p) for p in b.shard_paths(t)]
     # other output shard size and other upstream sharding: same rows in the same order
-    c = run_select(build_run(tmp_path / "c", shards=3), SelectParams(**params, shard_queries=1)).artifact
+    c = run_select(twin_runs[2], SelectParams(**params, shard_queries=1)).artifact
     assert len(c.shard_paths("negatives")) == 4
     for t in ("negatives", "dropped", "positives", "queries"):
         assert _concat(a, t).equals(_concat(c, t)), t
     # a different seed gives a different sample (the random samplers are random)
-    seeds = {tuple(_kept(run_select(a.path.parent, SelectParams(**{**params, "seed": s})).artifact))
+    seeds = {tuple(_kept(run_select(twin_runs[0], SelectParams(**{**params, "seed": s})).artifact))
              for s in range(4)}
     assert len(seeds) > 1
 

@@ -248,6 +248,7 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
     ki = ki[np.lexsort((doc_code[ki], ranks[ki], -scores[ki], sel.filled[ki], group[ki]))]
     filled = sel.filled[ki]
     fr = sel.fill_reason[ki]
+
     def common(idx: np.ndarray) -> dict[str, pa.Array]:
         take = pa.array(idx, pa.int64())
         return {"query_id": pc.take(q_arr, take), "doc_id": pc.take(d_arr, take),
