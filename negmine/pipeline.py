@@ -51,13 +51,6 @@ class MineResult:
     stages: list[StageRun] = field(default_factory=list)
     export_path: Path | None = None
 
-    def stage(self, name: str) -> StageRun:
-        return next(s for s in self.stages if s.name == name)
-
-    @property
-    def ran(self) -> list[str]:
-        return [s.name for s in self.stages if not s.skipped]
-
 
 def run_stage(cfg: Config, name: str, run_dir: str | Path) -> Any:
     """Run one stage of the graph with its section of ``cfg`` (skipped by the stage itself when up to date)."""
@@ -108,22 +101,6 @@ def run_mine(cfg: Config, run_dir: str | Path | None = None) -> MineResult:
     return out
 
 
-def _select_summary(stats: dict[str, Any]) -> list[str]:
-    """The select stage's end-of-stage summary (its own formatter when it has one)."""
-    try:
-        from negmine.select.stage import format_summary
-    except ImportError:
-        format_summary = None
-    if format_summary is not None:
-        return str(format_summary(stats)).rstrip("\n").splitlines()
-    lines = []
-    for k, v in stats.items():
-        if isinstance(v, dict):
-            v = ", ".join(f"{a}: {b}" for a, b in v.items())
-        lines.append(f"  {k:<28} {v}")
-    return lines
-
-
 def summary_text(res: MineResult) -> str:
     """What `negmine mine` prints: per-stage status, the select summary, and the exported file."""
     lines = [f"run: {res.run_dir}"]
@@ -133,7 +110,9 @@ def summary_text(res: MineResult) -> str:
     sel = next((s for s in res.stages if s.name == "select"), None)
     art = getattr(sel.result, "artifact", None) if sel else None
     if art is not None:
-        lines += ["", "select summary:"] + _select_summary(art.stats)
+        from negmine.select.stage import format_summary
+
+        lines += ["", "select summary:", format_summary(art.stats).rstrip("\n")]
     if res.export_path is not None:
         lines += ["", f"exported: {res.export_path}"]
     return "\n".join(lines)
