@@ -86,3 +86,11 @@ def test_eval_hidden_positives_end_to_end(shared_data, tmp_path, cli):
     assert n_sim > 0 and m["dropped"]["similar_to_positive"] == n_sim
     saved = json.loads((run / "report" / "metrics.json").read_text())
     assert saved["protocol"]["hidden_positives"] == len(full) - 8 and saved["metrics"] == m
+    # the report re-selects from the cached scores, including the signal: at the run's own max_pos_sim the
+    # curve reproduces the mined negatives' metrics exactly
+    code, out, err = cli("report", run, "--qrels", data / "qrels" / "test.tsv")
+    assert code == 0, err
+    curve = json.loads((run / "report" / "sensitivity.json").read_text())["max_pos_sim"]
+    at_run = next(r for r in curve if r["value"] == pytest.approx(0.6))
+    assert at_run["fn_rate"] == pytest.approx(m["fn_rate"]) and at_run["coverage"] == pytest.approx(m["coverage"])
+    assert (run / "report" / "sensitivity_pos_sim.png").read_bytes().startswith(b"\x89PNG")

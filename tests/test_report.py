@@ -63,9 +63,9 @@ def test_report_cli_writes_markdown_and_plots(tmp_path, cli):
     code, out, err = cli("report", run, "--qrels", write_qrels(tmp_path / "q.tsv"))
     assert code == 0, err
     md = (rep / "report.md").read_text()
-    assert "| false-negative rate | 0.333 |" in md and "| 0.80 | 0.200 | 0.333 | 0.667 |" in md
+    assert "| false-negative rate | 0.333 |" in md and "| 0.800 | 0.200 | 0.333 | 0.667 |" in md
     assert (rep / "sensitivity.png").read_bytes().startswith(PNG)
-    rows = json.loads((rep / "sensitivity.json").read_text())
+    rows = json.loads((rep / "sensitivity.json").read_text())["perc_pos"]
     assert [r["value"] for r in rows] == pytest.approx(np.arange(0.80, 1.001, 0.01).round(2).tolist())
 
 

@@ -93,9 +93,13 @@ def negatives_per_query(counts: np.ndarray, k: int, path: Path) -> Path:
     else:
         top = int(max(int(counts.max()), k))
         bins = np.arange(-0.5, top + 1.5, 1.0)
-        ax.hist(counts, bins=bins, color="#e76f51", edgecolor="white")
+        n, _, _ = ax.hist(counts, bins=bins, color="#e76f51", edgecolor="white")
+        for x, c in enumerate(n):
+            if c:
+                ax.text(x, c, f"{int(c)}", ha="center", va="bottom", fontsize=8)
         ax.axvline(k, color="#264653", linestyle="--", linewidth=1, label=f"k = {k}")
         short = int((counts < k).sum())
+        ax.set_ylim(0, max(n) * 1.12 if len(n) else 1)
         ax.set_xlabel("kept negatives per query")
         ax.set_ylabel("queries")
         ax.set_xticks(range(0, top + 1, max(1, (top + 1) // 12)))
@@ -129,6 +133,7 @@ def sensitivity(rows: Sequence[Mapping[str, Any]], path: Path, param: str = "per
         if current is not None:
             ax.axvline(current, color="#777777", linestyle=":", linewidth=1)
         lines = ax.get_lines()[:1] + ax2.get_lines()
-        ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper left")
+        ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
     ax.set_title(f"Sensitivity to {param} (re-selected from cached scores)")
     return _save(fig, path)

@@ -32,9 +32,7 @@ def reselect(scores: pa.Table, params: Any, duplicates: Collection[tuple[str, st
     dup = set(duplicates)
     is_dup = np.fromiter(((q, d) in dup for q, d in zip(qids, dids, strict=False)), dtype=bool, count=len(qids))
     doc_code = pc.rank(scores["doc_id"], sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64)
-    kw: dict[str, Any] = {}
-    if extra:
-        kw.update(extra)
+    kw: dict[str, Any] = dict(extra or {})
     sel = select_batch(group, len(uq), query_seeds(params.seed, uq), s, ranks, doc_code, is_pos, is_dup,
                        rules=params.rules(), k=params.num_negatives, sampling=params.sampling,
                        sampling_params={"temperature": params.temperature, "simans_a": params.simans_a,

@@ -23,6 +23,7 @@ log = logging.getLogger("negmine")
 
 REPORT_DIR = "report"
 DEFAULT_PERC_VALUES = tuple(round(0.80 + 0.01 * i, 2) for i in range(21))  # 0.80 .. 1.00
+DEFAULT_POS_SIM_VALUES = tuple(round(0.40 + 0.025 * i, 3) for i in range(17))  # 0.40 .. 0.80
 
 
 @dataclass
@@ -119,18 +120,38 @@ def _duplicates(dropped: pa.Table | None) -> set[tuple[str, str]]:
     return set(zip(d["query_id"].to_pylist(), d["doc_id"].to_pylist(), strict=False))
 
 
-def sensitivity_rows(t: RunTables, qrels: pa.Table, k: int, values=DEFAULT_PERC_VALUES) -> list[dict[str, Any]]:
-    """FN rate / coverage / hardness as ``perc_pos`` varies (everything else as the run was selected)."""
+def scores_pos_sim(run_dir: Path, scores: pa.Table, select_params: dict[str, Any]) -> dict[str, Any]:
+    """``{"pos_sim": array}`` aligned with ``scores`` (candidate-positive document similarity, through the
+    embedding cache, with the encoder the select stage used), for re-selection with ``max_pos_sim``."""
+    import numpy as np
+
+    from negmine.select.signals import block_pos_sim, corpus_texts, embedding_spec
+
+    ingest = Artifact.open(run_dir / "ingest", stage="ingest")
+    score_params = Artifact.open(run_dir / "scores", stage="score").params
+    qids = scores["query_id"].to_pylist()
+    index = {q: i for i, q in enumerate(dict.fromkeys(qids))}
+    group = np.fromiter((index[q] for q in qids), dtype=np.int64, count=len(qids))
+    doc_ids = scores["doc_id"].to_pylist()
+    is_pos = pc.fill_null(scores["is_positive"], False).to_numpy(zero_copy_only=False)
+    spec = embedding_spec(score_params, select_params.get("pos_sim_model"))
+    return {"pos_sim": block_pos_sim(corpus_texts(ingest, set(doc_ids)), doc_ids, group, is_pos, spec)}
+
+
+def sensitivity_rows(t: RunTables, qrels: pa.Table, k: int, values=DEFAULT_PERC_VALUES, param: str = "perc_pos",
+                     extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """FN rate / coverage / hardness as ``param`` (perc_pos or max_pos_sim) varies, everything else as the run
+    was selected (``extra``: the per-row arrays a signal rule needs, see :func:`scores_pos_sim`)."""
     from negmine.report.replay import reselect
     from negmine.report.stats import sensitivity_curve
     from negmine.select.params import SelectParams
 
     base = SelectParams.model_validate(t.select_params)
     dups = _duplicates(t.dropped)
+    update = {"filter": "perc-pos"} if param == "perc_pos" else {}
 
     def mine(scores: pa.Table, v: float) -> pa.Table:
-        p = base.model_copy(update={"filter": "perc-pos", "perc_pos": v})
-        return reselect(scores, p, dups)
+        return reselect(scores, base.model_copy(update={**update, param: v}), dups, extra)
 
     return sensitivity_curve(t.scores, qrels, k, values, mine)
 
@@ -185,19 +206,28 @@ def build_report(run_dir: str | os.PathLike, qrels_path: str | os.PathLike | Non
         write_json_atomic(out / "metrics.json", {"run": str(run_dir), "qrels": str(qrels_path),
                                                  "negatives_from": t.source, "metrics": m,
                                                  "select": t.select_params})
-        rows = sensitivity_rows(t, qrels, kk)
-        cur = t.select_params.get("perc_pos") if t.select_params.get("filter") == "perc-pos" else None
-        pngs["sensitivity"] = plots.sensitivity(rows, out / "sensitivity.png", "perc_pos", cur)
-        write_json_atomic(out / "sensitivity.json", rows)
-        md += ["## Against the qrels", "", f"Qrels `{qrels_path}`.", "", metrics_markdown(m), "",
-               "### Sensitivity to perc_pos", "",
-               "Each point re-selects from the cached scores with `filter=perc-pos` and that `perc_pos` "
-               "(every other select parameter as in this run); nothing is re-mined.", "",
-               "| perc_pos | FN rate | FN@query | coverage | hardness |", "|---:|---:|---:|---:|---:|"]
-        f3 = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
-        md += [f"| {r['value']:.2f} | {f3(r['fn_rate'])} | {f3(r['fn_at_query'])} | {f3(r['coverage'])} | "
-               f"{f3(r['hardness'])} |" for r in rows]
-        md += ["", "![sensitivity](sensitivity.png)", ""]
+        md += ["## Against the qrels", "", f"Qrels `{qrels_path}`.", "", metrics_markdown(m), ""]
+        sp = t.select_params
+        extra = scores_pos_sim(run_dir, t.scores, sp) if sp.get("max_pos_sim") is not None else None
+        curves = [("perc_pos", DEFAULT_PERC_VALUES, sp.get("perc_pos") if sp.get("filter") == "perc-pos" else None,
+                   "sensitivity", "with `filter=perc-pos` and that `perc_pos`")]
+        if extra is not None:
+            curves.append(("max_pos_sim", DEFAULT_POS_SIM_VALUES, sp.get("max_pos_sim"), "sensitivity_pos_sim",
+                           "with that `max_pos_sim` (similar_to_positive)"))
+        sens = {}
+        for param, values, cur, name, how in curves:
+            rows = sensitivity_rows(t, qrels, kk, values, param, extra)
+            sens[param] = rows
+            pngs[name] = plots.sensitivity(rows, out / f"{name}.png", param, cur)
+            md += [f"### Sensitivity to {param}", "",
+                   f"Each point re-selects from the cached scores {how} (every other select parameter as in "
+                   "this run); nothing is re-mined.", "",
+                   f"| {param} | FN rate | FN@query | coverage | hardness |", "|---:|---:|---:|---:|---:|"]
+            f3 = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
+            md += [f"| {r['value']:.3f} | {f3(r['fn_rate'])} | {f3(r['fn_at_query'])} | {f3(r['coverage'])} | "
+                   f"{f3(r['hardness'])} |" for r in rows]
+            md += ["", f"![{name}]({name}.png)", ""]
+        write_json_atomic(out / "sensitivity.json", sens)
     path = out / "report.md"
     tmp = path.with_name(".report.md.tmp")
     tmp.write_text("\n".join(md), encoding="utf-8")
