@@ -17,8 +17,6 @@ from negmine.models import doc_text
 from negmine.select.params import SelectParams
 from negmine.select.stage import run_select
 
-PAIR = pa.schema([("query_id", pa.string()), ("doc_id", pa.string())])
-
 
 def text(d: str) -> str:
     return doc_text(*DOCS[d])
@@ -143,27 +141,37 @@ def test_skip_when_unchanged_and_rewrite_when_needed(run, tmp_path, caplog):
     assert len(_load(out)) == first.rows
 
 
-def _relabel(run, select_fp, survivors, promoted):
+def _relabel(run, select_fp, negatives, promoted):
+    """A relabel artifact as negmine relabel writes it (its schemas), made from the select run ``select_fp``."""
+    from negmine.judge.schemas import RELABEL_NEGATIVES, RELABEL_POSITIVES
+
     w = StageWriter(run / "relabel", "relabel", {"hand_made": True}, {"negatives": select_fp},
-                    {"negatives": PAIR, "positives": PAIR, "audit": PAIR})
+                    {"negatives": RELABEL_NEGATIVES, "positives": RELABEL_POSITIVES}, main_table="negatives")
     w.begin()
-    for name, pairs in (("negatives", survivors), ("positives", promoted)):
-        w.write_shard(name, 0, pa.table({"query_id": [q for q, _ in pairs], "doc_id": [d for _, d in pairs]},
-                                        schema=PAIR))
+    w.write_shard("negatives", 0, pa.Table.from_pylist(
+        [{"query_id": q, "doc_id": d, "teacher_score": s, "reason_kept": "refill" if r else "sampled",
+          "filled": False, "refill_round": r} for q, d, s, r in negatives], schema=RELABEL_NEGATIVES))
+    w.write_shard("positives", 0, pa.Table.from_pylist(
+        [{"query_id": q, "doc_id": d, "label": "relevant", "tier": 1} for q, d in promoted],
+        schema=RELABEL_POSITIVES))
     return w.finish()
 
 
 def test_relabel_overlay_and_stale_relabel(tmp_path, caplog):
     run = build_run(tmp_path)
     sel = run_select(run, SelectParams(num_negatives=2)).artifact
-    # relabel: n3 of q1 promoted to positive, n10 of q2 removed (false negative), the rest survive
-    _relabel(run, sel.fingerprint, [("q1", "n2"), ("q2", "n9"), ("q3", "n11"), ("q3", "n12")], [("q1", "n3")])
-    res = run_export(run, ExportParams(format="labeled-list", with_ids=True, out=str(tmp_path / "l.parquet")))
+    # relabel: n3 of q1 promoted to positive, n10 of q2 removed (false negative) and refilled with n5, q3 dropped
+    _relabel(run, sel.fingerprint, [("q1", "n2", 0.66, 0), ("q2", "n9", -1.2, 0), ("q2", "n5", -2.5, 1)],
+             [("q1", "n3")])
+    res = run_export(run, ExportParams(format="labeled-list", with_ids=True, with_scores=True,
+                                       out=str(tmp_path / "l.parquet")))
     ds = _load(res.path).to_list()
-    assert ds[0]["doc_ids"] == ["p1", "p1b", "n3", "n2"] and ds[0]["labels"] == [1, 1, 1, 0]
-    assert ds[1]["doc_ids"] == ["p2", "n9"]
-    assert res.info["relabel_applied"] and res.info["counts"]["negatives_removed_by_relabel"] == 1
-    assert res.info["counts"]["positives_promoted_by_relabel"] == 1
+    assert len(ds) == 2  # q3: relabel left it no negative
+    assert ds[0]["doc_ids"] == ["p1", "p1b", "n3", "n2"] and ds[0]["scores"] == pytest.approx([0.8, 0.7, 0.6, 0.66])
+    assert ds[1]["doc_ids"] == ["p2", "n9", "n5"] and ds[1]["scores"][-1] == pytest.approx(-2.5)
+    c = res.info["counts"]
+    assert res.info["relabel_applied"] and c["negatives_removed_by_relabel"] == 1 + 2  # n10; q3's n11, n12
+    assert c["positives_promoted_by_relabel"] == 1 and c["negatives_added_by_relabel"] == 1
     fe = run_export(run, ExportParams(format="flagembedding", out=str(tmp_path / "f.jsonl")))
     row = json.loads(fe.path.read_text().splitlines()[0])
     assert row["pos"][-1] == text("n3") and row["pos_scores"][-1] == pytest.approx(0.60)

@@ -5,9 +5,11 @@ The output is written to a temporary name beside the target and renamed when com
 parameters), rows and sha256: an export whose inputs, parameters and file are unchanged is skipped.
 
 Relabel overlay: when ``RUN/relabel`` exists (stage ``relabel``) and was made from the current select artifact,
-only the negatives listed in its ``negatives`` table are exported and the documents in its ``positives`` table
-are added to their query's positives (with the teacher score they had as negatives). A relabel artifact made from
-an older select run is stale: it is ignored with a warning (re-run ``negmine relabel``).
+its ``negatives`` table replaces each query's negatives (the survivors, plus any candidates relabel took to
+refill, in relabel's order) and the documents of its ``positives`` table are added to their query's positives
+(with the teacher score they had as negatives). A query relabel dropped has no negatives left and is not exported.
+A relabel artifact made from an older select run is stale: it is ignored with a warning (re-run
+``negmine relabel``).
 
 A query without any negative left is not exported (counted in the result as ``queries_without_negatives``).
 """
@@ -68,11 +70,38 @@ def _relabel(run_dir: Path, select: Artifact, use: bool) -> Artifact | None:
     return art
 
 
-def _pairs(art: Artifact, table: str) -> set[tuple[str, str]]:
+_NEG_COLS = ["query_id", "doc_id", "teacher_score", "filled"]
+
+
+def _read_some(art: Artifact, table: str, columns: list[str]) -> pa.Table:
+    """The ``columns`` of ``table`` that the artifact has (a missing table reads as empty)."""
     if not art.has_table(table):
-        return set()
-    t = read_parquet(art.shard_paths(table), ["query_id", "doc_id"])
-    return set(zip(t["query_id"].to_pylist(), t["doc_id"].to_pylist(), strict=True))
+        return pa.table({c: pa.array([], pa.string()) for c in columns[:2]})
+    have = set(art.manifest["tables"][table].get("columns", columns))
+    return read_parquet(art.shard_paths(table), [c for c in columns if c in have])
+
+
+class _Relabel:
+    """The relabel overlay: per query, the final negatives (survivors + refills, in relabel's order) and the
+    promoted positives."""
+
+    def __init__(self, art: Artifact) -> None:
+        t = _read_some(art, "negatives", _NEG_COLS)
+        n = t.num_rows
+        cols = {c: (t[c].to_pylist() if c in t.column_names else [None] * n) for c in _NEG_COLS}
+        self.negatives: dict[str, list[tuple[str, float | None, bool]]] = {}
+        for q, d, s, f in zip(cols["query_id"], cols["doc_id"], cols["teacher_score"], cols["filled"],
+                              strict=True):
+            self.negatives.setdefault(q, []).append((d, s, bool(f)))
+        p = _read_some(art, "positives", ["query_id", "doc_id"])
+        self.promoted: dict[str, list[str]] = {}
+        for q, d in zip(p["query_id"].to_pylist(), p["doc_id"].to_pylist(), strict=True):
+            if d not in self.promoted.setdefault(q, []):
+                self.promoted[q].append(d)
+
+    def doc_ids(self) -> set[str]:
+        return {d for v in self.negatives.values() for d, _s, _f in v} | \
+            {d for v in self.promoted.values() for d in v}
 
 
 class _Texts:
@@ -98,64 +127,48 @@ class _Texts:
         return Doc(doc_id, title, text, score)
 
 
-def _examples(select: Artifact, texts: _Texts, survivors: set[tuple[str, str]] | None,
-              promoted: set[tuple[str, str]], include_filled: bool, counts: dict[str, int]):
+def _examples(select: Artifact, texts: _Texts, relabel: _Relabel | None, include_filled: bool,
+              counts: dict[str, int]):
     """Yield lists of Examples, one list per select shard (query order of the select artifact)."""
-    neg_paths = select.shard_paths("negatives")
-    pos_paths = select.shard_paths("positives")
-
-    # promoted documents keep the teacher score they had as negatives
-    promoted_score: dict[tuple[str, str], float | None] = {}
-    for path in neg_paths if promoted else []:
-        t = read_parquet([path], ["query_id", "doc_id", "teacher_score"])
-        for q, d, s in zip(t["query_id"].to_pylist(), t["doc_id"].to_pylist(), t["teacher_score"].to_pylist(), strict=True):
-            if (q, d) in promoted:
-                promoted_score[(q, d)] = s
-    promoted_by_q: dict[str, list[str]] = {}
-    for q, d in sorted(promoted):
-        promoted_by_q.setdefault(q, []).append(d)
-
-    for npath, ppath in zip(neg_paths, pos_paths, strict=True):
-        negs = read_parquet([npath], ["query_id", "doc_id", "teacher_score", "filled"])
+    for npath, ppath in zip(select.shard_paths("negatives"), select.shard_paths("positives"), strict=True):
+        negs = read_parquet([npath], _NEG_COLS)
         poss = read_parquet([ppath], ["query_id", "doc_id", "teacher_score"])
-        by_q: dict[str, list[Doc]] = {}
-        order: list[str] = []
-        for q, d, s, f in zip(negs["query_id"].to_pylist(), negs["doc_id"].to_pylist(),
-                              negs["teacher_score"].to_pylist(), negs["filled"].to_pylist(), strict=True):
-            if q not in by_q:
-                by_q[q] = []
-                order.append(q)
-            if f and not include_filled:
-                counts["filled_left_out"] += 1
-                continue
-            if (q, d) in promoted:
-                continue
-            if survivors is not None and (q, d) not in survivors:
-                counts["negatives_removed_by_relabel"] += 1
-                continue
-            by_q[q].append(texts.doc(d, s))
+        selected: dict[str, list[tuple[str, float | None, bool]]] = {}
+        for q, d, s, f in zip(*(negs[c].to_pylist() for c in _NEG_COLS), strict=True):
+            selected.setdefault(q, []).append((d, s, f))
         pos_by_q: dict[str, list[Doc]] = {}
-        for q, d, s in zip(poss["query_id"].to_pylist(), poss["doc_id"].to_pylist(),
-                           poss["teacher_score"].to_pylist(), strict=True):
+        for q, d, s in zip(*(poss[c].to_pylist() for c in ("query_id", "doc_id", "teacher_score")), strict=True):
             pos_by_q.setdefault(q, []).append(texts.doc(d, s))
-            if q not in by_q:
-                by_q[q] = []
-                order.append(q)
         batch = []
-        for q in order:
+        for q in dict.fromkeys([*selected, *pos_by_q]):
+            mined = selected.get(q, [])
             pos = pos_by_q.get(q, [])
-            have = {p.doc_id for p in pos}
-            for d in promoted_by_q.get(q, []):
-                if d not in have:
-                    pos.append(texts.doc(d, promoted_score.get((q, d))))
-                    counts["positives_promoted_by_relabel"] += 1
-            if not by_q[q]:
+            if relabel is not None:
+                score = {d: s for d, s, _f in mined}
+                final = [(d, score.get(d) if s is None else s, f) for d, s, f in relabel.negatives.get(q, [])]
+                promoted = relabel.promoted.get(q, [])
+                before, after = {d for d, _s, _f in mined}, {d for d, _s, _f in final}
+                counts["negatives_removed_by_relabel"] += len(before - after - set(promoted))
+                counts["negatives_added_by_relabel"] += len(after - before)
+                have = {p.doc_id for p in pos}
+                for d in promoted:
+                    if d not in have:
+                        pos.append(texts.doc(d, score.get(d)))
+                        counts["positives_promoted_by_relabel"] += 1
+                mined = [x for x in final if x[0] not in promoted]
+            negatives = []
+            for d, s, f in mined:
+                if f and not include_filled:
+                    counts["filled_left_out"] += 1
+                    continue
+                negatives.append(texts.doc(d, s))
+            if not negatives:
                 counts["queries_without_negatives"] += 1
                 continue
             if not pos:
                 counts["queries_without_positives"] += 1
                 continue
-            batch.append(Example(q, texts.queries.get(q, ""), pos, by_q[q]))
+            batch.append(Example(q, texts.queries.get(q, ""), pos, negatives))
         yield batch
 
 
@@ -194,25 +207,23 @@ def run_export(run_dir: str | Path, params: ExportParams | None = None) -> Expor
             log.info("export: %s is up to date, skipped", out)
             return ExportResult(out, True, int(info.get("rows", 0)), info)
 
-    survivors = _pairs(relabel, "negatives") if relabel is not None else None
-    promoted = _pairs(relabel, "positives") if relabel is not None else set()
-    need: set[str] = set()
+    overlay = _Relabel(relabel) if relabel is not None else None
+    need: set[str] = overlay.doc_ids() if overlay is not None else set()
     for table in ("negatives", "positives"):
         for path in select.shard_paths(table):
             need.update(pc.unique(read_parquet([path], ["doc_id"])["doc_id"]).to_pylist())
-    need.update(d for _q, d in promoted)
     texts = _Texts(ingest, need)
 
     counts = dict.fromkeys(("queries", "queries_without_negatives", "queries_without_positives",
                             "queries_short_for_n_tuple", "filled_left_out", "negatives_removed_by_relabel",
-                            "positives_promoted_by_relabel"), 0)
+                            "negatives_added_by_relabel", "positives_promoted_by_relabel"), 0)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     rows = 0
     try:
         with tqdm(total=select.num_rows("queries"), desc="export", unit="q", disable=None) as bar:
             sink = _Sink(tmp, container, writer.schema(opts) if writer.schema else None)
-            for batch in _examples(select, texts, survivors, promoted, params.include_filled, counts):
+            for batch in _examples(select, texts, overlay, params.include_filled, counts):
                 counts["queries"] += len(batch)
                 if params.format == "n-tuple":
                     counts["queries_short_for_n_tuple"] += sum(len(ex.negatives) < k for ex in batch)
