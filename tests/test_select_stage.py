@@ -84,6 +84,12 @@ def test_skip_when_up_to_date_and_rerun_reuses_duplicates(run, caplog):
     assert new.artifact.read("dropped").equals(ref.artifact.read("dropped"))
     r = _reasons(new.artifact)
     assert r[("q1", "n2")] == "above_margin"                   # 0.66 >= 0.70 - 0.3
+    # a damaged previous artifact is not trusted: duplicates are recomputed
+    for p in new.artifact.shard_paths("dropped"):
+        p.write_bytes(b"not parquet")
+    again = run_select(run, SelectParams(num_negatives=2, filter="margin-pos", margin=0.25))
+    assert again.artifact.stats["duplicates_reused"] is False
+    assert _reasons(again.artifact)[("q1", "d_dup")] == "duplicate_of_positive"
     # changing the dedup threshold recomputes
     other = run_select(run, SelectParams(num_negatives=2, dedup_threshold=0.999))
     assert other.artifact.stats["duplicates_reused"] is False

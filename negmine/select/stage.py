@@ -424,12 +424,16 @@ def _previous_duplicates(out_dir: Path, key: str | None) -> dict[str, tuple[str,
     if prev.manifest.get("dedup_key") != key:
         return None
     out: dict[str, tuple[str, float]] = {}
-    for path in prev.shard_paths("dropped"):
-        t = read_parquet([path], ["query_id", "doc_id", "reason_dropped", "duplicate_of", "similarity"])
-        t = t.filter(pc.equal(t["reason_dropped"], "duplicate_of_positive"))
-        for k, o, s in zip(_pair_keys(t["query_id"], t["doc_id"]).to_pylist(), t["duplicate_of"].to_pylist(),
-                           t["similarity"].to_pylist(), strict=True):
-            out[k] = (o, float("nan") if s is None else s)
+    try:
+        for path in prev.shard_paths("dropped"):
+            t = read_parquet([path], ["query_id", "doc_id", "reason_dropped", "duplicate_of", "similarity"])
+            t = t.filter(pc.equal(t["reason_dropped"], "duplicate_of_positive"))
+            for k, o, s in zip(_pair_keys(t["query_id"], t["doc_id"]).to_pylist(), t["duplicate_of"].to_pylist(),
+                               t["similarity"].to_pylist(), strict=True):
+                out[k] = (o, float("nan") if s is None else s)
+    except (OSError, KeyError, pa.ArrowException) as e:  # damaged previous artifact: just recompute
+        log.debug("select: previous duplicates unreadable (%s); recomputing", e)
+        return None
     log.info("select: reusing %d near-duplicate(s) found by the previous run (same inputs and dedup settings)",
              len(out))
     return out
