@@ -296,3 +296,12 @@ def test_pairs_tsv_with_csv_corpus_and_titles(tmp_path, cli):
     t = tables(tmp_path / "run")
     assert [p["doc_id"] for p in t["positives"]] == ["x1", text_id("d", "Rome is in Italy.")]
     assert t["corpus"][0] == {"doc_id": "x1", "title": "Paris", "text": "Paris is the capital of France."}
+
+
+def test_tsv_has_no_quoting(tmp_path, cli):
+    p = tmp_path / "pairs.tsv"
+    p.write_text('query\tpositive\n"quoted" query\t"He said", she wrote.\n')
+    code, _, err = cli("ingest", p, "--out", tmp_path / "run")
+    assert code == 0, err
+    t = tables(tmp_path / "run")
+    assert t["queries"][0]["text"] == '"quoted" query' and t["corpus"][0]["text"] == '"He said", she wrote.'

@@ -220,7 +220,9 @@ def _csv_rows(path: str | os.PathLike, kind: str) -> Iterator[tuple[int, list[st
             current[0] = n
             yield line + "\n"
 
-    reader = csv.reader(feed(), delimiter="\t" if kind == "tsv" else ",")
+    # TSV (MS MARCO, BEIR qrels style) has no quoting: a text may start with a double quote
+    reader = (csv.reader(feed(), delimiter="\t", quoting=csv.QUOTE_NONE) if kind == "tsv"
+              else csv.reader(feed()))
     while True:
         try:
             row = next(reader)
