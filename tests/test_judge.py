@@ -278,3 +278,10 @@ def test_client_falls_back_when_structured_output_is_rejected(tiny_truth, tmp_pa
         ans = _ask(c, msgs)
     assert ans.error is None and P.parse_listwise(ans.content, 2).complete(2)
     assert c._format[0] == "none" and st.statuses[400] == 2 and st.statuses[200] == 1
+
+
+def test_truth_maps_truncated_passages_back_to_documents(tiny_truth):
+    truth, texts = tiny_truth
+    assert truth.docs_of(texts[0]) == ["d1"] and truth.docs_of("  LIFT is the   force") == ["d1"]
+    assert truth.docs_of("unrelated text") == [] and truth.label("what is lift?", texts[0][:30]) == "relevant"
+    assert truth.label("what is drag?", texts[0]) == "not_relevant"  # unknown query

@@ -348,3 +348,62 @@ def test_pointwise_logprobs_route_unsure_negatives(base, run_dir, server):
     unsure_only = {k for k in want if t1[k]["label"] == "not_relevant"}
     assert unsure_only  # negatives labelled not_relevant but with a probability inside the band went on
     assert res.artifact.stats["escalated_share"] == pytest.approx(len(t2) / len(t1), abs=1e-4)
+
+
+def test_unparseable_answers_get_exactly_one_reask_and_never_a_label(base, run_dir, server):
+    from negmine.judge.stage import run_relabel
+
+    srv = server(faults=1.0, fault_kinds=("bad_json", "truncated"))
+    res = run_relabel(run_dir, params(srv, tiers=[Tier(model="cheap", base_url=srv.base_url)]), progress=False)
+    audit = judged_pairs(res.artifact)
+    groups = N_QUERIES * 2  # 8 negatives in lists of 4
+    assert srv.state.requests == 2 * groups  # the first answer + one re-ask, no more
+    assert all(r["label"] is None and r["error"].startswith("after re-ask: ") and r["reasked"] for r in audit)
+    assert res.artifact.read("positives").num_rows == 0
+    assert res.artifact.read("negatives").num_rows == len(audit)  # on_unjudged=keep: kept, flagged unjudged
+    assert set(res.artifact.read("negatives")["status"].to_pylist()) == {"unjudged"}
+
+
+def test_concurrency_is_bounded_and_remove_policy(base, run_dir, server):
+    from negmine.judge.stage import run_relabel
+
+    srv = server(accuracy=1.0, latency_ms=30)
+    res = run_relabel(run_dir, params(srv, concurrency=3, on_relevant="remove"), progress=False)
+    assert 2 <= srv.state.max_inflight <= 3
+    assert res.artifact.read("positives").num_rows == 0
+    negs = {(r["query_id"], r["doc_id"]) for r in res.artifact.read("negatives").to_pylist()}
+    assert not (negs & base["hidden"]) and res.artifact.stats["action_remove"] == len(base["hidden"])
+
+
+def test_missing_select_artifact_is_bad_input(tmp_path, cli):
+    code, out, err = cli("relabel", tmp_path)
+    assert code == 2 and "negmine select" in err and len(err.strip().splitlines()) == 1
+
+
+def test_judge_server_command_serves_and_stops(base, tmp_path):
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    qrels = base["src"] / "qrels" / "test.tsv"
+    proc = subprocess.Popen([sys.executable, "-m", "negmine", "judge-server", "--qrels", str(qrels), "--port",
+                             str(port), "--accuracy", "1.0"], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": '<data>{"query": "x", "passage": '
+                                                        '"y"}</data> Answer yes or no.'}]}).encode()
+        for _ in range(100):
+            try:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body,
+                                             headers={"Content-Type": "application/json"})
+                ans = json.loads(urllib.request.urlopen(req, timeout=2).read())
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert ans["choices"][0]["message"]["content"] == "no"  # unknown passage: not relevant
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and "listening on http://127.0.0.1" in err and "1 requests" in err

@@ -43,6 +43,12 @@ def judge_server(
     truth = Truth.from_files(qrels, corpus, queries, min_grade)
     state = ServerState(truth, accuracy=accuracy, faults=faults, fault_kinds=kinds, latency_ms=latency_ms,
                         stall_seconds=stall_seconds, retry_after=retry_after, seed=seed)
+    import signal
+
+    def _stop(*_a) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
     srv = JudgeServer(state, port=port).start()
     typer.echo(f"negmine judge-server: {len(truth.qrels)} queries with qrels, {len(truth.doc_ids)} passages; "
                f"listening on {srv.base_url}\nexport OPENAI_BASE_URL={srv.base_url}", err=True)

@@ -22,6 +22,7 @@ A retried request draws again, so a fault is transient, as on a real service.
 
 from __future__ import annotations
 
+import bisect
 import email
 import email.policy
 import hashlib
@@ -42,7 +43,7 @@ from typing import Any
 log = logging.getLogger("negmine")
 
 FAULT_KINDS = ("429", "500", "stall", "bad_body", "bad_json", "truncated", "bad_ids")
-PREFIX_CHARS = 100
+PREFIX_CHARS = 200  # Cranfield: 1,398 texts → 1,397 distinct 200-char prefixes (100 chars: 1,377)
 INJECTION = re.compile(r"ignore\s+(all\s+|the\s+|any\s+)?(previous\s+|above\s+|prior\s+)?instructions", re.I)
 _DATA = re.compile(r"<data>\s*(.*?)\s*</data>", re.S)
 OTHER = {"relevant": ("not_relevant", "partial"), "partial": ("not_relevant", "relevant"),
@@ -65,6 +66,7 @@ class Truth:
     query_ids: dict[str, list[str]]                # normalized query text → ids
     doc_ids: dict[str, list[str]]                  # normalized doc_text prefix → ids
     min_grade: float = 1.0
+    _sorted: list[str] | None = field(default=None, repr=False)
 
     @classmethod
     def from_files(cls, qrels: str | Path, corpus: str | Path | None = None, queries: str | Path | None = None,
@@ -96,7 +98,20 @@ class Truth:
         return cls(rel, qids, dids, min_grade)
 
     def docs_of(self, passage: str) -> list[str]:
-        return self.doc_ids.get(_norm(passage)[:PREFIX_CHARS], [])
+        """Documents whose text starts like the passage (a passage truncated below PREFIX_CHARS matches every
+        document it is a prefix of)."""
+        key = _norm(passage)[:PREFIX_CHARS]
+        hit = self.doc_ids.get(key)
+        if hit is not None or len(key) >= PREFIX_CHARS or not key:
+            return hit or []
+        if self._sorted is None:
+            self._sorted = sorted(self.doc_ids)
+        out: list[str] = []
+        i = bisect.bisect_left(self._sorted, key)
+        while i < len(self._sorted) and self._sorted[i].startswith(key):
+            out += self.doc_ids[self._sorted[i]]
+            i += 1
+        return out
 
     def label(self, query: str, passage: str) -> str:
         qids = self.query_ids.get(_norm(query), [])
@@ -130,6 +145,8 @@ class ServerState:
     received_keys: list[str] = field(default_factory=list)
     auth_headers: set = field(default_factory=set)
     judgments: int = 0
+    inflight: int = 0
+    max_inflight: int = 0
     hold_after: int | None = None  # test hook: after this many answers every request stalls until release
     stop: threading.Event = field(default_factory=threading.Event)
     files: dict[str, bytes] = field(default_factory=dict)
@@ -324,6 +341,17 @@ class Handler(BaseHTTPRequestHandler):
         self._error(404, f"no such endpoint {path}")
 
     def _chat(self, raw: bytes) -> None:
+        st = self.st
+        with st.lock:
+            st.inflight += 1
+            st.max_inflight = max(st.max_inflight, st.inflight)
+        try:
+            self._chat_inner(raw)
+        finally:
+            with st.lock:
+                st.inflight -= 1
+
+    def _chat_inner(self, raw: bytes) -> None:
         st = self.st
         try:
             body = json.loads(raw)

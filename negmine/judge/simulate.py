@@ -101,3 +101,23 @@ def build_hidden_run(src: Path, work: Path, n_queries: int, per_query: int = 8, 
         hidden.update((q, d) for d in h)
     write_negatives(run, ing.fingerprint, negs)
     return run, negs, hidden
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m negmine.judge.simulate BEIR_DIR OUT [--queries N]``: a hidden-positives run with hand-made
+    negatives (no model needed), to try `negmine relabel` against a judge (make test-llm-local uses it)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m negmine.judge.simulate", description=main.__doc__)
+    ap.add_argument("beir_dir", type=Path, help="BEIR directory with qrels/test.tsv (e.g. ../shared/data/cranfield)")
+    ap.add_argument("out", type=Path, help="work directory; the run is OUT/run")
+    ap.add_argument("--queries", type=int, default=5)
+    ap.add_argument("--negatives", type=int, default=8)
+    args = ap.parse_args(argv)
+    run, negs, hidden = build_hidden_run(args.beir_dir, args.out, args.queries, per_query=args.negatives)
+    print(f"{run}: {sum(len(v) for v in negs.values())} negatives of {len(negs)} queries, "
+          f"{len(hidden)} of them hidden relevant documents")
+
+
+if __name__ == "__main__":
+    main()

@@ -141,14 +141,9 @@ def load_inputs(neg: Artifact, ingest: Artifact, scores: Artifact | None, params
 
 # ---- one shard ---------------------------------------------------------------------------------------------------
 
-@dataclass
-class ShardResult:
-    tables: dict[str, pa.Table]
-    counts: Counter
-
-
 async def judge_shard(judge: Judge, inp: Inputs, qids: list[str], params: RelabelParams,
-                      plan: bool = False) -> ShardResult:
+                      plan: bool = False) -> dict[str, pa.Table]:
+    """Judge one shard of queries (with refill rounds) and build its four output tables."""
     policy = Policy(params.on_relevant, params.on_partial, params.on_unjudged, params.max_false_negatives)
     pos_texts = {q: [inp.texts[d] for d in inp.positives.get(q, [])[: params.max_positives] if d in inp.texts]
                  for q in qids}
@@ -192,24 +187,19 @@ async def judge_shard(judge: Judge, inp: Inputs, qids: list[str], params: Relabe
         if not items:
             break
 
-    counts: Counter = Counter()
     neg_rows, pos_rows, audit_rows, dq_rows = [], [], [], []
     for q in qids:
         dec = decisions[q]
         if dec.dropped:
             dq_rows.append({"query_id": q, "reason": f"more than {params.max_false_negatives} false negatives",
                             "false_negatives": dec.false_negatives})
-            counts["queries_dropped"] += 1
         keys = [k for k in history if k[0] == q]
         keys.sort(key=lambda k: (round_of[k], rows_of[k]["rank"] if rows_of[k]["rank"] is not None else 1 << 30))
         for k in keys:
             hs = history[k]
             final = hs[-1]
             action = dec.actions[k[1]]
-            counts[f"action_{action}"] += 1
-            counts[f"label_{final.label or 'unjudged'}"] += 1
             for n, j in enumerate(hs):
-                counts[f"judgments_tier{j.tier + 1}"] += 1
                 audit_rows.append({
                     "query_id": q, "doc_id": k[1], "refill_round": round_of[k], "tier": j.tier + 1, "model": j.model,
                     "label": j.label, "prob": j.prob, "status": "judged" if j.label else "unjudged",
@@ -224,13 +214,12 @@ async def judge_shard(judge: Judge, inp: Inputs, qids: list[str], params: Relabe
             elif action == "promote":
                 pos_rows.append({"query_id": q, "doc_id": k[1], "label": final.label, "tier": final.tier + 1,
                                  "model": final.model})
-    tables = {
+    return {
         "negatives": pa.Table.from_pylist(neg_rows, schema=schemas.RELABEL_NEGATIVES),
         "positives": pa.Table.from_pylist(pos_rows, schema=schemas.RELABEL_POSITIVES),
         "audit": pa.Table.from_pylist(audit_rows, schema=schemas.RELABEL_AUDIT),
         "dropped_queries": pa.Table.from_pylist(dq_rows, schema=schemas.RELABEL_DROPPED_QUERIES),
     }
-    return ShardResult(tables, counts)
 
 
 # ---- the stage ---------------------------------------------------------------------------------------------------
@@ -288,7 +277,6 @@ def run_relabel(run_dir: str | Path, params: RelabelParams, *, progress: bool = 
     inp = load_inputs(neg, ingest, scores, params)
     writer.begin()
     client, cache = _client(params, run_dir, plan=False)
-    counts: Counter = Counter()
     shards = _shards(list(inp.negatives), params.shard_queries)
 
     async def main() -> None:
@@ -298,16 +286,15 @@ def run_relabel(run_dir: str | Path, params: RelabelParams, *, progress: bool = 
             for i, qids in enumerate(shards):
                 if all(writer.has_shard(t, i) for t in TABLES):
                     continue  # finished before an interruption
-                res = await judge_shard(judge, inp, qids, params)
+                tables = await judge_shard(judge, inp, qids, params)
                 if client.budget_hit:
-                    write_parquet_atomic(res.tables["audit"], run_dir / PARTIAL_AUDIT)
+                    write_parquet_atomic(tables["audit"], run_dir / PARTIAL_AUDIT)
                     raise BudgetExhausted(
                         f"budget of ${params.budget_usd:g} reached after spending ${client.spent:.4f}: shards "
                         f"{i}/{len(shards)} finished, answers cached in {cache.path}, partial audit in "
                         f"{run_dir / PARTIAL_AUDIT}; re-run to continue", "--budget-usd")
-                for t, table in res.tables.items():
+                for t, table in tables.items():
                     writer.write_shard(t, i, table)
-                counts.update(res.counts)
         finally:
             bar.close()
             await client.aclose()
@@ -317,8 +304,7 @@ def run_relabel(run_dir: str | Path, params: RelabelParams, *, progress: bool = 
     finally:
         cache.close()
     (run_dir / PARTIAL_AUDIT).unlink(missing_ok=True)
-    if writer.resumed_shards:
-        counts.update(_counts_of_resumed(writer, shards))
+    counts = _shard_counts(writer, len(shards))
     tiers = _tier_stats(client, params)
     stats = dict(counts) | {
         "queries": len(inp.negatives), "negatives_in": sum(len(v) for v in inp.negatives.values()),
@@ -335,18 +321,16 @@ def run_relabel(run_dir: str | Path, params: RelabelParams, *, progress: bool = 
     return StageResult(art, False, time.time() - t0)
 
 
-def _counts_of_resumed(writer: StageWriter, shards: list[list[str]]) -> Counter:
-    """Counts of shards finished by an earlier, interrupted run (read back from their audit)."""
+def _shard_counts(writer: StageWriter, n_shards: int) -> Counter:
+    """Counts over every shard, read back from the audit (so shards finished by an interrupted run count too)."""
     c: Counter = Counter()
-    for i, _ in enumerate(shards):
-        if (("audit", i) in writer._resumed):
-            audit = writer.read_shard("audit", i).to_pylist()
-            for r in audit:
-                c[f"judgments_tier{r['tier']}"] += 1
-                if r["action"] is not None:
-                    c[f"action_{r['action']}"] += 1
-                    c[f"label_{r['label'] or 'unjudged'}"] += 1
-            c["queries_dropped"] += writer.read_shard("dropped_queries", i).num_rows
+    for i in range(n_shards):
+        for r in writer.read_shard("audit", i).select(["tier", "label", "action"]).to_pylist():
+            c[f"judgments_tier{r['tier']}"] += 1
+            if r["action"] is not None:
+                c[f"action_{r['action']}"] += 1
+                c[f"label_{r['label'] or 'unjudged'}"] += 1
+        c["queries_dropped"] += writer.read_shard("dropped_queries", i).num_rows
     return c
 
 
