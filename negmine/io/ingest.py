@@ -78,7 +78,7 @@ class Canon:
     def add_doc(self, doc_id: str, title: str, text: str, where: Any, line: int | None = None,
                 row: int | None = None) -> bool:
         """Add a document; returns False when it was skipped (empty) or already present (identical)."""
-        if _blank(text) and _blank(title):
+        if (not text or text.isspace()) and (not title or title.isspace()):  # inlined _blank: hot path
             if self.strict:
                 raise InputError(f"document '{doc_id}' has empty text (--strict)", where, line=line, row=row)
             self.counts["empty_docs_skipped"] += 1
