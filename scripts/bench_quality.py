@@ -53,10 +53,17 @@ NEGMINE_CONFIGS: dict[str, tuple[str, dict]] = {
     "pos_sim < 0.60 + perc 1.0": ("dense100", {"filter": "perc-pos", "perc_pos": 1.0, "max_pos_sim": 0.60}),
 }
 
+# signals explored offline (NOT negmine options): retriever agreement = drop dense candidates that BM25 also ranks
+# in its top N (emulated by re-selecting from the dense100 scores with those pairs removed), alone and with the
+# similar_to_positive rule
+AGREEMENT = {f"[offline] drop BM25 top-{n} agreement{'' if ps is None else f' + pos_sim < {ps:.2f}'}": (n, ps)
+             for n in (10, 20) for ps in (None, 0.65)}
+
 POOLS = {
     "dense100": {"retrieve.method": "dense", "retrieve.depth": 100},
     "dense300": {"retrieve.method": "dense", "retrieve.depth": 300},
     "hybrid100": {"retrieve.method": "hybrid", "retrieve.depth": 100},
+    "bm25_100": {"retrieve.method": "bm25", "retrieve.depth": 100},
 }
 
 ST_CONFIGS = {
@@ -97,6 +104,31 @@ def negmine_config(run: Path, overrides: dict, qrels):
     m = evaluate(sel.read("negatives"), scores, qrels, K, dropped=sel.read("dropped"))
     m["select_seconds"] = round(secs, 2)
     return m
+
+
+def agreement_configs(dense: Path, bm25: Path, qrels) -> dict[str, dict]:
+    import pyarrow.compute as pc
+
+    from negmine.io.store import Artifact
+    from negmine.report.eval import evaluate
+    from negmine.report.replay import reselect
+    from negmine.report.run import scores_pos_sim
+    from negmine.select.params import SelectParams
+
+    scores = Artifact.open(dense / "scores", stage="score").read(
+        columns=["query_id", "doc_id", "rank", "teacher_score", "is_positive"])
+    cands = Artifact.open(bm25 / "candidates", stage="retrieve").read(columns=["query_id", "doc_id", "rank"])
+    extra = scores_pos_sim(dense, scores, {})
+    out = {}
+    for name, (n, ps) in AGREEMENT.items():
+        top = cands.filter(pc.less_equal(cands["rank"], n))
+        agree = set(zip(top["query_id"].to_pylist(), top["doc_id"].to_pylist(), strict=True))
+        p = SelectParams(num_negatives=K, filter="none", max_pos_sim=ps, dedup=False)
+        m = evaluate(reselect(scores, p, agree, extra), scores, qrels, K)
+        m.update({"pool": "dense100", "select": {"bm25_agreement_top": n, "max_pos_sim": ps}})
+        out[name] = m
+        print(f"{name}: FN {m['fn_rate']:.3f} coverage {m['coverage']:.3f} hardness {m['hardness']:.3f}", flush=True)
+    return out
 
 
 def st_configs(run: Path, proto: Path, qrels, work: Path, names: list[str]) -> dict[str, dict]:
@@ -188,6 +220,11 @@ def main() -> None:
             results[label] = m
             print(f"{label}: FN {m['fn_rate']:.3f} coverage {m['coverage']:.3f} hardness {m['hardness']:.3f} "
                   f"mean rank {m['mean_rank']:.1f}", flush=True)
+    if not args.only:
+        for pool in ("dense100", "bm25_100"):
+            if pool not in pools:
+                pools[pool] = build_pool(pool, proto, args.work)
+        results.update(agreement_configs(pools["dense100"], pools["bm25_100"], qrels))
     if not args.no_st:
         if "dense100" not in pools:
             pools["dense100"] = build_pool("dense100", proto, args.work)
