@@ -240,11 +240,18 @@ def test_cli_help_has_example(cli):
     assert code == 0 and "Example: negmine retrieve" in out and "--method" in out
 
 
-def test_cli_unknown_model(cli, tiny_run, capsys):
+@pytest.mark.parametrize("model", ["no-such-org/no-such-model", "DIR"])
+def test_cli_unknown_model(cli, tiny_run, capsys, model):
+    """A hub name (offline: never downloaded) or a directory that holds no model: one line, exit 2, no artifact."""
+    if model == "DIR":
+        model = tiny_run.parent / "not-a-model"
+        model.mkdir()
+        (model / "config.json").write_text("{}")
     capsys.readouterr()  # the fixture's ingest log
-    code, out, err = cli("retrieve", tiny_run, "--model", "no-such-org/no-such-model")
-    assert code == 2 and err.count("\n") == 1
-    assert "--model: unknown model 'no-such-org/no-such-model'" in err and "not downloaded when offline" in err
+    code, out, err = cli("retrieve", tiny_run, "--model", model)
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert code == 2 and len(errors) == 1, err
+    assert f"--model: unknown model '{model}'" in err and "not downloaded when offline" in err
     assert not (tiny_run / "candidates").exists()
     assert not list(tiny_run.glob(".candidates.staging-*"))
 

@@ -29,7 +29,9 @@ from negmine.retrieve.params import RetrieverConfig
 log = logging.getLogger("negmine")
 
 
-def tokenize(texts: Sequence[str], cfg: RetrieverConfig, desc: str = "tokenize") -> list[list[str]]:
+def tokenize(texts: Sequence[str], cfg: RetrieverConfig, ids: bool = False) -> Any:
+    """bm25s tokens: lists of strings, or (``ids``) a ``bm25s.tokenization.Tokenized`` (ids + vocabulary, the
+    fast input for indexing)."""
     import bm25s
 
     stem = None
@@ -42,7 +44,7 @@ def tokenize(texts: Sequence[str], cfg: RetrieverConfig, desc: str = "tokenize")
             raise InputError(f"unknown stemmer language '{cfg.stemmer}' (PyStemmer: "
                              f"{', '.join(Stemmer.algorithms()[:8])}, ...)", "retrieve.stemmer") from None
     try:
-        return bm25s.tokenize(list(texts), stopwords=cfg.stopwords or [], stemmer=stem, return_ids=False,
+        return bm25s.tokenize(list(texts), stopwords=cfg.stopwords or [], stemmer=stem, return_ids=ids,
                               show_progress=_progress(len(texts)))
     except ValueError as e:
         raise InputError(f"bad stopwords '{cfg.stopwords}': {e}", "retrieve.stopwords") from None
@@ -136,7 +138,7 @@ def open_bm25(cfg: RetrieverConfig, corpus_fingerprint: str,
     in memory: it has no persistent form). ``doc_texts`` is called only when an index must be built."""
     if cfg.backend == "rank-bm25":
         log.info("bm25: building rank-bm25 BM25Okapi index (reference backend, slow)")
-        return RankBm25Searcher(tokenize(doc_texts(), cfg, "tokenize corpus"), cfg)
+        return RankBm25Searcher(tokenize(doc_texts(), cfg), cfg)
     import bm25s
 
     path = cache_dir("bm25") / index_key(cfg, corpus_fingerprint)
@@ -151,7 +153,7 @@ def open_bm25(cfg: RetrieverConfig, corpus_fingerprint: str,
     texts = doc_texts()
     log.info("bm25: indexing %d documents (bm25s %s, k1=%g, b=%g)", len(texts), cfg.bm25_method, cfg.k1, cfg.b)
     retriever = bm25s.BM25(method=cfg.bm25_method, k1=cfg.k1, b=cfg.b, delta=cfg.delta)
-    retriever.index(tokenize(texts, cfg, "tokenize corpus"), show_progress=_progress(len(texts)))
+    retriever.index(tokenize(texts, cfg, ids=True), show_progress=_progress(len(texts)))
     _save_atomic(retriever, path)
     return Bm25sSearcher(retriever, cfg)
 
