@@ -255,3 +255,10 @@ def test_runtime_failure_exits_1_and_resumes(tmp_path, cli):
     assert code == 0, err
     art = Artifact.open(run / "ingest")
     assert art.num_rows("corpus") == 3000 and art.manifest["resumed_shards"] == 2
+
+
+def test_out_path_that_is_a_file_is_bad_input(tmp_path, cli):
+    out = write(tmp_path, "run", "not a directory")
+    code, _, err = cli("ingest", beir(tmp_path), "--out", out)
+    assert code == 2 and err.strip() == f"negmine: error: {out}: output path exists and is not a directory"
+    assert out.read_text() == "not a directory"
