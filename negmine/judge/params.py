@@ -68,6 +68,15 @@ class RelabelParams(Params):
     cache_path: str | None = NoFP(None)         # SQLite response cache; default RUN/.judge-cache.sqlite
     budget_usd: float | None = NoFP(None, gt=0)  # stop cleanly before new spending would exceed this
 
+    @field_validator("routing")
+    @classmethod
+    def _routing(cls, v: str) -> str:
+        from negmine.judge.cascade import ROUTERS  # pure stdlib module: cheap to import
+
+        if v not in ROUTERS:
+            raise ValueError(f"unknown routing {v!r} (known: {', '.join(sorted(ROUTERS))})")
+        return v
+
     @field_validator("band")
     @classmethod
     def _band(cls, v: tuple[float, float]) -> tuple[float, float]:

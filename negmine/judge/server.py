@@ -147,14 +147,15 @@ class ServerState:
     judgments: int = 0
     inflight: int = 0
     max_inflight: int = 0
-    hold_after: int | None = None  # test hook: after this many answers every request stalls until release
+    admitted: int = 0
+    hold_after: int | None = None  # test hook: after this many admitted requests every request stalls until release
     stop: threading.Event = field(default_factory=threading.Event)
     files: dict[str, bytes] = field(default_factory=dict)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def reset_counters(self) -> None:
         with self.lock:
-            self.requests = self.answered = self.judgments = 0
+            self.requests = self.answered = self.judgments = self.admitted = 0
             self.statuses.clear()
             self.faults_injected.clear()
             self.answered_keys.clear()
@@ -366,7 +367,9 @@ class Handler(BaseHTTPRequestHandler):
             auth = self.headers.get("Authorization")
             if auth:
                 st.auth_headers.add(auth)
-            hold = st.hold_after is not None and st.answered >= st.hold_after
+            hold = st.hold_after is not None and st.admitted >= st.hold_after
+            if not hold:
+                st.admitted += 1  # counted at admission, so at most hold_after requests are ever answered
         if hold:
             st.stop.wait(3600)
             return self._error(503, "server stopping")

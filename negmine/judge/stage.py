@@ -188,12 +188,15 @@ async def judge_shard(judge: Judge, inp: Inputs, qids: list[str], params: Relabe
             break
 
     neg_rows, pos_rows, audit_rows, dq_rows = [], [], [], []
+    keys_of: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for k in history:
+        keys_of[k[0]].append(k)
     for q in qids:
         dec = decisions[q]
         if dec.dropped:
             dq_rows.append({"query_id": q, "reason": f"more than {params.max_false_negatives} false negatives",
                             "false_negatives": dec.false_negatives})
-        keys = [k for k in history if k[0] == q]
+        keys = keys_of[q]
         keys.sort(key=lambda k: (round_of[k], rows_of[k]["rank"] if rows_of[k]["rank"] is not None else 1 << 30))
         for k in keys:
             hs = history[k]
