@@ -305,3 +305,23 @@ def test_tsv_has_no_quoting(tmp_path, cli):
     assert code == 0, err
     t = tables(tmp_path / "run")
     assert t["queries"][0]["text"] == '"quoted" query' and t["corpus"][0]["text"] == '"He said", she wrote.'
+
+
+def test_gc_is_paused_only_while_reading(tmp_path, monkeypatch):
+    """Ingest pauses the cyclic GC while reading (speed) and always restores it, also after bad input."""
+    import gc
+
+    from negmine.io.ingest import run_ingest
+    from negmine.io.params import IngestParams
+    from negmine.io.readers import beir as beir_reader
+
+    seen = []
+    real = beir_reader.read_qrels
+    monkeypatch.setattr(beir_reader, "read_qrels", lambda *a: (seen.append(gc.isenabled()), real(*a)))
+    src = make_beir(tmp_path / "beir")
+    run_ingest(IngestParams(path=str(src)), tmp_path / "run")
+    assert seen == [False] and gc.isenabled()
+    (src / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tnope\t1\n")
+    with pytest.raises(InputError):
+        run_ingest(IngestParams(path=str(src)), tmp_path / "run")
+    assert gc.isenabled()

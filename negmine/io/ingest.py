@@ -9,10 +9,12 @@ de-duplicates, counts, and streams corpus shards to the stage writer so memory s
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,6 +262,19 @@ class _ShardSink:
             self.pool.shutdown(wait=True)
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while reading: millions of short-lived, acyclic record dicts would
+    otherwise trigger thousands of collections (about 10% of ingest CPU). Reference counting still frees them."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def run_ingest(params: IngestParams, run_dir: str | Path) -> StageResult:
     """Read ``params.path`` in its format and write ``RUN/ingest``; skipped when inputs and params are unchanged."""
     from negmine.io.readers import get_reader
@@ -297,8 +312,9 @@ def run_ingest(params: IngestParams, run_dir: str | Path) -> StageResult:
                   skip_unknown=params.skip_unknown, source=str(src))
     t1 = time.time()
     try:
-        reader.read(src, params, canon)
-        canon.finish(sink, keep_all_queries=False)
+        with _gc_paused():
+            reader.read(src, params, canon)
+            canon.finish(sink, keep_all_queries=False)
         sink.close()
     except InputError:
         sink.close(wait=False)
