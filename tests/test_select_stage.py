@@ -229,3 +229,8 @@ def test_cli_select_prints_summary_and_validates(run, cli):
     assert code == 2 and "margin" in err
     code, out, err = cli("select", run, "--set", "select.short_policy=pad")
     assert code == 2
+    # --set overrides are validated one by one: a combination is checked as a whole, in any order
+    code, out, err = cli("select", run, "--set", "select.filter=margin-pos", "--set", "select.margin=0.1")
+    assert code == 0, err
+    code, out, err = cli("select", run, "--filter", "abs")
+    assert code == 2 and "max_score" in err

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from negmine.params_base import NoFP, Params
 
@@ -43,19 +43,22 @@ class SelectParams(Params):
     short_policy: Literal["keep", "drop", "fill"] = "keep"
     shard_queries: int = NoFP(10_000, gt=0)         # queries per output shard
 
-    @model_validator(mode="after")
-    def _check(self) -> SelectParams:
+    def problems(self) -> list[str]:
+        """Inconsistent combinations of keys (checked when the stage runs, not per key: ``--set`` overrides are
+        validated one at a time, so ``--set select.filter=margin-pos --set select.margin=0.1`` must not fail
+        half-way)."""
+        out = []
         if self.min_rank is not None and self.max_rank is not None and self.min_rank > self.max_rank:
-            raise ValueError(f"min_rank ({self.min_rank}) > max_rank ({self.max_rank})")
+            out.append(f"select.min_rank ({self.min_rank}) > select.max_rank ({self.max_rank})")
         if self.min_score is not None and self.max_score is not None and self.min_score >= self.max_score:
-            raise ValueError(f"min_score ({self.min_score}) >= max_score ({self.max_score})")
+            out.append(f"select.min_score ({self.min_score}) >= select.max_score ({self.max_score})")
         if self.filter == "perc-pos" and self.perc_pos is None:
-            raise ValueError("filter 'perc-pos' needs perc_pos")
+            out.append("select.filter 'perc-pos' needs select.perc_pos")
         if self.filter == "margin-pos" and self.margin is None:
-            raise ValueError("filter 'margin-pos' needs margin")
+            out.append("select.filter 'margin-pos' needs select.margin")
         if self.filter == "abs" and self.max_score is None and self.min_score is None:
-            raise ValueError("filter 'abs' needs max_score or min_score")
-        return self
+            out.append("select.filter 'abs' needs select.max_score or select.min_score")
+        return out
 
     def rules(self) -> dict[str, float | int | None]:
         """The effective rule values (None = rule off) after applying ``filter``."""

@@ -442,6 +442,8 @@ def _previous_duplicates(out_dir: Path, key: str | None) -> dict[str, tuple[str,
 def run_select(run_dir: str | Path, params: SelectParams | None = None) -> StageResult:
     """Read ``RUN/scores`` (+ ``RUN/ingest``) and write ``RUN/negatives``; skipped when up to date."""
     params = params or SelectParams()
+    if problems := params.problems():
+        raise InputError("; ".join(problems), "select")
     run_dir = Path(run_dir)
     t0 = time.time()
     ingest_art = Artifact.open(run_dir / "ingest", stage="ingest", hint="run `negmine ingest` first")
