@@ -76,8 +76,9 @@ def main() -> None:
     from negmine.io.params import IngestParams
     from negmine.io.store import Artifact
     from negmine.models import doc_text
-    from negmine.retrieve.bm25 import tokenize, topk_rows
+    from negmine.retrieve.bm25 import tokenize
     from negmine.retrieve.params import RetrieveParams
+    from negmine.retrieve.ranking import topk_rows
 
     run = work / "run"
     run_ingest(IngestParams(path=str(data), split="train"), run)

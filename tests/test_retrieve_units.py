@@ -5,9 +5,9 @@ import logging
 import numpy as np
 import pytest
 
-from negmine.retrieve.bm25 import sort_hits, topk_rows
 from negmine.retrieve.fusion import found_labels, fuse
 from negmine.retrieve.params import RetrieveParams, RetrieverConfig
+from negmine.retrieve.ranking import rank_of, sort_hits, topk_rows
 
 
 def test_sort_hits_orders_and_drops():
@@ -19,6 +19,13 @@ def test_sort_hits_orders_and_drops():
     assert idx.tolist() == [[5, 4]]
     idx, s = topk_rows(np.array([[0.0, 3, 1, 3], [1, 0, 0, 0]]), 3)
     assert idx.tolist() == [[1, 3, 2], [0, -1, -1]]
+
+
+def test_rank_of():
+    idx = np.array([[7, 3, -1], [3, 9, 8]])
+    # (query row, doc) → 1-based rank, 0 when the doc is not in that row
+    assert rank_of(np.array([0, 0, 1, 1, 0]), np.array([3, 9, 3, 8, 7]), idx).tolist() == [2, 0, 1, 3, 1]
+    assert rank_of(np.array([0]), np.array([1]), np.full((1, 3), -1)).tolist() == [0]
 
 
 def test_rrf_by_hand():

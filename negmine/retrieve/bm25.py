@@ -25,6 +25,7 @@ import numpy as np
 from negmine.cache import cache_dir
 from negmine.errors import InputError
 from negmine.retrieve.params import RetrieverConfig
+from negmine.retrieve.ranking import sort_hits, topk_rows
 
 log = logging.getLogger("negmine")
 
@@ -54,30 +55,6 @@ def _progress(n: int) -> bool:
     import sys
 
     return n > 10_000 and sys.stderr.isatty()
-
-
-def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` columns of every row of ``scores`` (best first, ties by column), non-positive scores → -1."""
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else \
-        np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
-    return sort_hits(part, np.take_along_axis(scores, part, axis=1))
-
-
-def sort_hits(idx: np.ndarray, scores: np.ndarray, drop_nonpositive: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Order each row by (score desc, index asc); missing entries (index < 0, and score <= 0 when
-    ``drop_nonpositive``: a BM25 score of 0 means no term matched) become (-1, 0) at the end of the row."""
-    idx = np.asarray(idx, dtype=np.int64)
-    scores = np.asarray(scores, dtype=np.float32)
-    bad = idx < 0
-    if drop_nonpositive:
-        bad |= scores <= 0
-    s = np.where(bad, -np.inf, scores)
-    i = np.where(bad, np.iinfo(np.int64).max, idx)
-    order = np.lexsort((i, -s), axis=1)
-    idx = np.take_along_axis(np.where(bad, -1, idx), order, axis=1)
-    scores = np.take_along_axis(np.where(bad, 0, scores), order, axis=1).astype(np.float32)
-    return idx, scores
 
 
 class BM25Searcher:

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from negmine.retrieve.bm25 import sort_hits
 from negmine.retrieve.embed import encode_texts
 from negmine.retrieve.params import RetrieverConfig
+from negmine.retrieve.ranking import sort_hits
 
 log = logging.getLogger("negmine")
 

@@ -23,6 +23,7 @@ from negmine.errors import InputError
 from negmine.io import schemas
 from negmine.io.store import Artifact, StageResult, StageWriter, hash_json
 from negmine.retrieve.params import RetrieveParams, RetrieverConfig
+from negmine.retrieve.ranking import rank_of
 
 log = logging.getLogger("negmine")
 
@@ -106,22 +107,6 @@ def candidates_table(qids: Sequence[str], doc_ids: np.ndarray, idx: np.ndarray, 
     }, schema=schemas.CANDIDATES)
 
 
-def _rank_lookup(qpos: np.ndarray, dpos: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """1-based rank of doc ``dpos[i]`` in row ``qpos[i]`` of ``idx``, 0 when absent (vectorised)."""
-    n_q, k = idx.shape
-    valid = idx.reshape(-1) >= 0
-    if len(qpos) == 0 or not valid.any():
-        return np.zeros(len(qpos), dtype=np.int64)
-    big = int(max(idx.max(), dpos.max())) + 1
-    keys = (np.repeat(np.arange(n_q, dtype=np.int64), k) * big + idx.reshape(-1))[valid]
-    ranks = np.tile(np.arange(1, k + 1), n_q)[valid]
-    order = np.argsort(keys)
-    keys, ranks = keys[order], ranks[order]
-    want = qpos * big + dpos
-    pos = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
-    return np.where(keys[pos] == want, ranks[pos], 0)
-
-
 def positive_ranks_table(qids: Sequence[str], positives: dict[str, list[str]], corpus: Corpus,
                          final_idx: np.ndarray, runs: dict[str, np.ndarray]) -> pa.Table:
     pq_ids, pd_ids, qpos, dpos = [], [], [], []
@@ -135,11 +120,11 @@ def positive_ranks_table(qids: Sequence[str], positives: dict[str, list[str]], c
     qp, dp = np.asarray(qpos, dtype=np.int64), np.asarray(dpos, dtype=np.int64)
     ok = dp >= 0
     final = np.zeros(len(qp), dtype=np.int64)
-    final[ok] = _rank_lookup(qp[ok], dp[ok], final_idx)
+    final[ok] = rank_of(qp[ok], dp[ok], final_idx)
     by = {}
     for label, idx in runs.items():
         r = np.zeros(len(qp), dtype=np.int64)
-        r[ok] = _rank_lookup(qp[ok], dp[ok], idx)
+        r[ok] = rank_of(qp[ok], dp[ok], idx)
         by[label] = r > 0
     found_by = [[lab for lab in runs if by[lab][j]] for j in range(len(qp))]
     return pa.table({
