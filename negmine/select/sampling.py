@@ -5,14 +5,14 @@ For the random samplers the key is ``log w + Gumbel noise``, and the top-k of su
 items without replacement with probabilities proportional to ``w`` drawn one after the other (the Gumbel-top-k
 trick), so the whole shard is sampled with one sort instead of a Python loop per query.
 
-========  =========================================  =====================================================
-name      weight ``w`` (sampling without replacement)  source
-========  =========================================  =====================================================
-top       deterministic: highest teacher score       NV-Retriever "TopK" (ties: better rank, then doc id)
-uniform   1                                          FlagEmbedding ``hn_mine`` (uniform from a rank window)
-softmax   ``exp(s / T)``                             temperature sampling
-simans    ``exp(-a * (s - s+ - b)^2)``               SimANS (microsoft/SimXNS), a ≈ 0.5, b ≈ 0
-========  =========================================  =====================================================
+========  ============================================  ==================================================
+name      weight ``w`` (sampled without replacement)    source
+========  ============================================  ==================================================
+top       deterministic: highest teacher score          NV-Retriever "TopK" (ties: better rank, doc id)
+uniform   1                                             FlagEmbedding ``hn_mine`` (uniform in a window)
+softmax   ``exp(s / T)``                                temperature sampling
+simans    ``exp(-a * (s - s+ - b)^2)``                  SimANS (microsoft/SimXNS), a ≈ 0.5, b ≈ 0
+========  ============================================  ==================================================
 
 Randomness is a counter-based hash (splitmix64) of ``(seed, blake2b(query_id), position of the candidate in the
 query's rank order)``: the same config gives byte-identical output whatever the shard size or the order in which
@@ -79,17 +79,17 @@ def register_sampler(name: str) -> Callable[[Sampler], Sampler]:
 
 
 @register_sampler("top")
-def top_key(scores, pos_score, noise, p):  # noqa: ARG001
+def top_key(scores, pos_score, noise, p):
     return np.asarray(scores, dtype=np.float64)
 
 
 @register_sampler("uniform")
-def uniform_key(scores, pos_score, noise, p):  # noqa: ARG001
+def uniform_key(scores, pos_score, noise, p):
     return np.asarray(noise, dtype=np.float64)
 
 
 @register_sampler("softmax")
-def softmax_key(scores, pos_score, noise, p):  # noqa: ARG001
+def softmax_key(scores, pos_score, noise, p):
     return np.asarray(scores, dtype=np.float64) / float(p.get("temperature", 1.0)) + noise
 
 
