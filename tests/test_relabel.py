@@ -407,3 +407,27 @@ def test_judge_server_command_serves_and_stops(base, tmp_path):
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0 and "listening on http://127.0.0.1" in err and "1 requests" in err
+
+
+def test_export_uses_relabel_promoted_positives_and_surviving_negatives(base, run_dir, server, cli, tmp_path):
+    from negmine.judge.stage import run_relabel
+    from negmine.models import doc_text
+
+    srv = server(accuracy=1.0)
+    res = run_relabel(run_dir, params(srv), progress=False)
+    promoted = {(r["query_id"], r["doc_id"]) for r in res.artifact.read("positives").to_pylist()}
+    survivors = {(r["query_id"], r["doc_id"]) for r in res.artifact.read("negatives").to_pylist()}
+    assert promoted == base["hidden"] and not (survivors & promoted)
+    out = tmp_path / "ll.jsonl"
+    code, _o, err = cli("export", run_dir, "--format", "labeled-list", "--out", out)
+    assert code == 0, err
+    ing = Artifact.open(run_dir / "ingest")
+    qid = {r["text"]: r["query_id"] for r in ing.read("queries").to_pylist()}
+    text = {r["doc_id"]: doc_text(r["title"], r["text"]) for r in ing.read("corpus").to_pylist()}
+    exported = set()
+    for row in map(json.loads, out.read_text().splitlines()):
+        q = qid[row["query"]]
+        exported |= {(q, d, lab) for d in [d for qq, d in promoted | survivors if qq == q]
+                     for t, lab in zip(row["docs"], row["labels"], strict=True) if t == text[d]}
+    assert {(q, d, 1) for q, d in promoted} <= exported  # promoted documents are exported as positives
+    assert {(q, d, 0) for q, d in survivors} <= exported

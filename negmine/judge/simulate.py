@@ -49,25 +49,33 @@ def hidden_copy(src: Path, dst: Path, split: str = "test") -> Path:
     return dst
 
 
-def write_negatives(run: Path, ingest_fp: str, negs: dict[str, list[str]], inputs: dict | None = None) -> None:
-    """RUN/negatives as the select stage writes it (main table negatives + side table dropped)."""
-    rows = {"query_id": [], "doc_id": [], "rank": [], "teacher_score": [], "pos_score": [], "reason_kept": [],
-            "filled": []}
+def write_negatives(run: Path, ingest_fp: str, negs: dict[str, list[str]], inputs: dict | None = None,
+                    positives: dict[str, list[str]] | None = None) -> None:
+    """RUN/negatives as the select stage writes it: main table negatives, side tables dropped (empty), positives
+    (each query's positives, as export reads them) and the per-query summary."""
+    n_rows = sum(len(v) for v in negs.values())
+    rows: dict[str, list] = {f.name: [None] * n_rows for f in schemas.NEGATIVES}  # columns select may add: null
+    i = 0
     for q, docs in negs.items():
         for r, d in enumerate(docs, start=1):
-            rows["query_id"].append(q)
-            rows["doc_id"].append(d)
-            rows["rank"].append(r)
-            rows["teacher_score"].append(1.0 - r / 100)
-            rows["pos_score"].append(1.0)
-            rows["reason_kept"].append("sampled")
-            rows["filled"].append(False)
-    w = StageWriter(run / "negatives", "select", {"hand_made": True}, inputs or {"ingest": ingest_fp},
-                    {"negatives": schemas.NEGATIVES, "dropped": schemas.DROPPED}, main_table="negatives")
+            for k, v in (("query_id", q), ("doc_id", d), ("rank", r), ("teacher_score", 1.0 - r / 100),
+                         ("pos_score", 1.0), ("reason_kept", "sampled"), ("filled", False)):
+                rows[k][i] = v
+            i += 1
+    tables = {"negatives": schemas.NEGATIVES, "dropped": schemas.DROPPED, "positives": schemas.SELECT_POSITIVES,
+              "queries": schemas.SELECT_QUERIES}
+    w = StageWriter(run / "negatives", "select", {"hand_made": True}, inputs or {"ingest": ingest_fp}, tables,
+                    main_table="negatives")
     w.begin()
-    n = len(rows["query_id"])
-    cols = {f.name: rows.get(f.name, [None] * n) for f in schemas.NEGATIVES}  # columns select may add: null
-    w.write_shard("negatives", 0, pa.table(cols, schema=schemas.NEGATIVES))
+    w.write_shard("negatives", 0, pa.table(rows, schema=schemas.NEGATIVES))
+    pos = [(q, d) for q in negs for d in (positives or {}).get(q, [])]
+    w.write_shard("positives", 0, pa.table({"query_id": [q for q, _ in pos], "doc_id": [d for _, d in pos],
+                                            "rank": [None] * len(pos), "teacher_score": [1.0] * len(pos),
+                                            "grade": [1.0] * len(pos)}, schema=schemas.SELECT_POSITIVES))
+    qs = list(negs)
+    summary = {f.name: [None] * len(qs) for f in schemas.SELECT_QUERIES}
+    summary.update({"query_id": qs, "pos_score": [1.0] * len(qs), "kept": [len(negs[q]) for q in qs]})
+    w.write_shard("queries", 0, pa.table(summary, schema=schemas.SELECT_QUERIES))
     w.finish()
 
 
@@ -99,7 +107,7 @@ def build_hidden_run(src: Path, work: Path, n_queries: int, per_query: int = 8, 
         rng.shuffle(lst)
         negs[q] = lst
         hidden.update((q, d) for d in h)
-    write_negatives(run, ing.fingerprint, negs)
+    write_negatives(run, ing.fingerprint, negs, positives={q: [best[q]] for q in negs})
     return run, negs, hidden
 
 
