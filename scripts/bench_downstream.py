@@ -104,7 +104,7 @@ def mine_negmine(data: Data, src: Path, work: Path):
     ds = Dataset.from_parquet(str(res.export_path))
     keep = ["anchor", "positive"] + [f"negative_{i}" for i in range(1, NUM_NEG + 1)]
     return ds.select_columns(keep), {"seconds": round(time.time() - t, 1), "select": NEGMINE_SELECT,
-                                     "select_stats": res.stage("select").result.artifact.stats}
+                                     "select_stats": next(s for s in res.stages if s.name == "select").result.artifact.stats}
 
 
 def prefill_st_cache(data: Data, ds, folder: Path) -> None:
