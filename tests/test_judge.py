@@ -267,17 +267,22 @@ def test_client_honours_retry_after_then_gives_up_with_reason(tiny_truth, tmp_pa
     assert c.stats[0].failed == 1 and c.cache.get(ans.key) is None  # failures are not cached
 
 
-def test_client_falls_back_when_structured_output_is_rejected(tiny_truth, tmp_path):
+@pytest.mark.parametrize("status,rejected,final,statuses", [
+    (400, ("json_schema", "json_object"), "none", {400: 2, 200: 1}),
+    (500, ("json_schema",), "json_object", {500: 1, 200: 1}),  # llama.cpp's server: 500 for json_schema
+])
+def test_client_falls_back_when_structured_output_is_rejected(tiny_truth, tmp_path, status, rejected, final,
+                                                              statuses):
     from negmine.judge.server import JudgeServer, ServerState
 
     truth, texts = tiny_truth
     msgs = listwise_messages("what is lift?", [], texts, get_tokenizer(), 64, 32)
-    st = ServerState(truth, accuracy=1.0, reject_response_format=True)
+    st = ServerState(truth, accuracy=1.0, reject_response_format=status, rejected_formats=rejected)
     with JudgeServer(st) as srv:
         c = _client(srv.base_url, tmp_path)
         ans = _ask(c, msgs)
     assert ans.error is None and P.parse_listwise(ans.content, 2).complete(2)
-    assert c._format[0] == "none" and st.statuses[400] == 2 and st.statuses[200] == 1
+    assert c._format[0] == final and dict(st.statuses) == statuses
 
 
 def test_truth_maps_truncated_passages_back_to_documents(tiny_truth):

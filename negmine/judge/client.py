@@ -281,12 +281,7 @@ class JudgeClient:
                     raise ValueError("response without choices")
                 return data, attempt + 1, ""
             except openai.BadRequestError as e:
-                fmt = self._format[req.tier]
-                if req.kind == "listwise" and tier.structured == "auto" and fmt != "none" and _about_format(e):
-                    # the server does not support this structured output: json_schema → json_object → plain text
-                    self._format[req.tier] = "json_object" if fmt == "auto" else "none"
-                    log.info("tier %d (%s): response_format not supported, falling back to %s", req.tier + 1,
-                             tier.model, self._format[req.tier])
+                if self._downgrade_format(req, e):
                     continue
                 return None, attempt + 1, f"http 400: {_short(e)}"
             except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
@@ -300,6 +295,8 @@ class JudgeClient:
             except openai.APIConnectionError as e:
                 err = f"connection error: {_short(e)}"
             except openai.APIStatusError as e:
+                if self._downgrade_format(req, e):  # llama.cpp's server rejects json_schema with a 500
+                    continue
                 if e.status_code < 500 and e.status_code not in (408, 409, 425):
                     return None, attempt + 1, f"http {e.status_code}: {_short(e)}"
                 err = f"http {e.status_code}"
@@ -311,6 +308,17 @@ class JudgeClient:
                 await asyncio.sleep(min(self.max_backoff, delay) if delay is not None else self._delay(attempt))
             attempt += 1
         return None, attempt, f"{err}; gave up after {attempt} attempts"
+
+    def _downgrade_format(self, req: Request, e: Exception) -> bool:
+        """A server that rejects our structured output: json_schema → json_object → plain text (strict parser)."""
+        fmt = self._format[req.tier]
+        tier = self.tiers[req.tier]
+        if req.kind != "listwise" or tier.structured != "auto" or fmt == "none" or not _about_format(e):
+            return False
+        self._format[req.tier] = "json_object" if fmt == "auto" else "none"
+        log.info("tier %d (%s): response_format not supported, falling back to %s", req.tier + 1, tier.model,
+                 self._format[req.tier])
+        return True
 
     # -- OpenAI Batch API ----------------------------------------------------------------------------------------
     async def batch_submit(self, tier_idx: int, requests: list[Request]) -> dict[str, Any]:

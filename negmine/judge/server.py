@@ -133,7 +133,8 @@ class ServerState:
     stall_seconds: float = 30.0
     retry_after: float = 0.2
     seed: int = 0
-    reject_response_format: bool = False
+    reject_response_format: int = 0   # HTTP status for a rejected response_format (llama.cpp's server: 500)
+    rejected_formats: tuple[str, ...] = ("json_schema", "json_object")
     # observability (tests and benchmarks read these)
     lock: threading.Lock = field(default_factory=threading.Lock)
     requests: int = 0
@@ -375,8 +376,10 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(503, "server stopping")
         if st.latency_ms:
             time.sleep(st.latency_ms / 1000.0)
-        if st.reject_response_format and "response_format" in body:
-            return self._error(400, "response_format is not supported by this server")
+        fmt = (body.get("response_format") or {}).get("type")
+        if st.reject_response_format and fmt in st.rejected_formats:
+            return self._error(st.reject_response_format, f"response_format type {fmt!r} is not supported by this "
+                               "server")
         rng = random.Random(_seed(st.seed, key, occurrence))
         fault = None
         if st.faults and rng.random() < st.faults:
