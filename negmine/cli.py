@@ -11,7 +11,6 @@ import importlib
 import logging
 import os
 import sys
-from typing import Optional
 
 import typer
 
@@ -43,8 +42,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
-                                           help="Print the version and exit."),
+    version: bool | None = typer.Option(None, "--version", callback=_version, is_eager=True,
+                                        help="Print the version and exit."),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-vv for debug)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
 ) -> None:

@@ -51,6 +51,9 @@ NEGMINE_CONFIGS: dict[str, tuple[str, dict]] = {
     "pos_sim < 0.60": ("dense100", {"filter": "none", "max_pos_sim": 0.60}),
     "pos_sim < 0.55": ("dense100", {"filter": "none", "max_pos_sim": 0.55}),
     "pos_sim < 0.60 + perc 1.0": ("dense100", {"filter": "perc-pos", "perc_pos": 1.0, "max_pos_sim": 0.60}),
+    # what `negmine select` does with no select keys at all (SelectParams() defaults except k): must equal the row
+    # chosen above, and meet the target
+    "negmine default (no select keys)": ("dense100", None),
 }
 
 # signals explored offline (NOT negmine options): retriever agreement = drop dense candidates that BM25 also ranks
@@ -94,7 +97,10 @@ def negmine_config(run: Path, overrides: dict, qrels):
     from negmine.select.params import SelectParams
     from negmine.select.stage import run_select
 
-    params = SelectParams.model_validate({"num_negatives": K, **overrides})
+    # every row states its rules: the document-similarity rule is off unless the row sets max_pos_sim; overrides
+    # None = the product defaults untouched
+    params = (SelectParams(num_negatives=K) if overrides is None
+              else SelectParams.model_validate({"num_negatives": K, "max_pos_sim": None, **overrides}))
     t = time.time()
     run_select(run, params)
     secs = time.time() - t
@@ -213,10 +219,11 @@ def main() -> None:
         pool, overrides = NEGMINE_CONFIGS[name]
         if pool not in pools:
             pools[pool] = build_pool(pool, proto, args.work)
-        for dedup in (False, True):
+        for dedup in ((None,) if overrides is None else (False, True)):
             label = f"{name}{' + dedup' if dedup else ''}"
-            m = negmine_config(pools[pool], {**overrides, "dedup": dedup}, qrels)
-            m.update({"pool": pool, "select": {**overrides, "dedup": dedup}})
+            ov = None if overrides is None else {**overrides, "dedup": dedup}
+            m = negmine_config(pools[pool], ov, qrels)
+            m.update({"pool": pool, "select": ov if ov is not None else "defaults"})
             results[label] = m
             print(f"{label}: FN {m['fn_rate']:.3f} coverage {m['coverage']:.3f} hardness {m['hardness']:.3f} "
                   f"mean rank {m['mean_rank']:.1f}", flush=True)

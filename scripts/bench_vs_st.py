@@ -76,8 +76,8 @@ def negmine_config(work: Path, data: Path, depth: int) -> Path:
 input: {{path: {data}, split: train}}
 retrieve: {{method: dense, model: all-MiniLM-L6-v2, depth: {depth}, batch_size: {BATCH_SIZE}}}
 score: {{teacher: bi-encoder, model: all-MiniLM-L6-v2, batch_size: {BATCH_SIZE}}}
-select: {{filter: perc-pos, perc_pos: 0.95, pos_ref: min, num_negatives: {NUM_NEGATIVES}, sampling: top,
-          dedup: false}}
+select: {{filter: perc-pos, perc_pos: 0.95, max_pos_sim: null, pos_ref: min, num_negatives: {NUM_NEGATIVES},
+          sampling: top, dedup: false}}
 export: {{format: triplet}}
 """, encoding="utf-8")
     return cfg

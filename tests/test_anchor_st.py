@@ -52,7 +52,8 @@ def test_negmine_mines_what_mine_hard_negatives_mines(scifact_small, tmp_path):
     depth = RANGE_MAX + max(counts.values())
     cfg = load_config(None, [f"input.path={scifact_small}", "input.split=train", "retrieve.method=dense",
                              f"retrieve.depth={depth}", "score.teacher=bi-encoder", "select.filter=perc-pos",
-                             "select.perc_pos=0.95", "select.pos_ref=min", "select.sampling=top",
+                             "select.perc_pos=0.95", "select.max_pos_sim=null", "select.pos_ref=min",
+                             "select.sampling=top",
                              f"select.num_negatives={NUM_NEGATIVES}", "select.dedup=false"])
     for stage in ("retrieve", "score", "select"):
         run_stage(cfg, stage, run)

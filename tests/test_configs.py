@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from negmine.config import load_config
+from negmine.select.params import SelectParams
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
 
@@ -30,6 +31,12 @@ def test_configs_say_what_they_do():
     assert Path(__file__).resolve().parent.parent.joinpath(demo.input.path, "qrels", "train.tsv").is_file()
     nv = by["nv-retriever-percpos.yaml"].select
     assert (nv.filter, nv.perc_pos, nv.num_negatives, nv.sampling) == ("perc-pos", 0.95, 4, "top")
+    # method configs reproduce their method: negmine's own document-similarity rule is off there ...
+    for name in ("nv-retriever-percpos.yaml", "simans.yaml", "hybrid.yaml", "flagembedding-window.yaml"):
+        assert by[name].select.max_pos_sim is None, name
+    # ... while the demo runs negmine's measured default rules
+    default = SelectParams()
+    assert (demo.select.filter, demo.select.max_pos_sim) == (default.filter, default.max_pos_sim) == ("none", 0.55)
     assert by["simans.yaml"].select.sampling == "simans"
     hy = by["hybrid.yaml"].retrieve
     assert hy.method == "hybrid" and hy.fusion == "rrf" and hy.rrf_k == 60

@@ -9,6 +9,7 @@ import pytest
 from negmine.io import schemas
 from negmine.io.store import StageWriter
 from negmine.report.eval import evaluate, markdown_table, metrics_markdown, topk_mean_per_query
+from negmine.select.params import SelectParams
 
 # Three queries, k = 2. Scores (teacher), ranks in brackets, * = relevant in the qrels.
 #   q1: positive p1 0.9 [-];  d1* 0.8 [1], d2 0.7 [2], d3 0.6 [3], d4 0.5 [4]
@@ -69,7 +70,9 @@ def write_run(run, num_negatives=2, extra_select=None):
     w.begin()
     w.write_shard("scores", 0, scores_table())
     w.finish()
-    params = {"num_negatives": num_negatives, **(extra_select or {})}
+    # the full parameter set, as the select stage records it: TopK-PercPos, document-similarity rule off
+    params = {**SelectParams(filter="perc-pos", max_pos_sim=None).model_dump(mode="json"),
+              "num_negatives": num_negatives, **(extra_select or {})}
     w = StageWriter(run / "negatives", "select", params, {"score": "x"},
                     {"negatives": schemas.NEGATIVES, "dropped": schemas.DROPPED}, main_table="negatives")
     w.begin()

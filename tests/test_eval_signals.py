@@ -48,11 +48,34 @@ def test_rule_inside_select_batch():
         select_batch(*args, rules={"max_pos_sim": 0.6}, k=2)
 
 
-def test_embedding_spec_follows_the_teacher():
-    t = {"teacher": "bi-encoder", "model": "m", "doc_prompt": "passage: ", "max_seq_length": 128}
-    assert embedding_spec(t) == {"model": "m", "prompt": "passage: ", "prompt_name": None, "max_seq_length": 128}
+def test_embedding_spec_default_is_the_calibrated_model():
+    mini = {"teacher": "bi-encoder", "model": "all-MiniLM-L6-v2", "doc_prompt": None, "max_seq_length": 128}
+    # teacher = the calibration model: its own settings, so the vectors come from the embedding cache
+    assert embedding_spec(mini) == {"model": "all-MiniLM-L6-v2", "prompt": None, "prompt_name": None,
+                                    "max_seq_length": 128}
+    # another bi-encoder teacher: the default threshold is on MiniLM's scale, so MiniLM is used unless asked
+    other = {"teacher": "bi-encoder", "model": "m", "doc_prompt": "passage: ", "max_seq_length": 256}
+    assert embedding_spec(other) == {"model": "all-MiniLM-L6-v2", "prompt": None, "prompt_name": None,
+                                     "max_seq_length": None}
+    assert embedding_spec(other, "teacher") == {"model": "m", "prompt": "passage: ", "prompt_name": None,
+                                                "max_seq_length": 256}
     assert embedding_spec({"teacher": "cross-encoder", "model": "ce"})["model"] == "all-MiniLM-L6-v2"
-    assert embedding_spec(t, "other")["model"] == "other"
+    assert embedding_spec({"teacher": "cross-encoder", "model": "ce"}, "teacher")["model"] == "all-MiniLM-L6-v2"
+    assert embedding_spec(other, "e5")["model"] == "e5"
+
+
+def test_select_defaults_are_the_measured_configuration():
+    """docs/BENCHMARKS.md "Mining quality": filter none + max_pos_sim 0.55 (MiniLM) met all three targets."""
+    from negmine.select.params import SelectParams
+
+    p = SelectParams()
+    assert (p.filter, p.max_pos_sim, p.pos_sim_model, p.sampling, p.num_negatives, p.dedup) == \
+        ("none", 0.55, None, "top", 8, True)
+    assert p.rules()["max_pos_sim"] == 0.55 and p.rules()["perc_pos"] is None and p.problems() == []
+    # perc_pos without its filter would be silently ignored: it is an input problem instead
+    msg = SelectParams(perc_pos=0.9).problems()
+    assert len(msg) == 1 and "select.filter=perc-pos" in msg[0]
+    assert SelectParams(filter="perc-pos", perc_pos=0.9).problems() == []
 
 
 @pytest.mark.slow

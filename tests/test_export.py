@@ -8,13 +8,12 @@ import logging
 
 import pyarrow as pa
 import pytest
-from test_select_helpers import DOCS, QUERIES, build_run, negmine_log
+from test_select_helpers import DOCS, QUERIES, build_run, negmine_log, rule_params
 
 from negmine.export.params import ExportParams
 from negmine.export.stage import run_export
 from negmine.io.store import StageWriter
 from negmine.models import doc_text
-from negmine.select.params import SelectParams
 from negmine.select.stage import run_select
 
 
@@ -25,7 +24,7 @@ def text(d: str) -> str:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     run = build_run(tmp_path_factory.mktemp("export"))
-    run_select(run, SelectParams(num_negatives=2))
+    run_select(run, rule_params(num_negatives=2))
     # kept: q1 -> n2, n3 (positives p1, p1b); q2 -> n9, n10 (p2); q3 -> n11, n12 (p3); q4: no negatives
     return run
 
@@ -159,7 +158,7 @@ def _relabel(run, select_fp, negatives, promoted):
 
 def test_relabel_overlay_and_stale_relabel(tmp_path, caplog):
     run = build_run(tmp_path)
-    sel = run_select(run, SelectParams(num_negatives=2)).artifact
+    sel = run_select(run, rule_params(num_negatives=2)).artifact
     # relabel: n3 of q1 promoted to positive, n10 of q2 removed (false negative) and refilled with n5, q3 dropped
     _relabel(run, sel.fingerprint, [("q1", "n2", 0.66, 0), ("q2", "n9", -1.2, 0), ("q2", "n5", -2.5, 1)],
              [("q1", "n3")])
@@ -178,7 +177,7 @@ def test_relabel_overlay_and_stale_relabel(tmp_path, caplog):
     assert run_export(run, ExportParams(format="labeled-list", with_ids=True, use_relabel=False,
                                         out=str(tmp_path / "l.parquet"))).info["relabel_applied"] is False
     # select re-run with other params: the relabel artifact is stale and ignored, loudly
-    run_select(run, SelectParams(num_negatives=3))
+    run_select(run, rule_params(num_negatives=3))
     with negmine_log(caplog, logging.WARNING):
         res = run_export(run, ExportParams(format="labeled-list", with_ids=True, out=str(tmp_path / "l.parquet")))
     assert "older select run" in caplog.text and not res.info["relabel_applied"]
@@ -187,7 +186,7 @@ def test_relabel_overlay_and_stale_relabel(tmp_path, caplog):
 
 def test_filled_negatives_can_be_left_out(tmp_path):
     run = build_run(tmp_path)
-    run_select(run, SelectParams(num_negatives=4, short_policy="fill"))
+    run_select(run, rule_params(num_negatives=4, short_policy="fill"))
     full = run_export(run, ExportParams(format="n-tuple", num_negatives=4, with_ids=True))
     assert [r["query_id"] for r in _load(full.path).to_list()] == ["q1", "q1", "q2"]
     part = run_export(run, ExportParams(format="triplet", include_filled=False))

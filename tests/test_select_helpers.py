@@ -14,6 +14,7 @@ from negmine.io.ingest import run_ingest
 from negmine.io.params import IngestParams
 from negmine.io.schemas import SCORES
 from negmine.io.store import Artifact, StageWriter, hash_json
+from negmine.select.params import SelectParams
 
 LONG = ("Hard negative mining selects documents that look relevant to a query but are not, so that a retrieval "
         "model learns fine distinctions between passages. ")
@@ -98,6 +99,13 @@ def write_scores(run: Path, table: pa.Table, shards: int = 1) -> Artifact:
         part = table.filter(pc.is_in(table["query_id"], value_set=pa.array(qids[i:i + per])))
         w.write_shard("scores", i // per, part)
     return w.finish()
+
+
+def rule_params(**kw) -> SelectParams:
+    """SelectParams for tests of the score rules on hand-made runs: TopK-PercPos (0.95) as the main rule and the
+    document-similarity signal off (the product default, ``max_pos_sim``, needs real embeddings; it is tested on
+    real data in test_eval_signals.py)."""
+    return SelectParams(**{"filter": "perc-pos", "max_pos_sim": None, **kw})
 
 
 def build_run(tmp: Path, rows=SCORE_ROWS, shards: int = 1) -> Path:

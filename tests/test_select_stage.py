@@ -7,11 +7,10 @@ import logging
 
 import pyarrow as pa
 import pytest
-from test_select_helpers import SCORE_ROWS, build_run, negmine_log, scores_table, write_scores
+from test_select_helpers import SCORE_ROWS, build_run, negmine_log, rule_params, scores_table, write_scores
 
 from negmine.io.schemas import SCORES
 from negmine.io.store import Artifact, StageWriter, sha256_file
-from negmine.select.params import SelectParams
 from negmine.select.stage import format_summary, run_select
 
 
@@ -32,7 +31,7 @@ def run(tmp_path):
 
 
 def test_reasons_every_candidate_once_and_summary(run):
-    res = run_select(run, SelectParams(num_negatives=2))
+    res = run_select(run, rule_params(num_negatives=2))
     art = res.artifact
     assert not res.skipped and art.stage == "select"
     assert _kept(art) == [("q1", "n2"), ("q1", "n3"), ("q2", "n9"), ("q2", "n10"), ("q3", "n11"), ("q3", "n12")]
@@ -70,16 +69,16 @@ def test_reasons_every_candidate_once_and_summary(run):
 
 
 def test_skip_when_up_to_date_and_rerun_reuses_duplicates(run, caplog):
-    first = run_select(run, SelectParams(num_negatives=2))
-    again = run_select(run, SelectParams(num_negatives=2, shard_queries=1))  # NoFP: still up to date
+    first = run_select(run, rule_params(num_negatives=2))
+    again = run_select(run, rule_params(num_negatives=2, shard_queries=1))  # NoFP: still up to date
     assert again.skipped and again.artifact.fingerprint == first.artifact.fingerprint
     with negmine_log(caplog, logging.INFO):
-        new = run_select(run, SelectParams(num_negatives=2, filter="margin-pos", margin=0.3))
+        new = run_select(run, rule_params(num_negatives=2, filter="margin-pos", margin=0.3))
     assert not new.skipped and new.artifact.stats["duplicates_reused"] is True
     assert "reusing 2 near-duplicate(s)" in caplog.text
     # reused duplicates = freshly computed ones
     fresh = build_run(run.parent / "fresh")
-    ref = run_select(fresh, SelectParams(num_negatives=2, filter="margin-pos", margin=0.3))
+    ref = run_select(fresh, rule_params(num_negatives=2, filter="margin-pos", margin=0.3))
     assert ref.artifact.stats["duplicates_reused"] is False
     assert new.artifact.read("dropped").equals(ref.artifact.read("dropped"))
     r = _reasons(new.artifact)
@@ -87,20 +86,20 @@ def test_skip_when_up_to_date_and_rerun_reuses_duplicates(run, caplog):
     # a damaged previous artifact is not trusted: duplicates are recomputed
     for p in new.artifact.shard_paths("dropped"):
         p.write_bytes(b"not parquet")
-    again = run_select(run, SelectParams(num_negatives=2, filter="margin-pos", margin=0.25))
+    again = run_select(run, rule_params(num_negatives=2, filter="margin-pos", margin=0.25))
     assert again.artifact.stats["duplicates_reused"] is False
     assert _reasons(again.artifact)[("q1", "d_dup")] == "duplicate_of_positive"
     # changing the dedup threshold recomputes
-    other = run_select(run, SelectParams(num_negatives=2, dedup_threshold=0.999))
+    other = run_select(run, rule_params(num_negatives=2, dedup_threshold=0.999))
     assert other.artifact.stats["duplicates_reused"] is False
     assert _reasons(other.artifact)[("q1", "d_dup")] == "above_perc"  # no longer a duplicate
 
 
 def test_upstream_change_invalidates(run):
-    first = run_select(run, SelectParams(num_negatives=2))
+    first = run_select(run, rule_params(num_negatives=2))
     rows = [r if r[1] != "n9" else ("q2", "n9", 5, -0.2, False) for r in SCORE_ROWS]  # n9 now above perc
     write_scores(run, scores_table(rows))
-    res = run_select(run, SelectParams(num_negatives=2))
+    res = run_select(run, rule_params(num_negatives=2))
     assert not res.skipped and res.artifact.fingerprint != first.artifact.fingerprint
     assert _reasons(res.artifact)[("q2", "n9")] == "above_perc"
 
@@ -119,23 +118,23 @@ def twin_runs(tmp_path_factory):
 @pytest.mark.parametrize("sampling", ["uniform", "softmax", "simans"])
 def test_byte_identical_and_independent_of_sharding(twin_runs, sampling):
     params = dict(num_negatives=2, sampling=sampling, seed=5, filter="none", temperature=0.5)
-    a = run_select(twin_runs[0], SelectParams(**params)).artifact
-    b = run_select(twin_runs[1], SelectParams(**params)).artifact
+    a = run_select(twin_runs[0], rule_params(**params)).artifact
+    b = run_select(twin_runs[1], rule_params(**params)).artifact
     for t in ("negatives", "dropped", "positives", "queries"):
         assert [sha256_file(p) for p in a.shard_paths(t)] == [sha256_file(p) for p in b.shard_paths(t)]
     # other output shard size and other upstream sharding: same rows in the same order
-    c = run_select(twin_runs[2], SelectParams(**params, shard_queries=1)).artifact
+    c = run_select(twin_runs[2], rule_params(**params, shard_queries=1)).artifact
     assert len(c.shard_paths("negatives")) == 4
     for t in ("negatives", "dropped", "positives", "queries"):
         assert _concat(a, t).equals(_concat(c, t)), t
     # a different seed gives a different sample (the random samplers are random)
-    seeds = {tuple(_kept(run_select(twin_runs[0], SelectParams(**{**params, "seed": s})).artifact))
+    seeds = {tuple(_kept(run_select(twin_runs[0], rule_params(**{**params, "seed": s})).artifact))
              for s in range(4)}
     assert len(seeds) > 1
 
 
 def test_queries_spanning_upstream_shards_are_processed_together(tmp_path):
-    ref = run_select(build_run(tmp_path / "ref"), SelectParams(num_negatives=2)).artifact
+    ref = run_select(build_run(tmp_path / "ref"), rule_params(num_negatives=2)).artifact
     run = build_run(tmp_path / "split")
     table = scores_table()
     ingest = Artifact.open(run / "ingest", stage="ingest")
@@ -145,13 +144,13 @@ def test_queries_spanning_upstream_shards_are_processed_together(tmp_path):
     w.write_shard("scores", 0, table.slice(0, 4))   # q1's rows are in both shards
     w.write_shard("scores", 1, table.slice(4))
     w.finish()
-    got = run_select(run, SelectParams(num_negatives=2)).artifact
+    got = run_select(run, rule_params(num_negatives=2)).artifact
     for t in ("negatives", "dropped", "queries"):
         assert got.read(t).equals(ref.read(t)), t
 
 
 def test_short_policies_on_the_stage(run):
-    fill = run_select(run, SelectParams(num_negatives=4, short_policy="fill")).artifact
+    fill = run_select(run, rule_params(num_negatives=4, short_policy="fill")).artifact
     n = fill.read("negatives").to_pylist()
     q3 = [x for x in n if x["query_id"] == "q3"]
     assert len(q3) == 2  # q3 has only two non-positive candidates: nothing else to fill with
@@ -161,7 +160,7 @@ def test_short_policies_on_the_stage(run):
     assert [x["fill_reason"] for x in q2] == [None, None, "above_perc", "above_perc"]
     assert all(x["doc_id"] not in ("d_same", "p2") for x in q2)  # never a duplicate or a positive
     assert fill.stats["filled"] == 2
-    drop = run_select(run, SelectParams(num_negatives=3, short_policy="drop")).artifact
+    drop = run_select(run, rule_params(num_negatives=3, short_policy="drop")).artifact
     kept_q = {q for q, _ in _kept(drop)}
     assert kept_q == {"q1"}  # q2 (2 eligible), q3 (2), q4 (0) dropped
     r = _reasons(drop)
@@ -170,7 +169,7 @@ def test_short_policies_on_the_stage(run):
 
 
 def test_rank_window_abs_and_pos_ref(run):
-    art = run_select(run, SelectParams(num_negatives=8, filter="abs", max_score=0.65, min_score=0.1,
+    art = run_select(run, rule_params(num_negatives=8, filter="abs", max_score=0.65, min_score=0.1,
                                        min_rank=2, max_rank=6)).artifact
     r = _reasons(art)
     assert r[("q1", "d_dup")] == "duplicate_of_positive"
@@ -178,7 +177,7 @@ def test_rank_window_abs_and_pos_ref(run):
     assert r[("q1", "n5")] == "out_of_window"
     assert r[("q2", "n10")] == "below_abs" and r[("q3", "n12")] == "below_abs"
     assert r[("q3", "n11")] == "out_of_window"
-    mx = run_select(run, SelectParams(num_negatives=8, pos_ref="max")).artifact
+    mx = run_select(run, rule_params(num_negatives=8, pos_ref="max")).artifact
     assert ("q1", "n1") in _kept(mx)  # s+ = max = 0.80 -> threshold 0.76 > 0.69
 
 
@@ -196,13 +195,13 @@ def test_resume_after_a_crash(run, monkeypatch, caplog):
 
     monkeypatch.setattr(st, "select_block", flaky)
     with pytest.raises(RuntimeError):
-        run_select(run, SelectParams(num_negatives=2, shard_queries=1))
+        run_select(run, rule_params(num_negatives=2, shard_queries=1))
     assert not (run / "negatives").exists()  # nothing half-written where export reads
     monkeypatch.setattr(st, "select_block", real)
     with negmine_log(caplog, logging.INFO):
-        res = run_select(run, SelectParams(num_negatives=2, shard_queries=1))
+        res = run_select(run, rule_params(num_negatives=2, shard_queries=1))
     assert "resuming, 8 finished shard(s)" in caplog.text  # 2 blocks x 4 tables
-    ref = run_select(build_run(run.parent / "ref"), SelectParams(num_negatives=2)).artifact
+    ref = run_select(build_run(run.parent / "ref"), rule_params(num_negatives=2)).artifact
     assert res.artifact.read("negatives").equals(ref.read("negatives"))
     assert res.artifact.stats["kept"] == ref.stats["kept"]
 
@@ -218,11 +217,14 @@ def test_missing_scores_is_an_input_error(tmp_path, cli):
 
 def test_cli_select_prints_summary_and_validates(run, cli):
     code, out, err = cli("select", run, "--num-negatives", "2", "--filter", "margin-pos", "--margin", "0.05",
-                         "--sampling", "top")
+                         "--sampling", "top", "--max-pos-sim", "off")
     assert code == 0, err
     assert "kept negatives" in out and "dropped: above_margin" in out and "teacher score" in out
     mf = json.loads((run / "negatives" / "_manifest.json").read_text())
     assert mf["params"]["margin"] == 0.05 and mf["params"]["filter"] == "margin-pos"
+    assert mf["params"]["max_pos_sim"] is None                          # --max-pos-sim off
+    code, out, err = cli("select", run, "--perc-pos", "0.9")             # perc_pos without its filter: not ignored
+    assert code == 2 and "select.filter=perc-pos" in err and len(err.strip().splitlines()) == 1
     code, out, err = cli("select", run, "--min-rank", "10", "--max-rank", "5")
     assert code == 2 and "min_rank" in err
     code, out, err = cli("select", run, "--filter", "margin-pos")
@@ -230,7 +232,8 @@ def test_cli_select_prints_summary_and_validates(run, cli):
     code, out, err = cli("select", run, "--set", "select.short_policy=pad")
     assert code == 2
     # --set overrides are validated one by one: a combination is checked as a whole, in any order
-    code, out, err = cli("select", run, "--set", "select.filter=margin-pos", "--set", "select.margin=0.1")
+    code, out, err = cli("select", run, "--set", "select.filter=margin-pos", "--set", "select.margin=0.1",
+                         "--max-pos-sim", "off")
     assert code == 0, err
     code, out, err = cli("select", run, "--filter", "abs")
     assert code == 2 and "max_score" in err

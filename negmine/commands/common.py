@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -13,7 +13,7 @@ SetOpt = typer.Option(None, "--set", help="Override a config key, e.g. --set sel
 RunArg = typer.Argument(..., help="Run directory (holds one sub-directory per stage).")
 
 
-def resolve(config: Optional[Path], sets: Optional[list[str]], section: str, **flags: Any):
+def resolve(config: Path | None, sets: list[str] | None, section: str, **flags: Any):
     """Effective config: defaults < YAML < --set < explicit flags (None = not given)."""
     from negmine.config import load_config
 

@@ -17,7 +17,7 @@ def mine(
     """Run ingest → retrieve → score → select → export in one process; stages whose inputs and parameters
     are unchanged are skipped ("up to date"), so changing a select key re-runs only select and export.
 
-    Example: negmine mine --config configs/demo.yaml --set select.perc_pos=0.9
+    Example: negmine mine --config configs/demo.yaml --set select.max_pos_sim=0.6
     """
     from negmine.config import load_config
     from negmine.pipeline import run_mine, summary_text

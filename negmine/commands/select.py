@@ -12,7 +12,7 @@ from negmine.commands.common import ConfigOpt, RunArg, SetOpt
 def select(
     run: Path = RunArg,
     filter: str | None = typer.Option(None, "--filter", help="Main rule: perc-pos | margin-pos | abs | none "
-                                      "[perc-pos]. --margin, --max-score/--min-score and the rank window apply "
+                                      "[none: the measured default relies on --max-pos-sim]. --margin, --max-score/--min-score and the rank window apply "
                                       "whenever given."),
     perc_pos: float | None = typer.Option(None, "--perc-pos", help="TopK-PercPos: keep s < s+ - |s+|*(1-perc) "
                                           "(= s+ * perc for s+ >= 0) [0.95]."),
@@ -21,6 +21,11 @@ def select(
     min_score: float | None = typer.Option(None, "--min-score", help="Drop too-easy candidates: s < min_score."),
     min_rank: int | None = typer.Option(None, "--min-rank", help="Rank window start (1-based, inclusive)."),
     max_rank: int | None = typer.Option(None, "--max-rank", help="Rank window end (inclusive)."),
+    max_pos_sim: str | None = typer.Option(None, "--max-pos-sim", help="Drop candidates whose document cosine "
+                                           "with a positive document is >= this (similar_to_positive), or 'off' "
+                                           "[0.55, calibrated for all-MiniLM-L6-v2]."),
+    pos_sim_model: str | None = typer.Option(None, "--pos-sim-model", help="Encoder for --max-pos-sim: a model "
+                                             "name or path, or 'teacher' [the packaged all-MiniLM-L6-v2]."),
     pos_ref: str | None = typer.Option(None, "--pos-ref", help="s+ over several positives: min | mean | max "
                                        "[min]."),
     dedup: bool | None = typer.Option(None, "--dedup/--no-dedup", help="Drop near-duplicates of a positive "
@@ -43,16 +48,21 @@ def select(
 ) -> None:
     """Filter and sample hard negatives from RUN/scores → RUN/negatives, and print a summary.
 
-    Example: negmine select runs/scifact --filter perc-pos --perc-pos 0.95 --num-negatives 8 --sampling top
+    Examples: negmine select runs/scifact   (defaults: top 8 after dropping documents too similar to a positive)
+
+    negmine select runs/scifact --filter perc-pos --perc-pos 0.95 --max-pos-sim off -k 4   (NV-Retriever)
 
     Every decision is recorded: kept negatives in RUN/negatives, every other candidate with its reason
     (positive, duplicate_of_positive, out_of_window, above_abs, below_abs, above_margin, above_perc,
-    not_sampled, query_short) in RUN/negatives/dropped.
+    similar_to_positive, not_sampled, query_short) in RUN/negatives/dropped.
     """
     from negmine.commands.common import resolve
     from negmine.select.stage import format_summary, run_select
 
-    cfg = resolve(config, set_, "select", filter=filter, perc_pos=perc_pos, margin=margin, max_score=max_score,
+    sets = list(set_ or [])
+    if max_pos_sim is not None:  # a float, or off (= null): given as the last --set, below the other flags
+        sets.append(f"select.max_pos_sim={'null' if max_pos_sim.strip().lower() in ('off', 'none') else max_pos_sim}")
+    cfg = resolve(config, sets, "select", pos_sim_model=pos_sim_model, filter=filter, perc_pos=perc_pos, margin=margin, max_score=max_score,
                   min_score=min_score, min_rank=min_rank, max_rank=max_rank, pos_ref=pos_ref, dedup=dedup,
                   dedup_threshold=dedup_threshold, num_negatives=num_negatives, sampling=sampling,
                   temperature=temperature, simans_a=simans_a, simans_b=simans_b, seed=seed,

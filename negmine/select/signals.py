@@ -8,13 +8,15 @@ the *query*. A false negative is a document that answers the query as well as th
 document usually talks about the same thing as the positive – its similarity to the positive *document* is
 high even when its similarity to the (short, underspecified) query is not. Measured on Cranfield with hidden
 positives (scripts/bench_quality.py, all-MiniLM-L6-v2): dropping candidates with cos(candidate, positive) >= 0.6
-halves the false negatives of naive top-8 while every query keeps 8 negatives, whereas perc_pos 0.95 reaches the
-same false-negative rate only by leaving a fifth of the queries short of negatives.
+halves the false negatives of naive top-8 while every query keeps 8 negatives (0.55: 0.35x, hardness 0.93), whereas
+perc_pos 0.95 reaches the same false-negative rate only by leaving a fifth of the queries short of negatives.
 
-The similarity uses a bi-encoder's document embeddings: the score stage's teacher when it is a bi-encoder (the
-vectors are then already in the embedding cache and nothing is encoded), else ``select.pos_sim_model``. The
-threshold is on the cosine scale of that model (0.6 is calibrated for all-MiniLM-L6-v2; re-calibrate for a model
-whose similarities live on a different scale, e.g. with `negmine report --qrels` on a labelled subset).
+The similarity uses a bi-encoder's document embeddings: by default the packaged all-MiniLM-L6-v2, on whose cosine
+scale the default threshold (0.55) was calibrated – when the teacher is that model its vectors are already in the
+embedding cache and nothing is encoded. ``select.pos_sim_model: teacher`` uses the bi-encoder teacher's own vectors
+(then re-calibrate the threshold for it, e.g. with `negmine report --qrels` on a labelled subset: models whose
+similarities live on a different scale would otherwise drop far too much or too little); any other value names a
+model.
 
 The pure part is :func:`max_sim_to_positives`; :func:`block_pos_sim` fetches texts and vectors for a block of the
 select stage.
@@ -78,14 +80,30 @@ def _rule_similar_to_positive(b: Batch, p: dict[str, Any]) -> np.ndarray | None:
 
 
 def embedding_spec(score_params: Mapping[str, Any], model: str | None = None) -> dict[str, Any]:
-    """Which document encoder to compare candidates and positives with: ``model`` when given, else the score
-    stage's bi-encoder teacher with its exact prompt / max_seq_length / normalisation (cache hits), else the
-    packaged default model."""
-    if model is None and score_params.get("teacher") == "bi-encoder" and score_params.get("model"):
-        return {"model": score_params["model"], "prompt": score_params.get("doc_prompt"),
-                "prompt_name": score_params.get("doc_prompt_name"),
-                "max_seq_length": score_params.get("max_seq_length")}
-    return {"model": model or DEFAULT_POS_SIM_MODEL, "prompt": None, "prompt_name": None, "max_seq_length": None}
+    """Which document encoder to compare candidates and positives with.
+
+    ``model`` None: the packaged default model, on whose cosine scale the default threshold is calibrated; when the
+    score stage's bi-encoder teacher *is* that model, with the teacher's exact prompt / max_seq_length (cache hits,
+    nothing encoded). ``"teacher"``: the bi-encoder teacher's own vectors whatever the model (the threshold must then
+    be re-calibrated for it); a cross-encoder teacher has no document vectors, so the default model is used. Any
+    other value: that model name or path."""
+    teacher = None
+    if score_params.get("teacher") == "bi-encoder" and score_params.get("model"):
+        teacher = {"model": score_params["model"], "prompt": score_params.get("doc_prompt"),
+                   "prompt_name": score_params.get("doc_prompt_name"),
+                   "max_seq_length": score_params.get("max_seq_length")}
+    if model == "teacher" and teacher is not None:
+        return teacher
+    if model in (None, "teacher") and teacher is not None and _same_model(teacher["model"], DEFAULT_POS_SIM_MODEL):
+        return teacher
+    chosen = DEFAULT_POS_SIM_MODEL if model in (None, "teacher") else model
+    return {"model": chosen, "prompt": None, "prompt_name": None, "max_seq_length": None}
+
+
+def _same_model(a: str, b: str) -> bool:
+    from negmine.models import resolve_model
+
+    return a == b or resolve_model(a) == resolve_model(b)
 
 
 def block_pos_sim(doc_text_of: Mapping[str, str], doc_ids: Sequence[str], group: np.ndarray,
