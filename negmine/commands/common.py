@@ -9,7 +9,7 @@ import typer
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (sections: input, retrieve, score, select, "
                          "export, relabel).", dir_okay=False)
-SetOpt = typer.Option(None, "--set", help="Override a config key, e.g. --set select.perc_pos=0.9 (repeatable).")
+SetOpt = typer.Option(None, "--set", help="Override a config key, e.g. --set select.max_pos_sim=0.6 (repeatable).")
 RunArg = typer.Argument(..., help="Run directory (holds one sub-directory per stage).")
 
 
