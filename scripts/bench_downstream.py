@@ -187,11 +187,11 @@ def train(ds, out_dir: Path) -> float:
     return time.time() - t
 
 
-def evaluate_model(path: str, data: Data, emb_file: Path, max_len: int) -> tuple[float, float]:
+def evaluate_model(path: str, data: Data, emb_file: Path, max_len: int) -> tuple[dict[str, float], float]:
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
-    from negmine.report.ir import mean_ndcg_at_k, top_k
+    from negmine.report.ir import per_query_ndcg, top_k
 
     t = time.time()
     qids = list(data.test)
@@ -210,13 +210,13 @@ def evaluate_model(path: str, data: Data, emb_file: Path, max_len: int) -> tuple
     qv = model.encode([data.queries[q] for q in qids], batch_size=64, normalize_embeddings=True,
                       convert_to_numpy=True)
     ranked = top_k(qv, dv, data.doc_ids, 10)
-    return mean_ndcg_at_k(dict(zip(qids, ranked, strict=True)), data.test, 10), time.time() - t
+    return per_query_ndcg(dict(zip(qids, ranked, strict=True)), data.test, 10), time.time() - t
 
 
-def evaluate_base(data: Data, max_len: int) -> tuple[float, float]:
+def evaluate_base(data: Data, max_len: int) -> tuple[dict[str, float], float]:
     """The untuned model through negmine's embedding cache (the 256-token corpus vectors are the ones mining
     uses, so this pass is shared with arms b–d)."""
-    from negmine.report.ir import mean_ndcg_at_k, top_k
+    from negmine.report.ir import per_query_ndcg, top_k
     from negmine.retrieve.embed import encode_texts
 
     t = time.time()
@@ -226,7 +226,7 @@ def evaluate_base(data: Data, max_len: int) -> tuple[float, float]:
     qv = encode_texts([data.queries[q] for q in qids], model=MODEL, kind="query", max_seq_length=seq,
                       normalize=True)
     ranked = top_k(qv, dv, data.doc_ids, 10)
-    return mean_ndcg_at_k(dict(zip(qids, ranked, strict=True)), data.test, 10), time.time() - t
+    return per_query_ndcg(dict(zip(qids, ranked, strict=True)), data.test, 10), time.time() - t
 
 
 def main() -> None:
@@ -236,7 +236,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "scripts" / "results" / "bench_downstream.json")
     ap.add_argument("--arms", nargs="*", default=list(ARMS), help="subset of the arms (by letter: a b c d)")
     args = ap.parse_args()
+    import numpy as np
     import torch
+
+    from negmine.report.ir import paired_bootstrap
 
     torch.set_num_threads(2)
     from negmine.cli import setup_logging
@@ -263,8 +266,12 @@ def main() -> None:
         args.out.write_text(json.dumps(out, indent=2) + "\n")
 
     # the untuned model, at the evaluation length and at its default (256)
+    per_query: dict[str, list[float]] = {}  # system → nDCG@10 of each test query (qrels order)
     for max_len in (256, MAX_LEN):
-        ndcg, secs = evaluate_base(data, max_len)
+        pq, secs = evaluate_base(data, max_len)
+        ndcg = float(np.mean(list(pq.values())))
+        if max_len == MAX_LEN:
+            per_query["untuned"] = list(pq.values())
         out["base"][f"ndcg@10 (max_seq_length {max_len})"] = round(ndcg, 4)
         log(f"base model, max_seq_length {max_len}: nDCG@10 {ndcg:.4f} ({secs:.0f} s)")
         save()
@@ -278,14 +285,34 @@ def main() -> None:
             secs = train(ds, model_dir)
             info["train_seconds"] = round(secs, 1)
             log(f"{arm}: trained on {len(ds)} rows in {secs:.0f} s")
-        ndcg, secs = evaluate_model(str(model_dir), data, work / f"emb_{tag}.npy", MAX_LEN)
+        pq, secs = evaluate_model(str(model_dir), data, work / f"emb_{tag}.npy", MAX_LEN)
+        ndcg = float(np.mean(list(pq.values())))
+        per_query[arm] = list(pq.values())
         info.update({"ndcg@10": round(ndcg, 4), "eval_seconds": round(secs, 1)})
         out["arms"][arm] = info
         log(f"{arm}: nDCG@10 {ndcg:.4f}")
         save()
-    rows = [f"| untuned (max_seq_length {MAX_LEN}) | – | {out['base'][f'ndcg@10 (max_seq_length {MAX_LEN})']:.4f} |"]
-    rows += [f"| {a} | {v['rows']} | {v['ndcg@10']:.4f} |" for a, v in out["arms"].items()]
-    out["table"] = "\n".join(["| training data | rows | nDCG@10 |", "|---|---:|---:|", *rows])
+    # is the difference to negmine's arm more than test-set noise? paired bootstrap over the 300 test queries
+    ref = next((a for a in arms if a.startswith("d ")), None)
+    diffs = {}
+    if ref is not None:
+        for other, scores in per_query.items():
+            if other != ref:
+                diffs[other] = {k: round(v, 4) if isinstance(v, float) else v
+                                for k, v in paired_bootstrap(per_query[ref], scores, seed=SEED).items()}
+    out["per_query_ndcg@10"] = {"queries": list(data.test), **{k: [round(x, 5) for x in v]
+                                                              for k, v in per_query.items()}}
+    out["negmine_minus_other"] = diffs
+
+    def cell(name: str) -> str:
+        d = diffs.get(name)
+        return "–" if d is None else f"{-d['diff']:+.4f} [{-d['ci_high']:+.4f}, {-d['ci_low']:+.4f}]"
+
+    rows = [f"| untuned (max_seq_length {MAX_LEN}) | – | {out['base'][f'ndcg@10 (max_seq_length {MAX_LEN})']:.4f} "
+            f"| {cell('untuned')} |"]
+    rows += [f"| {a} | {v['rows']} | {v['ndcg@10']:.4f} | {cell(a)} |" for a, v in out["arms"].items()]
+    out["table"] = "\n".join(["| training data | rows | nDCG@10 | this arm − (d), 95% paired-bootstrap CI |",
+                              "|---|---:|---:|---|", *rows])
     save()
     print()
     print(out["table"])

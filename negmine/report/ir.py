@@ -39,3 +39,24 @@ def top_k(query_vecs: np.ndarray, doc_vecs: np.ndarray, doc_ids: Sequence[str], 
                                    axis=1)
         out.extend(ids[row].tolist() for row in order)
     return out
+
+
+def per_query_ndcg(run: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, float]],
+                   k: int = 10) -> dict[str, float]:
+    """nDCG@k per query of ``qrels`` (a query missing from ``run`` scores 0); the mean is :func:`mean_ndcg_at_k`."""
+    return {q: ndcg_at_k(run.get(q, ()), rel, k) for q, rel in qrels.items()}
+
+
+def paired_bootstrap(a: Sequence[float], b: Sequence[float], n_resamples: int = 10_000, seed: int = 0,
+                     level: float = 0.95) -> dict[str, float]:
+    """Mean of the per-query differences ``a - b`` with a percentile bootstrap confidence interval (queries
+    resampled with replacement, the same resample for both systems), and the share of resamples in which the
+    difference is <= 0 (a one-sided bootstrap p-value for "a is better than b")."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if d.ndim != 1 or not len(d):
+        raise ValueError("need two equally long, non-empty per-query score lists")
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(n_resamples, len(d)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return {"diff": float(d.mean()), "ci_low": float(lo), "ci_high": float(hi),
+            "p_le_0": float((means <= 0).mean()), "queries": int(len(d))}
