@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# the real datasets (SciFact, Cranfield in BEIR layout): ../shared/data beside the checkout, or NEGMINE_SHARED_DATA
+SHARED_DATA = Path(os.environ.get("NEGMINE_SHARED_DATA") or ROOT.parent / "shared" / "data")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -20,7 +21,7 @@ os.environ.setdefault("NEGMINE_CACHE_DIR", str(ROOT / ".cache" / "test"))
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data not present")
+        pytest.skip(f"{SHARED_DATA} not present (set NEGMINE_SHARED_DATA to the BEIR datasets)")
     return SHARED_DATA
 
 
