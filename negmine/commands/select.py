@@ -12,8 +12,8 @@ from negmine.commands.common import ConfigOpt, RunArg, SetOpt
 def select(
     run: Path = RunArg,
     filter: str | None = typer.Option(None, "--filter", help="Main rule: perc-pos | margin-pos | abs | none "
-                                      "[none: the measured default relies on --max-pos-sim]. --margin, --max-score/--min-score and the rank window apply "
-                                      "whenever given."),
+                                      "[none: the measured default relies on --max-pos-sim]. --margin, "
+                                      "--max-score/--min-score and the rank window apply whenever given."),
     perc_pos: float | None = typer.Option(None, "--perc-pos", help="TopK-PercPos: keep s < s+ - |s+|*(1-perc) "
                                           "(= s+ * perc for s+ >= 0) [0.95]."),
     margin: float | None = typer.Option(None, "--margin", help="TopK-MarginPos: keep s < s+ - margin."),
@@ -61,11 +61,12 @@ def select(
 
     sets = list(set_ or [])
     if max_pos_sim is not None:  # a float, or off (= null): given as the last --set, below the other flags
-        sets.append(f"select.max_pos_sim={'null' if max_pos_sim.strip().lower() in ('off', 'none') else max_pos_sim}")
-    cfg = resolve(config, sets, "select", pos_sim_model=pos_sim_model, filter=filter, perc_pos=perc_pos, margin=margin, max_score=max_score,
-                  min_score=min_score, min_rank=min_rank, max_rank=max_rank, pos_ref=pos_ref, dedup=dedup,
-                  dedup_threshold=dedup_threshold, num_negatives=num_negatives, sampling=sampling,
-                  temperature=temperature, simans_a=simans_a, simans_b=simans_b, seed=seed,
+        off = max_pos_sim.strip().lower() in ("off", "none")
+        sets.append(f"select.max_pos_sim={'null' if off else max_pos_sim}")
+    cfg = resolve(config, sets, "select", pos_sim_model=pos_sim_model, filter=filter, perc_pos=perc_pos,
+                  margin=margin, max_score=max_score, min_score=min_score, min_rank=min_rank, max_rank=max_rank,
+                  pos_ref=pos_ref, dedup=dedup, dedup_threshold=dedup_threshold, num_negatives=num_negatives,
+                  sampling=sampling, temperature=temperature, simans_a=simans_a, simans_b=simans_b, seed=seed,
                   short_policy=short_policy, shard_queries=shard_queries)
     res = run_select(run, cfg.select)
     typer.echo(format_summary(res.artifact.stats))
