@@ -51,14 +51,19 @@ NEGMINE_CONFIGS: dict[str, tuple[str, dict]] = {
     "pos_sim < 0.60": ("dense100", {"filter": "none", "max_pos_sim": 0.60}),
     "pos_sim < 0.55": ("dense100", {"filter": "none", "max_pos_sim": 0.55}),
     "pos_sim < 0.60 + perc 1.0": ("dense100", {"filter": "perc-pos", "perc_pos": 1.0, "max_pos_sim": 0.60}),
+    # retriever agreement as a select rule (select.max_lexical_rank, negmine.select.signals.lexical_agreement)
+    "lexical top-10": ("dense100", {"filter": "none", "max_lexical_rank": 10}),
+    "lexical top-20": ("dense100", {"filter": "none", "max_lexical_rank": 20}),
+    "lexical top-10 + pos_sim < 0.65": ("dense100", {"filter": "none", "max_lexical_rank": 10, "max_pos_sim": 0.65}),
+    "lexical top-20 + pos_sim < 0.65": ("dense100", {"filter": "none", "max_lexical_rank": 20, "max_pos_sim": 0.65}),
+    "lexical top-20 + pos_sim < 0.55": ("dense100", {"filter": "none", "max_lexical_rank": 20, "max_pos_sim": 0.55}),
     # what `negmine select` does with no select keys at all (SelectParams() defaults except k): must equal the row
     # chosen above, and meet the target
     "negmine default (no select keys)": ("dense100", None),
 }
 
-# signals explored offline (NOT negmine options): retriever agreement = drop dense candidates that BM25 also ranks
-# in its top N (emulated by re-selecting from the dense100 scores with those pairs removed), alone and with the
-# similar_to_positive rule
+# the same retriever-agreement signal emulated offline (re-selecting from the dense100 scores with the pairs BM25
+# ranks in its top N removed, BM25 taken from a separate bm25 retrieve run): a cross-check of the select rule above
 AGREEMENT = {f"[offline] drop BM25 top-{n} agreement{'' if ps is None else f' + pos_sim < {ps:.2f}'}": (n, ps)
              for n in (10, 20) for ps in (None, 0.65)}
 

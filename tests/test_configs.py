@@ -34,6 +34,8 @@ def test_configs_say_what_they_do():
     # method configs reproduce their method: negmine's own document-similarity rule is off there ...
     for name in ("nv-retriever-percpos.yaml", "simans.yaml", "hybrid.yaml", "flagembedding-window.yaml"):
         assert by[name].select.max_pos_sim is None, name
+    low = by["low-fn.yaml"].select
+    assert (low.filter, low.max_pos_sim, low.max_lexical_rank) == ("none", 0.65, 20)
     # ... while the demo runs negmine's measured default rules
     default = SelectParams()
     assert (demo.select.filter, demo.select.max_pos_sim) == (default.filter, default.max_pos_sim) == ("none", 0.55)

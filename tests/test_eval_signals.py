@@ -117,3 +117,58 @@ def test_eval_hidden_positives_end_to_end(shared_data, tmp_path, cli):
     at_run = next(r for r in curve if r["value"] == pytest.approx(0.6))
     assert at_run["fn_rate"] == pytest.approx(m["fn_rate"]) and at_run["coverage"] == pytest.approx(m["coverage"])
     assert (run / "report" / "sensitivity_pos_sim.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_lexical_agreement_rule_hand_made():
+    from negmine.select.core import select_batch
+    from negmine.select.filters import reasons
+    from negmine.select.signals import lexical_agreement, rank_in_lists
+
+    assert rank_in_lists(["q1", "q1", "q2", "q3"], ["a", "c", "a", "a"],
+                         {"q1": ["a", "b", "c"], "q2": ["b"]}).tolist() == [1, 3, 0, 0]
+    assert lexical_agreement(np.array([0, 1, 5, 6]), 5).tolist() == [True, False, False, True]
+    # one query: positive + 4 candidates; BM25 ranks candidate 1 first and candidate 3 sixth
+    scores = np.array([0.9, 0.85, 0.8, 0.7, 0.6])
+    args = (np.zeros(5, int), 1, np.array([1], dtype=np.uint64), scores, np.array([0, 1, 2, 3, 4]),
+            np.arange(5), np.array([True, False, False, False, False]), np.zeros(5, bool))
+    lex = np.array([2, 1, 0, 6, 0])
+    sel = select_batch(*args, rules={"max_lexical_rank": 5}, k=2, lex_rank=lex)
+    names = [reasons()[i] if i >= 0 else "kept" for i in sel.reason]
+    assert names == ["positive", "lexical_agreement", "kept", "kept", "not_sampled"]  # the positive stays "positive"
+    # both signals: similar_to_positive is checked first
+    sel = select_batch(*args, rules={"max_lexical_rank": 5, "max_pos_sim": 0.5}, k=2, lex_rank=lex,
+                       pos_sim=np.array([np.nan, 0.9, 0.1, 0.1, 0.1]))
+    assert [reasons()[i] if i >= 0 else "kept" for i in sel.reason][1] == "similar_to_positive"
+    with pytest.raises(ValueError, match="lex_rank"):
+        select_batch(*args, rules={"max_lexical_rank": 5}, k=2)
+
+
+@pytest.mark.slow
+def test_lexical_agreement_matches_the_retrieve_stage_bm25(shared_data, tmp_path, cli):
+    """BM25 candidates (default settings) on an 8-query Cranfield subset: select's lexical_agreement uses its own
+    BM25 ranking (negmine.select.signals.LexicalRanker), which must agree with the retrieve stage's ranks: every
+    candidate ranked 1..5 that no earlier rule dropped is dropped as lexical_agreement, and none ranked lower is."""
+    from conftest import make_beir_subset
+
+    from negmine.io.store import Artifact
+
+    data = make_beir_subset(shared_data / "cranfield", tmp_path / "cran", "test", 8, 60)
+    run = tmp_path / "run"
+    code, out, err = cli("eval", run, "--qrels", data / "qrels" / "test.tsv", "--protocol", "hidden-positives",
+                         "--set", "retrieve.method=bm25", "--set", "retrieve.depth=20",
+                         "--set", "select.max_lexical_rank=5", "--json")
+    assert code == 0, err
+    sel = Artifact.open(run / "negatives", stage="select")
+    dropped = sel.read("dropped").to_pylist()
+    lex = [r for r in dropped if r["reason_dropped"] == "lexical_agreement"]
+    assert lex and all(r["rank"] <= 5 for r in lex)
+    earlier = {"positive", "duplicate_of_positive", "similar_to_positive"}
+    top5 = [r for r in dropped if r["rank"] is not None and r["rank"] <= 5]
+    assert all(r["reason_dropped"] in earlier | {"lexical_agreement"} for r in top5)
+    assert all(r["rank"] > 5 for r in sel.read("negatives").to_pylist())
+    assert json.loads(out)["dropped"]["lexical_agreement"] == len(lex)
+    # the report re-selects with the rule applied (sensitivity curves) and the CLI flag gives the same artifact
+    code, out, err = cli("report", run, "--qrels", data / "qrels" / "test.tsv")
+    assert code == 0, err
+    code, out, err = cli("select", run, "--max-lexical-rank", "5")
+    assert code == 0 and "up to date" in out, err

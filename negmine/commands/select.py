@@ -26,6 +26,8 @@ def select(
                                            "[0.55, calibrated for all-MiniLM-L6-v2]."),
     pos_sim_model: str | None = typer.Option(None, "--pos-sim-model", help="Encoder for --max-pos-sim: a model "
                                              "name or path, or 'teacher' [the packaged all-MiniLM-L6-v2]."),
+    max_lexical_rank: int | None = typer.Option(None, "--max-lexical-rank", help="Drop candidates that BM25 also "
+                                                "ranks in its top N for the query (lexical_agreement) [off]."),
     pos_ref: str | None = typer.Option(None, "--pos-ref", help="s+ over several positives: min | mean | max "
                                        "[min]."),
     dedup: bool | None = typer.Option(None, "--dedup/--no-dedup", help="Drop near-duplicates of a positive "
@@ -54,7 +56,7 @@ def select(
 
     Every decision is recorded: kept negatives in RUN/negatives, every other candidate with its reason
     (positive, duplicate_of_positive, out_of_window, above_abs, below_abs, above_margin, above_perc,
-    similar_to_positive, not_sampled, query_short) in RUN/negatives/dropped.
+    similar_to_positive, lexical_agreement, not_sampled, query_short) in RUN/negatives/dropped.
     """
     from negmine.commands.common import resolve
     from negmine.select.stage import format_summary, run_select
@@ -63,10 +65,11 @@ def select(
     if max_pos_sim is not None:  # a float, or off (= null): given as the last --set, below the other flags
         off = max_pos_sim.strip().lower() in ("off", "none")
         sets.append(f"select.max_pos_sim={'null' if off else max_pos_sim}")
-    cfg = resolve(config, sets, "select", pos_sim_model=pos_sim_model, filter=filter, perc_pos=perc_pos,
-                  margin=margin, max_score=max_score, min_score=min_score, min_rank=min_rank, max_rank=max_rank,
-                  pos_ref=pos_ref, dedup=dedup, dedup_threshold=dedup_threshold, num_negatives=num_negatives,
-                  sampling=sampling, temperature=temperature, simans_a=simans_a, simans_b=simans_b, seed=seed,
+    cfg = resolve(config, sets, "select", pos_sim_model=pos_sim_model, max_lexical_rank=max_lexical_rank,
+                  filter=filter, perc_pos=perc_pos, margin=margin, max_score=max_score, min_score=min_score,
+                  min_rank=min_rank, max_rank=max_rank, pos_ref=pos_ref, dedup=dedup,
+                  dedup_threshold=dedup_threshold, num_negatives=num_negatives, sampling=sampling,
+                  temperature=temperature, simans_a=simans_a, simans_b=simans_b, seed=seed,
                   short_policy=short_policy, shard_queries=shard_queries)
     res = run_select(run, cfg.select)
     typer.echo(format_summary(res.artifact.stats))

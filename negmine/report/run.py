@@ -120,6 +120,16 @@ def _duplicates(dropped: pa.Table | None) -> set[tuple[str, str]]:
     return set(zip(d["query_id"].to_pylist(), d["doc_id"].to_pylist(), strict=False))
 
 
+def scores_lex_rank(run_dir: Path, scores: pa.Table, max_lexical_rank: int) -> dict[str, Any]:
+    """``{"lex_rank": array}`` aligned with ``scores`` (BM25 rank of each row's doc for its query, 0 = not in the
+    top ``max_lexical_rank``), for re-selection with ``max_lexical_rank``."""
+    from negmine.select.signals import LexicalRanker
+
+    ranker = LexicalRanker(Artifact.open(run_dir / "ingest", stage="ingest"))
+    return {"lex_rank": ranker.ranks(scores["query_id"].to_pylist(), scores["doc_id"].to_pylist(),
+                                     max_lexical_rank)}
+
+
 def scores_pos_sim(run_dir: Path, scores: pa.Table, select_params: dict[str, Any]) -> dict[str, Any]:
     """``{"pos_sim": array}`` aligned with ``scores`` (candidate-positive document similarity, through the
     embedding cache, with the encoder the select stage used), for re-selection with ``max_pos_sim``."""
@@ -209,9 +219,11 @@ def build_report(run_dir: str | os.PathLike, qrels_path: str | os.PathLike | Non
         md += ["## Against the qrels", "", f"Qrels `{qrels_path}`.", "", metrics_markdown(m), ""]
         sp = t.select_params
         extra = scores_pos_sim(run_dir, t.scores, sp) if sp.get("max_pos_sim") is not None else None
+        if sp.get("max_lexical_rank") is not None:  # the run's lexical_agreement rule, re-applied when re-selecting
+            extra = {**(extra or {}), **scores_lex_rank(run_dir, t.scores, sp["max_lexical_rank"])}
         curves = [("perc_pos", DEFAULT_PERC_VALUES, sp.get("perc_pos") if sp.get("filter") == "perc-pos" else None,
                    "sensitivity", "with `filter=perc-pos` and that `perc_pos`")]
-        if extra is not None:
+        if extra is not None and "pos_sim" in extra:
             curves.append(("max_pos_sim", DEFAULT_POS_SIM_VALUES, sp.get("max_pos_sim"), "sensitivity_pos_sim",
                            "with that `max_pos_sim` (similar_to_positive)"))
         sens = {}

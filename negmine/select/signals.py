@@ -3,6 +3,10 @@
 ``similar_to_positive`` (``select.max_pos_sim``): drop a candidate whose document embedding has cosine similarity
 >= ``max_pos_sim`` with one of the query's positive documents.
 
+``lexical_agreement`` (``select.max_lexical_rank``): drop a candidate that BM25 also ranks in its top
+``max_lexical_rank`` for the query. When a dense teacher and a lexical retriever both put a document near the top,
+it is more often relevant than a hard negative (Cranfield, hidden positives: see docs/BENCHMARKS.md).
+
 Why: margin rules (TopK-MarginPos / PercPos, ``mine_hard_negatives``' relative_margin) compare the candidate with
 the *query*. A false negative is a document that answers the query as well as the positive does, and such a
 document usually talks about the same thing as the positive – its similarity to the positive *document* is
@@ -73,6 +77,58 @@ def _rule_similar_to_positive(b: Batch, p: dict[str, Any]) -> np.ndarray | None:
     if ps is None:
         raise ValueError("select.max_pos_sim needs candidate-positive similarities (pos_sim) for the batch")
     return similar_to_positive(ps, p["max_pos_sim"])
+
+
+def lexical_agreement(lex_rank: np.ndarray, max_lexical_rank: int) -> np.ndarray:
+    """Keep mask: drop a row whose BM25 rank for its query is within ``1..max_lexical_rank`` (0 = not ranked)."""
+    r = np.asarray(lex_rank, dtype=np.int64)
+    return ~((r > 0) & (r <= max_lexical_rank))
+
+
+@register_rule("lexical_agreement")
+def _rule_lexical_agreement(b: Batch, p: dict[str, Any]) -> np.ndarray | None:
+    if p.get("max_lexical_rank") is None:
+        return None
+    lr = getattr(b, "lex_rank", None)
+    if lr is None:
+        raise ValueError("select.max_lexical_rank needs the BM25 rank of every candidate (lex_rank) for the batch")
+    return lexical_agreement(lr, p["max_lexical_rank"])
+
+
+def rank_in_lists(row_queries: Sequence[str], row_docs: Sequence[str],
+                  ranked: Mapping[str, Sequence[str]]) -> np.ndarray:
+    """Per row: the 1-based position of the row's doc in its query's ``ranked`` list, 0 when absent."""
+    pos = {q: {d: i + 1 for i, d in enumerate(docs)} for q, docs in ranked.items()}
+    return np.fromiter((pos.get(q, {}).get(d, 0) for q, d in zip(row_queries, row_docs, strict=True)),
+                       dtype=np.int64, count=len(row_docs))
+
+
+class LexicalRanker:
+    """BM25 top-N lists of a run's queries over its corpus, for ``lexical_agreement``: the retrieve stage's BM25
+    (bm25s, default settings, index cached by corpus fingerprint: built once, then loaded). Documents with a BM25
+    score of 0 (no query term) are not ranked."""
+
+    def __init__(self, ingest) -> None:
+        from negmine.retrieve.bm25 import open_bm25
+        from negmine.retrieve.params import RetrieverConfig
+        from negmine.retrieve.stage import Corpus
+
+        self.corpus = Corpus(ingest)
+        self.searcher = open_bm25(RetrieverConfig(method="bm25"), self.corpus.fingerprint, self.corpus.texts)
+        q = ingest.read("queries", columns=["query_id", "text"])
+        self.query_text = dict(zip(q["query_id"].to_pylist(), q["text"].to_pylist(), strict=True))
+
+    def top(self, query_ids: Sequence[str], n: int) -> dict[str, list[str]]:
+        qids = [q for q in dict.fromkeys(query_ids) if q in self.query_text]
+        if not qids:
+            return {}
+        idx, scores = self.searcher.search([self.query_text[q] for q in qids], n)
+        ids = self.corpus.ids
+        return {q: [ids[i] for i, sc in zip(row_i, row_s, strict=True) if i >= 0 and sc > 0]
+                for q, row_i, row_s in zip(qids, idx.tolist(), scores.tolist(), strict=True)}
+
+    def ranks(self, row_queries: Sequence[str], row_docs: Sequence[str], n: int) -> np.ndarray:
+        return rank_in_lists(row_queries, row_docs, self.top(row_queries, n))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -180,12 +180,25 @@ def _pos_sim(ingest: _Ingest, params: SelectParams, spec: dict[str, Any] | None,
                          spec or embedding_spec({}, params.pos_sim_model))
 
 
+def _lex_rank(ingest: _Ingest, params: SelectParams, lexical: Any, q_arr: pa.Array,
+              d_arr: pa.Array) -> np.ndarray | None:
+    """BM25 rank of every row's doc for its query (0 = not in BM25's top ``max_lexical_rank``), else None."""
+    if params.max_lexical_rank is None:
+        return None
+    if lexical is None:
+        from negmine.select.signals import LexicalRanker
+
+        lexical = LexicalRanker(ingest.art)
+    return lexical.ranks(q_arr.to_pylist(), d_arr.to_pylist(), params.max_lexical_rank)
+
+
 def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: SelectParams,
                  known_dups: dict[str, tuple[str, float]] | None = None,
-                 pos_sim_spec: dict[str, Any] | None = None) -> dict[str, pa.Table]:
+                 pos_sim_spec: dict[str, Any] | None = None, lexical: Any = None) -> dict[str, pa.Table]:
     """Select the negatives of one block of queries; returns the four output tables. ``known_dups`` maps
     ``query_id \x1f doc_id`` of every duplicate to (positive, similarity) when a previous run already found
-    them for the same inputs and dedup settings (None = compute)."""
+    them for the same inputs and dedup settings (None = compute). ``lexical``: a signals.LexicalRanker when
+    ``select.max_lexical_rank`` is set (opened once per stage run)."""
     n_q = len(qids)
     qpos = {q: i for i, q in enumerate(qids)}
     q_arr = rows["query_id"].combine_chunks() if rows.num_rows else pa.array([], pa.string())
@@ -231,7 +244,8 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
                        sampling_params={"temperature": params.temperature, "simans_a": params.simans_a,
                                         "simans_b": params.simans_b},
                        short_policy=params.short_policy, pos_ref=params.pos_ref,
-                       pos_sim=_pos_sim(ingest, params, pos_sim_spec, d_arr, group, is_pos))
+                       pos_sim=_pos_sim(ingest, params, pos_sim_spec, d_arr, group, is_pos),
+                       lex_rank=_lex_rank(ingest, params, lexical, q_arr, d_arr))
     names = (*reasons(), QUERY_SHORT)
     reason = sel.reason.astype(np.int64)
     kept = reason < 0
@@ -464,6 +478,11 @@ def run_select(run_dir: str | Path, params: SelectParams | None = None) -> Stage
         from negmine.select.signals import embedding_spec
 
         pos_sim_spec = embedding_spec(scores.params, params.pos_sim_model)
+    lexical = None
+    if params.max_lexical_rank is not None:
+        from negmine.select.signals import LexicalRanker
+
+        lexical = LexicalRanker(ingest_art)
     summary = _Summary(params.num_negatives)
     n_queries = len(ingest.query_order)
     with tqdm(total=n_queries, desc="select", unit="q", disable=None) as bar:
@@ -471,7 +490,7 @@ def run_select(run_dir: str | Path, params: SelectParams | None = None) -> Stage
             if all(writer.has_shard(t, i) for t in TABLES):
                 tables = {t: writer.read_shard(t, i) for t in TABLES}
             else:
-                tables = select_block(qids, rows, ingest, params, known_dups, pos_sim_spec)
+                tables = select_block(qids, rows, ingest, params, known_dups, pos_sim_spec, lexical)
                 for t, data in tables.items():
                     writer.write_shard(t, i, data)
             summary.add(tables)
