@@ -50,9 +50,11 @@ def select(
 ) -> None:
     """Filter and sample hard negatives from RUN/scores → RUN/negatives, and print a summary.
 
-    Examples: negmine select runs/scifact   (defaults: top 8 after dropping documents too similar to a positive)
-
-    negmine select runs/scifact --filter perc-pos --perc-pos 0.95 --max-pos-sim off -k 4   (NV-Retriever)
+    \b
+    Examples:
+      negmine select runs/scifact                         # defaults: top 8, minus documents too like a positive
+      negmine select runs/scifact --max-lexical-rank 20 --max-pos-sim 0.65           # configs/low-fn.yaml rules
+      negmine select runs/scifact --filter perc-pos --perc-pos 0.95 --max-pos-sim off -k 4     # NV-Retriever
 
     Every decision is recorded: kept negatives in RUN/negatives, every other candidate with its reason
     (positive, duplicate_of_positive, out_of_window, above_abs, below_abs, above_margin, above_perc,
