@@ -7,7 +7,11 @@ SciFact-test:
   (b) sentence-transformers ``mine_hard_negatives`` defaults (3 negatives, range_max 3 + max positives);
   (c) ``mine_hard_negatives`` with relative_margin=0.05 (range_max 30 + max positives);
   (d) negmine's default configuration (dense top-100, MiniLM teacher, select.max_pos_sim 0.55, no margin rule),
-      with num_negatives=3 like (b) and (c).
+      with num_negatives=3 like (b) and (c);
+  (e) configs/low-fn.yaml's rules (max_pos_sim 0.65 + lexical_agreement top-20), num_negatives=3.
+
+``--seeds`` trains every arm once per seed (nDCG@10 averaged per query over the seeds); the last column of the table
+is each arm minus arm (d) with a paired bootstrap interval over the test queries.
 
 Every arm trains on the same rows (one per (query, positive): anchor, positive, negative_1..3 – the n-tuple
 format; a query the miner could not give 3 negatives is left out, as it would be for a user), the same
@@ -19,7 +23,7 @@ evaluated both at 128 and at its default 256, where it scores 0.645). Caches (``
 (negmine's embedding cache, reused to pre-fill mine_hard_negatives' cache_folder), each fine-tuned model, and
 each model's corpus embeddings, so a re-run only redoes what is missing.
 
-    nohup python scripts/bench_downstream.py > runs/bench_downstream.log 2>&1 &
+    nohup python scripts/bench_downstream.py [--seeds 12 13 14] > runs/bench_downstream.log 2>&1 &
 """
 
 from __future__ import annotations
@@ -48,8 +52,10 @@ NUM_NEG = 3
 MAX_LEN = 128
 BATCH = 32
 LR = 5e-5
-NEGMINE_SELECT = {"filter": "none", "max_pos_sim": 0.55}  # the proposed default (see bench_quality)
-ARMS = ("a in-batch only", "b ST mine_hard_negatives defaults", "c ST relative_margin=0.05", "d negmine default")
+NEGMINE_SELECT = {"filter": "none", "max_pos_sim": 0.55}  # negmine's default (see bench_quality)
+LOWFN_SELECT = {"filter": "none", "max_pos_sim": 0.65, "max_lexical_rank": 20}  # configs/low-fn.yaml
+ARMS = ("a in-batch only", "b ST mine_hard_negatives defaults", "c ST relative_margin=0.05", "d negmine default",
+        "e negmine low-fn")
 
 
 def log(msg: str) -> None:
@@ -87,23 +93,23 @@ class Data:
 # training sets
 
 
-def mine_negmine(data: Data, src: Path, work: Path):
+def mine_negmine(data: Data, src: Path, work: Path, select: dict, name: str):
     from datasets import Dataset
 
     from negmine.config import load_config
     from negmine.pipeline import run_mine
 
-    run = work / "negmine_run"
+    run = work / name
     sets = [f"input.path={src}", "input.format=beir", "input.split=train", "retrieve.method=dense",
             f"retrieve.model={MODEL}", "retrieve.depth=100", "score.teacher=bi-encoder", f"score.model={MODEL}",
             f"select.num_negatives={NUM_NEG}", "export.format=n-tuple"]
-    sets += [f"select.{k}={v}" for k, v in NEGMINE_SELECT.items()]
+    sets += [f"select.{k}={v}" for k, v in select.items()]
     t = time.time()
     res = run_mine(load_config(None, sets), run)
     log(f"negmine mine: {time.time() - t:.1f} s → {res.export_path}")
     ds = Dataset.from_parquet(str(res.export_path))
     keep = ["anchor", "positive"] + [f"negative_{i}" for i in range(1, NUM_NEG + 1)]
-    return ds.select_columns(keep), {"seconds": round(time.time() - t, 1), "select": NEGMINE_SELECT,
+    return ds.select_columns(keep), {"seconds": round(time.time() - t, 1), "select": select,
                                      "select_stats": next(s for s in res.stages if s.name == "select").result.artifact.stats}
 
 
@@ -155,14 +161,16 @@ def training_set(arm: str, data: Data, src: Path, work: Path):
         return mine_st(data, work, {})
     if arm.startswith("c "):
         return mine_st(data, work, {"relative_margin": 0.05})
-    return mine_negmine(data, src, work)
+    if arm.startswith("e "):
+        return mine_negmine(data, src, work, LOWFN_SELECT, "negmine_lowfn_run")
+    return mine_negmine(data, src, work, NEGMINE_SELECT, "negmine_run")
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # training and evaluation
 
 
-def train(ds, out_dir: Path) -> float:
+def train(ds, out_dir: Path, seed: int = SEED) -> float:
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, losses
     from sentence_transformers.sentence_transformer.training_args import (
         BatchSamplers,
@@ -172,12 +180,12 @@ def train(ds, out_dir: Path) -> float:
 
     from negmine.models import resolve_model
 
-    set_seed(SEED)
+    set_seed(seed)
     model = SentenceTransformer(resolve_model(MODEL), device="cpu")
     model.max_seq_length = MAX_LEN
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out_dir.with_name(out_dir.name + ".trainer")), num_train_epochs=1,
-        per_device_train_batch_size=BATCH, learning_rate=LR, warmup_ratio=0.1, seed=SEED, data_seed=SEED,
+        per_device_train_batch_size=BATCH, learning_rate=LR, warmup_ratio=0.1, seed=seed, data_seed=seed,
         batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", logging_steps=10, report_to="none",
         dataloader_num_workers=0, use_cpu=True, disable_tqdm=True)
     t = time.time()
@@ -234,7 +242,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_downstream")
     ap.add_argument("--out", type=Path, default=ROOT / "scripts" / "results" / "bench_downstream.json")
-    ap.add_argument("--arms", nargs="*", default=list(ARMS), help="subset of the arms (by letter: a b c d)")
+    ap.add_argument("--arms", nargs="*", default=list(ARMS), help="subset of the arms (by letter: a b c d e)")
+    ap.add_argument("--seeds", nargs="*", type=int, default=[SEED],
+                    help="training seeds; each arm is trained once per seed and its nDCG@10 averaged")
     args = ap.parse_args()
     import numpy as np
     import torch
@@ -256,7 +266,7 @@ def main() -> None:
                       f"{platform.python_version()}, torch {torch.__version__}",
            "command": "python scripts/bench_downstream.py " + " ".join(sys.argv[1:]),
            "settings": {"model": MODEL, "seed": SEED, "epochs": 1, "loss": "MultipleNegativesRankingLoss",
-                        "batch_size": BATCH, "learning_rate": LR, "max_seq_length": MAX_LEN,
+                        "seeds": args.seeds, "batch_size": BATCH, "learning_rate": LR, "max_seq_length": MAX_LEN,
                         "num_negatives": NUM_NEG, "batch_sampler": "NO_DUPLICATES"},
            "base": {}, "arms": {}}
 
@@ -277,20 +287,26 @@ def main() -> None:
         save()
     for arm in arms:
         tag = arm.split()[0]
-        model_dir = work / f"model_{tag}"
         info: dict = {}
         ds, mined = training_set(arm, data, args.data, work)
-        info.update({"mining": mined, "rows": len(ds), "columns": ds.column_names})
-        if not (model_dir / "config.json").exists():
-            secs = train(ds, model_dir)
-            info["train_seconds"] = round(secs, 1)
-            log(f"{arm}: trained on {len(ds)} rows in {secs:.0f} s")
-        pq, secs = evaluate_model(str(model_dir), data, work / f"emb_{tag}.npy", MAX_LEN)
-        ndcg = float(np.mean(list(pq.values())))
-        per_query[arm] = list(pq.values())
-        info.update({"ndcg@10": round(ndcg, 4), "eval_seconds": round(secs, 1)})
+        info.update({"mining": mined, "rows": len(ds), "columns": ds.column_names, "ndcg@10_per_seed": {}})
+        runs = []
+        for seed in args.seeds:
+            suffix = "" if seed == SEED else f"_s{seed}"  # the first seed keeps the cache names of earlier runs
+            model_dir = work / f"model_{tag}{suffix}"
+            if not (model_dir / "config.json").exists():
+                secs = train(ds, model_dir, seed)
+                info.setdefault("train_seconds", {})[str(seed)] = round(secs, 1)
+                log(f"{arm} (seed {seed}): trained on {len(ds)} rows in {secs:.0f} s")
+            pq, secs = evaluate_model(str(model_dir), data, work / f"emb_{tag}{suffix}.npy", MAX_LEN)
+            runs.append(list(pq.values()))
+            info["ndcg@10_per_seed"][str(seed)] = round(float(np.mean(runs[-1])), 4)
+            log(f"{arm} (seed {seed}): nDCG@10 {info['ndcg@10_per_seed'][str(seed)]:.4f}")
+        per_query[arm] = np.mean(np.asarray(runs), axis=0).tolist()  # per query, averaged over the seeds
+        ndcg = float(np.mean(per_query[arm]))
+        info.update({"ndcg@10": round(ndcg, 4)})
         out["arms"][arm] = info
-        log(f"{arm}: nDCG@10 {ndcg:.4f}")
+        log(f"{arm}: nDCG@10 {ndcg:.4f} (mean of {len(args.seeds)} seed(s))")
         save()
     # is the difference to negmine's arm more than test-set noise? paired bootstrap over the 300 test queries
     ref = next((a for a in arms if a.startswith("d ")), None)
@@ -310,9 +326,12 @@ def main() -> None:
 
     rows = [f"| untuned (max_seq_length {MAX_LEN}) | – | {out['base'][f'ndcg@10 (max_seq_length {MAX_LEN})']:.4f} "
             f"| {cell('untuned')} |"]
-    rows += [f"| {a} | {v['rows']} | {v['ndcg@10']:.4f} | {cell(a)} |" for a, v in out["arms"].items()]
-    out["table"] = "\n".join(["| training data | rows | nDCG@10 | this arm − (d), 95% paired-bootstrap CI |",
-                              "|---|---:|---:|---|", *rows])
+    seeds = ", ".join(str(x) for x in args.seeds)
+    rows += [f"| {a} | {v['rows']} | {' / '.join(f'{x:.4f}' for x in v['ndcg@10_per_seed'].values())} | "
+             f"{v['ndcg@10']:.4f} | {cell(a)} |" for a, v in out["arms"].items()]
+    rows[0] = rows[0].replace(" | – | ", " | – | – | ", 1)
+    out["table"] = "\n".join([f"| training data | rows | nDCG@10 per seed ({seeds}) | mean | "
+                              "this arm − (d), 95% paired-bootstrap CI |", "|---|---:|---|---:|---|", *rows])
     save()
     print()
     print(out["table"])
