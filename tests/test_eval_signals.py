@@ -120,12 +120,15 @@ def test_eval_hidden_positives_end_to_end(shared_data, tmp_path, cli):
 
 
 def test_lexical_agreement_rule_hand_made():
+    from negmine.retrieve.ranking import rank_of
     from negmine.select.core import select_batch
     from negmine.select.filters import reasons
-    from negmine.select.signals import lexical_agreement, rank_in_lists
+    from negmine.select.signals import lexical_agreement
 
-    assert rank_in_lists(["q1", "q1", "q2", "q3"], ["a", "c", "a", "a"],
-                         {"q1": ["a", "b", "c"], "q2": ["b"]}).tolist() == [1, 3, 0, 0]
+    # the rank lookup LexicalRanker uses: BM25 lists q1 = [a, b, c], q2 = [b] (docs a, b, c = 0, 1, 2; -1 = empty);
+    # rows (q1, a), (q1, c), (q2, a) → ranks 1, 3, 0 (a query without a list gets 0 without a lookup)
+    idx = np.array([[0, 1, 2], [1, -1, -1]])
+    assert rank_of(np.array([0, 0, 1]), np.array([0, 2, 0]), idx).tolist() == [1, 3, 0]
     assert lexical_agreement(np.array([0, 1, 5, 6]), 5).tolist() == [True, False, False, True]
     # one query: positive + 4 candidates; BM25 ranks candidate 1 first and candidate 3 sixth
     scores = np.array([0.9, 0.85, 0.8, 0.7, 0.6])

@@ -2,9 +2,9 @@
 
 Every rule is optional and they combine: a candidate is kept as a negative only if it passes all configured rules
 (first failing rule = its drop reason, in the order positive, duplicate_of_positive, out_of_window, above_abs,
-below_abs, above_margin, above_perc, similar_to_positive, lexical_agreement, then not_sampled). ``filter`` is a shorthand naming the
-main score rule; the numeric keys are what the rules use, so e.g. ``filter: none`` + ``margin: 0.05`` +
-``max_rank: 50`` is valid. ``max_pos_sim: null`` turns the document-similarity rule off.
+below_abs, above_margin, above_perc, similar_to_positive, lexical_agreement, then not_sampled). ``filter`` is a
+shorthand naming the main score rule; the numeric keys are what the rules use, so e.g. ``filter: none`` +
+``margin: 0.05`` + ``max_rank: 50`` is valid. ``max_pos_sim: null`` turns the document-similarity rule off.
 """
 
 from __future__ import annotations

@@ -95,14 +95,6 @@ def _rule_lexical_agreement(b: Batch, p: dict[str, Any]) -> np.ndarray | None:
     return lexical_agreement(lr, p["max_lexical_rank"])
 
 
-def rank_in_lists(row_queries: Sequence[str], row_docs: Sequence[str],
-                  ranked: Mapping[str, Sequence[str]]) -> np.ndarray:
-    """Per row: the 1-based position of the row's doc in its query's ``ranked`` list, 0 when absent."""
-    pos = {q: {d: i + 1 for i, d in enumerate(docs)} for q, docs in ranked.items()}
-    return np.fromiter((pos.get(q, {}).get(d, 0) for q, d in zip(row_queries, row_docs, strict=True)),
-                       dtype=np.int64, count=len(row_docs))
-
-
 class LexicalRanker:
     """BM25 top-N lists of a run's queries over its corpus, for ``lexical_agreement``: the retrieve stage's BM25
     (bm25s, default settings, index cached by corpus fingerprint: built once, then loaded). Documents with a BM25
@@ -118,17 +110,22 @@ class LexicalRanker:
         q = ingest.read("queries", columns=["query_id", "text"])
         self.query_text = dict(zip(q["query_id"].to_pylist(), q["text"].to_pylist(), strict=True))
 
-    def top(self, query_ids: Sequence[str], n: int) -> dict[str, list[str]]:
-        qids = [q for q in dict.fromkeys(query_ids) if q in self.query_text]
-        if not qids:
-            return {}
-        idx, scores = self.searcher.search([self.query_text[q] for q in qids], n)
-        ids = self.corpus.ids
-        return {q: [ids[i] for i, sc in zip(row_i, row_s, strict=True) if i >= 0 and sc > 0]
-                for q, row_i, row_s in zip(qids, idx.tolist(), scores.tolist(), strict=True)}
-
     def ranks(self, row_queries: Sequence[str], row_docs: Sequence[str], n: int) -> np.ndarray:
-        return rank_in_lists(row_queries, row_docs, self.top(row_queries, n))
+        """Per row: the 1-based BM25 rank of the row's doc for its query within the top ``n``, 0 when absent."""
+        from negmine.retrieve.ranking import rank_of
+
+        out = np.zeros(len(row_docs), dtype=np.int64)
+        qids = [q for q in dict.fromkeys(row_queries) if q in self.query_text]
+        if not qids:
+            return out
+        idx, _ = self.searcher.search([self.query_text[q] for q in qids], n)  # -1 where no term matched
+        qpos = {q: i for i, q in enumerate(qids)}
+        index = self.corpus.index_of()
+        qp = np.fromiter((qpos.get(q, -1) for q in row_queries), dtype=np.int64, count=len(row_queries))
+        dp = np.fromiter((index.get(d, -1) for d in row_docs), dtype=np.int64, count=len(row_docs))
+        ok = (qp >= 0) & (dp >= 0)
+        out[ok] = rank_of(qp[ok], dp[ok], idx)
+        return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
