@@ -12,6 +12,9 @@ With probability ``1 - accuracy`` (seeded per model, query and passage, so the s
 way) it gives a wrong label, with lower confidence (its logprobs show it). It is *gullible*: instruction-like text
 ("ignore the instructions …") found in the prompt OUTSIDE the quoted data makes it label every candidate relevant;
 the same text inside the quoted data is only data. That is how the prompt-injection test can fail.
+It answers the listwise prompt, the yes/no pointwise prompt, and `negmine score`'s graded prompt (a digit 0-3: 3 or
+2 for relevant, 0 or 1 for not relevant, the lower grade when its confidence is lower); ``logprobs=False`` makes it
+ignore requests for logprobs, like servers that do not support them.
 
 Faults (``faults`` = probability per request, kinds drawn uniformly from ``fault_kinds``): ``429`` with
 Retry-After, ``500``, ``stall`` (answers after ``stall_seconds``, past the client's timeout), ``bad_body``
@@ -133,6 +136,7 @@ class ServerState:
     stall_seconds: float = 30.0
     retry_after: float = 0.2
     seed: int = 0
+    logprobs: bool = True             # False: ignore requests for logprobs, like servers without logprobs support
     reject_response_format: int = 0   # HTTP status for a rejected response_format (llama.cpp's server: 500)
     rejected_formats: tuple[str, ...] = ("json_schema", "json_object")
     # observability (tests and benchmarks read these)
@@ -197,6 +201,12 @@ def _read_prompt(messages: list[dict[str, Any]]) -> tuple[dict[str, Any] | None,
     return data, gullible, pointwise
 
 
+def _graded(messages: list[dict[str, Any]]) -> bool:
+    """negmine score's graded prompt ("... a grade from 0 to 3 ...") rather than a yes/no or listwise one."""
+    return any("grade from 0 to 3" in str(m.get("content") or "").lower() for m in messages
+               if m.get("role") != "assistant")
+
+
 def _judge_one(st: ServerState, model: str, query: str, passage: str) -> tuple[str, float]:
     truth = st.truth.label(query, passage)
     rng = random.Random(_seed(st.seed, model, _norm(query), _norm(passage)[:PREFIX_CHARS]))
@@ -221,12 +231,23 @@ def judge_completion(st: ServerState, body: dict[str, Any], rng: random.Random,
     model = str(body.get("model", ""))
     messages = body.get("messages") or []
     data, gullible, pointwise = _read_prompt(messages)
-    want_lp = bool(body.get("logprobs"))
+    want_lp = bool(body.get("logprobs")) and st.logprobs
     finish = "stop"
     lp_content: list[dict[str, Any]] | None = None
     n = 0
     if data is None or "query" not in data:
         content = "I could not find the passages to judge."
+    elif not pointwise and "passage" in data and _graded(messages):  # score's graded prompt: a digit 0-3
+        label, conf = ("relevant", 0.99) if gullible else _judge_one(st, model, data["query"], data["passage"])
+        grade = (3 if conf >= 0.85 else 2) if label != "not_relevant" else (0 if conf >= 0.85 else 1)
+        content = str(grade)
+        n = 1
+        if want_lp:
+            lp_content = [_logprob_entry(content, content, conf, {g: g for g in "0123"})]
+        if fault in ("bad_json", "truncated"):  # an unusable answer: prose, or cut before the digit
+            content, finish = (("The passage is somewhat related.", "stop") if fault == "bad_json" else
+                               ("", "length"))
+            lp_content = None
     elif pointwise or "passage" in data:
         label, conf = ("relevant", 0.99) if gullible else _judge_one(st, model, data["query"], data["passage"])
         word = "yes" if label != "not_relevant" else "no"
