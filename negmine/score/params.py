@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field, field_validator
+
+from negmine.judge.params import RelabelParams, Tier
 from negmine.params_base import NoFP, Params
 from negmine.retrieve.params import DEFAULT_MODEL
+
+# the LLM teacher's keys: left out of the fingerprint of the encoder teachers (whose output they do not change)
+LLM_KEYS = ("llm", "llm_mode", "passage_tokens", "query_tokens")
 
 
 class ScoreParams(Params):
     # bi-encoder: any sentence-transformers model (cosine of normalised embeddings, through the shared embedding
     # cache: when it is the retriever's model nothing is encoded twice); cross-encoder: a sentence-transformers
-    # CrossEncoder (name or local path) scoring every (query, document) pair.
-    teacher: Literal["bi-encoder", "cross-encoder"] = "bi-encoder"
+    # CrossEncoder (name or local path) scoring every (query, document) pair; llm: an OpenAI-compatible chat model
+    # through the judge client and its response cache (see negmine/score/llm.py).
+    teacher: Literal["bi-encoder", "cross-encoder", "llm"] = "bi-encoder"
     model: str = DEFAULT_MODEL
     # bi-encoder only. Unset prompts / max_seq_length / normalize are taken from the retrieve stage when the teacher is the
     # retriever's dense model (so the teacher scores what the retriever embedded, from the cache).
@@ -28,3 +35,27 @@ class ScoreParams(Params):
     batch_size: int = NoFP(64, gt=0)
     device: str | None = NoFP(None)
     shard_queries: int = NoFP(10_000, gt=0)        # queries per output shard (the unit of resume)
+    # llm only. The model: a relabel tier (model, base_url, api_key_env, prices); None = relabel's default first
+    # tier (gpt-4o-mini at $OPENAI_BASE_URL with $OPENAI_API_KEY), also the base of keys given without a model
+    # (e.g. --set score.llm.base_url=...). Keys never go here: api_key_env names a variable.
+    llm: Tier | None = None
+    # logprobs: P(yes) of a yes/no answer from the first token's top logprobs; graded: a 0-3 grade / 3 (servers
+    # without logprobs); auto: logprobs when the server returns them (tried on the first pair), else graded
+    llm_mode: Literal["auto", "logprobs", "graded"] = "auto"
+    passage_tokens: int = Field(256, ge=32)        # each passage is truncated to this many tokens
+    query_tokens: int = Field(128, ge=8)
+    concurrency: int = NoFP(16, ge=1)              # requests in flight
+    timeout: float = NoFP(60.0, gt=0)              # seconds per request
+    max_retries: int = NoFP(4, ge=0)               # retries after the first attempt (429, 5xx, timeouts)
+    backoff: float = NoFP(1.0, ge=0)               # first backoff in seconds; doubles, with jitter
+    max_backoff: float = NoFP(30.0, ge=0)
+    budget_usd: float | None = NoFP(None, gt=0)    # stop before new spending would exceed this (exit 3)
+    cache_path: str | None = NoFP(None)            # SQLite response cache; default RUN/.judge-cache.sqlite
+    max_unscored: float = NoFP(0.05, ge=0, le=1)   # fail when more than this share of pairs gets no usable answer
+
+    @field_validator("llm", mode="before")
+    @classmethod
+    def _llm_defaults(cls, v: object) -> object:
+        if isinstance(v, dict) and "model" not in v:
+            return RelabelParams().tiers[0].model_dump() | v
+        return v

@@ -23,13 +23,14 @@ from negmine.io import schemas
 from negmine.io.store import Artifact, StageResult, StageWriter
 from negmine.score.bi_encoder import BiEncoderTeacher
 from negmine.score.cross_encoder import CrossEncoderTeacher
-from negmine.score.params import ScoreParams
+from negmine.score.llm import LLMTeacher
+from negmine.score.params import LLM_KEYS, ScoreParams
 
 log = logging.getLogger("negmine")
 
 STAGE = "score"
 TABLE = "scores"
-TEACHERS = {"bi-encoder": BiEncoderTeacher, "cross-encoder": CrossEncoderTeacher}
+TEACHERS = {"bi-encoder": BiEncoderTeacher, "cross-encoder": CrossEncoderTeacher, "llm": LLMTeacher}
 # bi-encoder settings a teacher inherits from the retrieve stage when it is the retriever's dense model
 INHERITED = ("query_prompt", "query_prompt_name", "doc_prompt", "doc_prompt_name", "max_seq_length", "normalize")
 
@@ -165,6 +166,8 @@ class _Stats:
         self.queries = self.rows = self.candidates = self.positives = self.positives_retrieved = 0
         self.pos_scores: list[np.ndarray] = []
         self.neg_sum = 0.0
+        self.neg_scored = 0  # candidates with a score (an LLM teacher leaves a pair it got no answer for NaN)
+        self.unscored = 0    # rows with a NaN score
 
     def add(self, t: pa.Table, n_queries: int) -> None:
         rank_valid = t["rank"].is_valid().to_numpy(zero_copy_only=False)
@@ -175,12 +178,15 @@ class _Stats:
         self.candidates += int(rank_valid.sum())
         self.positives += int(is_pos.sum())
         self.positives_retrieved += int((is_pos & rank_valid).sum())
-        self.pos_scores.append(s[is_pos])
-        self.neg_sum += float(s[~is_pos].sum())
+        self.pos_scores.append(s[is_pos & ~np.isnan(s)])
+        neg = s[~is_pos]
+        self.neg_sum += float(np.nansum(neg))
+        self.neg_scored += int((~np.isnan(neg)).sum())
+        self.unscored += int(np.isnan(s).sum())
 
     def as_dict(self) -> dict[str, Any]:
         pos = np.concatenate(self.pos_scores) if self.pos_scores else np.empty(0)
-        negs = self.rows - self.positives
+        negs = self.neg_scored
         q = np.quantile(pos, [0.05, 0.5, 0.95]).round(4).tolist() if len(pos) else None
         return {"queries": self.queries, "rows": self.rows, "candidates": self.candidates,
                 "positives": self.positives, "positives_retrieved": self.positives_retrieved,
@@ -190,26 +196,64 @@ class _Stats:
                 "mean_candidate_score": round(self.neg_sum / negs, 4) if negs else None}
 
 
+def cache_path(run_dir: Path, params: ScoreParams) -> Path:
+    """The judge's response cache (shared with relabel)."""
+    return Path(params.cache_path) if params.cache_path else run_dir / ".judge-cache.sqlite"
+
+
+def _fingerprint(params: ScoreParams) -> dict[str, Any]:
+    """Params that change the scores: an encoder's model revision, or the LLM's model, prompts and tokenizer (never
+    its endpoint or key); the LLM keys are left out for the encoder teachers."""
+    fp = params.fingerprint_dict()
+    if params.teacher != "llm":
+        from negmine.models import model_revision
+
+        return {k: v for k, v in fp.items() if k not in LLM_KEYS} | {"model_revision": model_revision(params.model)}
+    from negmine.judge.tokens import get_tokenizer
+    from negmine.score.llm import llm_tier, prompt_info
+
+    fp.pop("model")
+    return fp | {"llm": llm_tier(params).fingerprint_dict(), "llm_prompts": prompt_info(),
+                 "tokenizer": get_tokenizer().name}
+
+
+def _public_params(params: ScoreParams) -> dict[str, Any]:
+    """Params for the manifest: a base_url without user:password (keys are never in params: env var names only)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    out = params.model_dump(mode="json")
+    llm = out.get("llm")
+    if llm and llm.get("base_url"):
+        u = urlsplit(llm["base_url"])
+        if u.username or u.password:
+            llm["base_url"] = urlunsplit(u._replace(netloc=(u.hostname or "") + (f":{u.port}" if u.port else "")))
+    return out
+
+
+def _teacher(params: ScoreParams, run_dir: Path, plan: bool = False) -> Any:
+    if params.teacher == "llm":
+        return LLMTeacher(params, cache_path(run_dir, params), plan=plan)
+    return TEACHERS[params.teacher](params)
+
+
 def run_score(run_dir: str | Path, params: ScoreParams) -> StageResult:
     """Score ``RUN/candidates`` (and the positives) with the configured teacher into ``RUN/scores``."""
-    from negmine.models import model_revision
-
     t0 = time.time()
     run_dir = Path(run_dir)
     ingest = Artifact.open(run_dir / "ingest", stage="ingest", hint="run `negmine ingest` first")
     cands = Artifact.open(run_dir / "candidates", stage="retrieve", hint="run `negmine retrieve` first")
     params = effective_params(params, cands.params)
-    fp = params.fingerprint_dict() | {"model_revision": model_revision(params.model)}
-    writer = StageWriter(run_dir / "scores", STAGE, params.model_dump(mode="json"),
+    fp = _fingerprint(params)
+    writer = StageWriter(run_dir / "scores", STAGE, _public_params(params),
                          {"ingest": ingest.fingerprint, "candidates": cands.fingerprint},
                          {TABLE: schemas.SCORES}, main_table=TABLE, fingerprint_params=fp)
     done = writer.up_to_date()
     if done is not None:
         log.info("score: up to date (fingerprint %s), skipped", done.fingerprint[:12])
         return StageResult(done, True)
+    teacher = _teacher(params, run_dir)  # an LLM teacher checks its key variable here, before any work
     writer.begin()
     inputs = _Inputs(ingest)
-    teacher = TEACHERS[params.teacher](params)
     stats = _Stats()
     t_teacher = 0.0
     try:
@@ -223,11 +267,45 @@ def run_score(run_dir: str | Path, params: ScoreParams) -> StageResult:
             t_teacher += time.time() - t1
             writer.write_shard(TABLE, i, table)
             stats.add(table, len(group))
+        if isinstance(teacher, LLMTeacher):
+            teacher.check_unscored(stats.unscored, stats.rows)
     except InputError:
         writer.discard()
         raise
+    finally:
+        if isinstance(teacher, LLMTeacher):
+            teacher.close()
     st = stats.as_dict() | {"teacher": params.teacher, "model": params.model}
+    if isinstance(teacher, LLMTeacher):
+        st |= {"model": teacher.tier.model, "llm": teacher.stats() | {"unscored": stats.unscored}}
+        log.info("score: %s", ", ".join(f"{k} {v}" for k, v in st["llm"].items()))
     art = writer.finish(stats=st, timings={"teacher": round(t_teacher, 3), "score": round(time.time() - t0, 3)})
     log.info("score: %s %s → %d rows (%d queries, %d positives, %d of them retrieved)", params.teacher,
-             params.model, st["rows"], st["queries"], st["positives"], st["positives_retrieved"])
+             st["model"], st["rows"], st["queries"], st["positives"], st["positives_retrieved"])
     return StageResult(art, False, time.time() - t0)
+
+
+def plan_score(run_dir: str | Path, params: ScoreParams) -> dict[str, Any]:
+    """``--dry-run`` of the LLM teacher: walk every pair the stage would score without sending anything (cached
+    answers are used; misses are counted with their estimated tokens and cost)."""
+    run_dir = Path(run_dir)
+    if params.teacher != "llm":
+        raise InputError(f"--dry-run plans the requests of an LLM teacher; teacher is {params.teacher!r} "
+                         "(use --teacher llm)", "--dry-run")
+    ingest = Artifact.open(run_dir / "ingest", stage="ingest", hint="run `negmine ingest` first")
+    cands = Artifact.open(run_dir / "candidates", stage="retrieve", hint="run `negmine retrieve` first")
+    inputs = _Inputs(ingest)
+    teacher = _teacher(params, run_dir, plan=True)
+    n_q = n_rows = n_cand = 0
+    try:
+        for group, cand in _groups(cands, inputs, params.shard_queries):
+            rows = _shard_rows(group, cand, inputs)
+            _score_shard(rows, inputs, teacher, cands.path)
+            n_q += len(group)
+            n_rows += len(rows["query_id"])
+            n_cand += sum(r is not None for r in rows["rank"])
+    finally:
+        teacher.close()
+    return {"queries": n_q, "pairs": n_rows, "candidates": n_cand, "positives_not_retrieved": n_rows - n_cand,
+            "model": teacher.tier.model, "mode": teacher.mode or params.llm_mode, "mode_assumed": teacher.mode_assumed,
+            "totals": teacher.totals, "tokenizer": teacher.tok.name, "exact_tokens": teacher.tok.exact}
