@@ -257,17 +257,26 @@ def test_llm_scores_export_as_soft_labels(base, run_dir, server, cli, tmp_path):
     assert len(lines) == N_QUERIES
     ing = Artifact.open(run_dir / "ingest")
     text = {r["doc_id"]: doc_text(r["title"], r["text"]) for r in ing.read("corpus").to_pylist()}
-    n_pos = 0
+    positives = {(r["query_id"], r["doc_id"]) for r in ing.read("positives").to_pylist()}
+    pos_s, neg_s = [], []
     for row in lines:
-        assert len(row["docs"]) == len(row["scores"]) == len(row["doc_ids"]) > 4
-        for d, t, sc in zip(row["doc_ids"], row["docs"], row["scores"], strict=True):
+        assert len(row["docs"]) == len(row["scores"]) == len(row["doc_ids"]) > 1
+        flags = [(row["query_id"], d) in positives for d in row["doc_ids"]]
+        assert flags == sorted(flags, reverse=True)  # positives first, then the mined negatives
+        for d, t, sc, is_pos in zip(row["doc_ids"], row["docs"], row["scores"], flags, strict=True):
             assert 0.0 <= sc <= 1.0 and t == text[d]
             assert sc == pytest.approx(by_key[(row["query_id"], d)], abs=1e-6)
-        n_pos += len(row["docs"]) - 4
-    # positives come first; as soft labels they score high on average, the mined negatives lower
-    pos_s = [s for row in lines for s in row["scores"][:len(row["docs"]) - 4]]
-    neg_s = [s for row in lines for s in row["scores"][-4:]]
-    assert n_pos > N_QUERIES and np.mean(pos_s) - np.mean(neg_s) > 0.3
+            (pos_s if is_pos else neg_s).append(sc)
+    # as soft labels the positives score high on average, the mined negatives lower
+    assert len(pos_s) > N_QUERIES and len(neg_s) > 3 * N_QUERIES and np.mean(pos_s) - np.mean(neg_s) > 0.3
+    # relabel's pointwise judge with logprobs on the same model sends exactly these requests: all from the cache
+    from negmine.judge.params import RelabelParams
+    from negmine.judge.stage import run_relabel
+
+    sent = srv.state.requests
+    tier = Tier(model="judge-small", base_url=srv.base_url, logprobs=True)
+    rel = run_relabel(run_dir, RelabelParams(tiers=[tier], prompt="pointwise"), progress=False)
+    assert srv.state.requests == sent and rel.artifact.stats["tiers"][0]["cached"] >= len(neg_s)
 
 
 def test_bad_teacher_and_dry_run_without_llm_are_one_line_config_errors(run_dir, cli):
