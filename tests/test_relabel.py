@@ -337,8 +337,8 @@ def test_pointwise_logprobs_route_unsure_negatives(base, run_dir, server):
     tiers = [Tier(model="cheap", base_url=srv.base_url, logprobs=True),
              Tier(model="strong", base_url=srv.base_url, logprobs=True)]
     band = (0.2, 0.8)
-    res = run_relabel(run_dir, params(srv, tiers=tiers, prompt="pointwise", band=band, concurrency=32),
-                      progress=False)
+    res = run_relabel(run_dir, params(srv, tiers=tiers, prompt="pointwise", band=band, concurrency=32,
+                                      routing="per_negative"), progress=False)
     audit = judged_pairs(res.artifact)
     t1 = {(r["query_id"], r["doc_id"]): r for r in audit if r["tier"] == 1}
     t2 = {(r["query_id"], r["doc_id"]) for r in audit if r["tier"] == 2}

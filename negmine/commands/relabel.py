@@ -18,13 +18,16 @@ def relabel(
     batch: str | None = typer.Option(None, "--batch", help="OpenAI Batch API: submit | status | collect."),
     prompt: str | None = typer.Option(None, "--prompt", help="listwise | pointwise [listwise]."),
     concurrency: int | None = typer.Option(None, "--concurrency", help="Requests in flight [16]."),
-    refill: bool | None = typer.Option(None, "--refill/--no-refill", help="Replace removed negatives with the "
-                                          "next candidates (judged too) to keep k."),
+    refill: bool | None = typer.Option(None, "--refill/--no-refill", help="Replace removed and promoted "
+                                          "negatives with the next candidates of RUN/scores (judged too), round "
+                                          "after round until each query keeps k or its pool is exhausted [on]."),
     config: Path | None = ConfigOpt,
     set_: list[str] | None = SetOpt,
 ) -> None:
     """Judge mined negatives with a cascade of LLMs (any OpenAI-compatible server); promote or remove false
-    negatives. Reads OPENAI_API_KEY / OPENAI_BASE_URL (or each tier's api_key_env / base_url).
+    negatives, refill what they replace to keep k per query, and print coverage before / after and what the
+    drop rule (relabel.max_false_negatives, off by default) dropped. Reads OPENAI_API_KEY / OPENAI_BASE_URL (or
+    each tier's api_key_env / base_url).
 
     Example: negmine relabel runs/demo --config configs/rlhn-cascade.yaml --dry-run
     """
@@ -46,10 +49,11 @@ def relabel(
 
         typer.echo(run_batch(run, cfg.relabel, batch))
         return
-    from negmine.judge.stage import run_relabel
+    from negmine.judge.stage import format_summary, run_relabel
 
     res = run_relabel(run, cfg.relabel)
-    typer.echo(str(res.artifact.path))
+    typer.echo(format_summary(res.artifact.stats))
+    typer.echo(f"\n{'up to date: ' if res.skipped else ''}{res.artifact.path}")
 
 
 def register(app: typer.Typer) -> None:

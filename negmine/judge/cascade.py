@@ -1,19 +1,23 @@
 """Cascade routing and the action policy: pure functions, no I/O.
 
-* Routing decides which negatives tier i+1 sees after tier i. ``per_negative`` (default) sends only the negatives
-  tier i flagged (relevant/partial), was unsure about (probability inside the band) or could not judge;
+* Routing decides which negatives tier i+1 sees after tier i. ``confidence`` (default) sends only the negatives
+  tier i was unsure about: probability of relevance inside the band, whatever the label (a confident verdict is
+  final either way), or flagged without a probability, or not judged; ``per_negative`` sends every negative tier i
+  flagged (relevant/partial), was unsure about (a not_relevant label inside the band) or could not judge;
   ``rlhn_example`` reproduces RLHN's routing (arXiv 2505.16967): the whole example (every negative of the query)
   goes to the next tier when any of its negatives is flagged. Routers are registered by name.
 * The final verdict of a negative is the one of the last tier that saw it; a tier that could not judge it leaves it
   ``unjudged`` (with the reason), which is never counted as a label.
 * The policy maps final verdicts to actions: relevant → promote | remove, partial → remove | keep,
-  not_relevant → keep, unjudged → keep | remove; a query with more than ``max_false_negatives`` relevant
-  negatives is dropped.
+  not_relevant → keep, unjudged → keep | remove, and (``on_unsure="remove"``) a final verdict whose probability
+  lies inside the band → remove: only a confident judge keeps a negative or promotes a positive. With
+  ``max_false_negatives`` set (RLHN's rule; off by default), a query whose mined negatives hold more relevant ones
+  than that is dropped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
 FLAGGED = ("relevant", "partial")
@@ -59,6 +63,24 @@ def route_per_negative(verdicts: Mapping[Key, Verdict], band: tuple[float, float
     return [k for k, v in verdicts.items() if needs_next_tier(v, band, escalate_unjudged)]
 
 
+def unsure(v: Verdict, band: tuple[float, float], escalate_unjudged: bool = True) -> bool:
+    """The tier is unsure: probability of relevance inside the band whatever the label; without a probability,
+    a flagged label counts as unsure (as in ``per_negative``); unjudged → ``escalate_unjudged``."""
+    if v.label is None:
+        return escalate_unjudged
+    if v.prob is None:
+        return v.label in FLAGGED
+    return band[0] <= v.prob <= band[1]
+
+
+@router("confidence")
+def route_confidence(verdicts: Mapping[Key, Verdict], band: tuple[float, float],
+                     escalate_unjudged: bool = True) -> list[Key]:
+    """Only the negatives this tier was unsure about: a confident verdict (probability of relevance below or
+    above the band) is final either way, so the next tier sees the doubtful ones, not every flag."""
+    return [k for k, v in verdicts.items() if unsure(v, band, escalate_unjudged)]
+
+
 @router("rlhn_example")
 def route_rlhn_example(verdicts: Mapping[Key, Verdict], band: tuple[float, float],
                        escalate_unjudged: bool = True) -> list[Key]:
@@ -77,13 +99,18 @@ class Policy:
     on_relevant: str = "promote"     # promote | remove
     on_partial: str = "remove"       # remove | keep
     on_unjudged: str = "keep"        # keep | remove
-    max_false_negatives: int = 8
+    max_false_negatives: int | None = None  # None: no query is dropped
+    on_unsure: str = "keep"          # keep | remove: a final verdict whose probability lies inside ``band``
+    band: tuple[float, float] = (0.2, 0.8)
 
 
 def action_for(v: Verdict, policy: Policy) -> str:
-    """keep | remove | promote for one negative (before the per-query drop rule)."""
+    """keep | remove | promote for one negative (before the per-query drop rule). With ``on_unsure="remove"``, a
+    final verdict the judge was unsure about (probability inside the band) is neither kept nor promoted."""
     if v.label is None:
         return policy.on_unjudged
+    if policy.on_unsure == "remove" and v.prob is not None and policy.band[0] <= v.prob <= policy.band[1]:
+        return "remove"
     if v.label == "relevant":
         return policy.on_relevant
     if v.label == "partial":
@@ -98,10 +125,12 @@ class QueryDecision:
     false_negatives: int
 
 
-def decide_query(verdicts: Mapping[str, Verdict], policy: Policy) -> QueryDecision:
-    """Actions for one query's negatives (doc_id → final verdict)."""
-    fn = sum(1 for v in verdicts.values() if v.label == "relevant")
-    if fn > policy.max_false_negatives:
+def decide_query(verdicts: Mapping[str, Verdict], policy: Policy,
+                 counted: Collection[str] | None = None) -> QueryDecision:
+    """Actions for one query's negatives (doc_id → final verdict). The drop rule counts the relevant verdicts of
+    the documents in ``counted`` (the mined negatives, not refill candidates; default: all)."""
+    fn = sum(1 for d, v in verdicts.items() if v.label == "relevant" and (counted is None or d in counted))
+    if policy.max_false_negatives is not None and fn > policy.max_false_negatives:
         return QueryDecision({d: "drop_query" for d in verdicts}, True, fn)
     return QueryDecision({d: action_for(v, policy) for d, v in verdicts.items()}, False, fn)
 

@@ -1,9 +1,13 @@
 """Parameters of `negmine relabel` (config section ``relabel``).
 
-A cascade is an ordered list of tiers. Tier 1 judges every mined negative; a negative moves to the next tier only
-when the tier before was unsure about it (probability of relevance inside ``band``), labelled it relevant/partial,
-or could not judge it. Keys are never part of the config: a tier names the environment variable that holds its
-key (``api_key_env``), default ``OPENAI_API_KEY``; a tier without ``base_url`` uses ``OPENAI_BASE_URL``.
+A cascade is an ordered list of tiers. Tier 1 judges every mined negative; with the default routing
+(``confidence``) a negative moves to the next tier only when the tier before was unsure about it (probability of
+relevance inside ``band``, from logprobs, whatever the label; without logprobs: labelled relevant/partial) or could
+not judge it. A negative is kept only when its last judge is confident it is not relevant (``on_unsure``), and
+``refill`` replaces what is removed or promoted with the next candidates until the query keeps k or its pool is
+exhausted. The band needs ``logprobs: true`` on every tier but the last. Keys are never part of the config: a
+tier names the environment variable that holds its key (``api_key_env``), default ``OPENAI_API_KEY``; a tier
+without ``base_url`` uses ``OPENAI_BASE_URL``.
 """
 
 from __future__ import annotations
@@ -38,26 +42,36 @@ class Tier(Params):
 
 class RelabelParams(Params):
     tiers: list[Tier] = Field(default_factory=lambda: [
-        Tier(model="gpt-4o-mini", price_input=0.15, price_output=0.60),
-        Tier(model="gpt-4o", price_input=2.50, price_output=10.0)])
+        Tier(model="gpt-4o-mini", price_input=0.15, price_output=0.60, logprobs=True),
+        Tier(model="gpt-4o", price_input=2.50, price_output=10.0, logprobs=True)])
     prompt: Literal["listwise", "pointwise"] = "listwise"
     list_size: int = Field(10, ge=1, le=50)        # m: candidates per listwise request (local ids 1..m)
     max_positives: int = Field(2, ge=0)            # known positives shown as reference in a listwise prompt
     passage_tokens: int = Field(256, ge=32)        # each passage is truncated to this many tokens
-    query_tokens: int = Field(128, ge=8)
-    routing: str = "per_negative"                  # per_negative | rlhn_example (whole example on any flag)
-    band: tuple[float, float] = (0.2, 0.8)         # tier i is unsure when low <= prob <= high → next tier
+    query_tokens: int = Field(512, ge=8)           # long queries (CISI: up to ~380 tokens) are kept whole
+    routing: str = "confidence"                    # confidence (only what tier i was unsure about goes on) |
+    #                                                per_negative (every flag goes on) | rlhn_example (the whole
+    #                                                example on any flag)
+    band: tuple[float, float] = (0.3, 0.9)         # a judge is unsure when low <= P(relevant) <= high (logprobs)
     escalate_unjudged: bool = True                 # a negative tier i could not judge goes to tier i+1
     on_relevant: Literal["promote", "remove"] = "promote"
     on_partial: Literal["remove", "keep"] = "remove"
     on_unjudged: Literal["keep", "remove"] = "keep"
-    max_false_negatives: int = Field(8, ge=0)      # more relevant labels than this → the query is dropped
-    refill: bool = False                           # replace removed negatives with the next candidates
-    refill_rounds: int = Field(2, ge=0)            # refill candidates are judged too; at most this many rounds
+    on_unsure: Literal["keep", "remove"] = "remove"  # the LAST judge was unsure (prob inside band): neither keep
+    #                                                   it as a negative nor promote it (refill replaces it)
+    max_false_negatives: int | None = Field(None, ge=0)
+    # ^ RLHN's drop rule: a query whose MINED negatives (refill candidates do not count) hold more relevant labels
+    #   than this is dropped; None = off: its relevant documents are promoted (on_relevant) and the query kept
+    num_negatives: int | None = Field(None, ge=1)  # k to keep per query; None = select's num_negatives
+    refill: bool = True                            # replace removed / promoted negatives with the next candidates
+    refill_rounds: int | None = Field(None, ge=0)  # refill candidates are judged too; None = as many rounds as it
+    #                                                takes to reach k or exhaust the pool (an int caps the rounds)
+    refill_depth: int | None = Field(None, ge=1)   # candidates per query (by rank) the refill may take; None = all
+    #                                                that `negmine score` scored (the retrieve depth)
     refill_skip_reasons: list[str] = Field(default_factory=lambda: [
         "positive", "duplicate_of_positive", "above_abs", "below_abs", "above_margin", "above_perc",
-        "out_of_window"])
-    # ^ select's drop reasons that make a candidate unfit for refill (too close to the positive, too easy, outside
+        "out_of_window", "similar_to_positive", "lexical_agreement", "predicted_false_negative"])
+    # ^ select's drop reasons that make a candidate unfit for refill (a likely false negative, too easy, outside
     #   the rank window); not_sampled candidates (and those select never saw) may refill, in rank order
     shard_queries: int = NoFP(2000, ge=1)          # queries per output shard (the unit of resume)
     concurrency: int = NoFP(16, ge=1)

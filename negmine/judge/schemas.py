@@ -51,3 +51,15 @@ RELABEL_DROPPED_QUERIES = pa.schema([
     ("reason", pa.string()),
     ("false_negatives", pa.int32()),
 ])
+# one row per query: negatives before / after relabel (coverage of k) and, when short of k, why
+RELABEL_QUERIES = pa.schema([
+    ("query_id", pa.string()),
+    ("negatives_before", pa.int32()),   # from select
+    ("negatives_after", pa.int32()),    # kept after relabel (survivors + refills); 0 for a dropped query
+    ("promoted", pa.int32()),
+    ("removed", pa.int32()),            # removed (partial / unjudged per policy) or discarded with a dropped query
+    ("refill_judged", pa.int32()),      # refill candidates judged for this query
+    ("refill_rounds", pa.int16()),      # refill rounds that took candidates for this query
+    ("short_reason", pa.string()),      # null = k reached; dropped | pool_exhausted | round_cap | refill_off |
+                                        # no_scores
+])

@@ -36,7 +36,9 @@ log = logging.getLogger("negmine")
 
 STAGE = "relabel"
 TABLES = {"negatives": schemas.RELABEL_NEGATIVES, "positives": schemas.RELABEL_POSITIVES,
-          "audit": schemas.RELABEL_AUDIT, "dropped_queries": schemas.RELABEL_DROPPED_QUERIES}
+          "audit": schemas.RELABEL_AUDIT, "dropped_queries": schemas.RELABEL_DROPPED_QUERIES,
+          "queries": schemas.RELABEL_QUERIES}
+SHORT_REASONS = ("dropped", "pool_exhausted", "round_cap", "refill_off", "no_scores")
 BATCH_STATE = ".judge-batches.json"
 PARTIAL_AUDIT = "relabel.partial-audit.parquet"
 
@@ -66,12 +68,30 @@ def _public_params(params: RelabelParams) -> dict[str, Any]:
 
 @dataclass
 class Inputs:
-    negatives: dict[str, list[dict[str, Any]]]           # query_id → select rows in rank order
+    negatives: dict[str, list[dict[str, Any]]]           # query_id → select rows in rank order ([] = none kept)
     queries: dict[str, str]
     positives: dict[str, list[str]]                      # query_id → positive doc ids, best grade first
     texts: dict[str, str]                                # doc_id → passage text (prefix)
-    candidates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # refill: ranked non-positives
+    candidates: dict[str, list[tuple[str, int, float | None]]] = field(default_factory=dict)
+    # ^ refill pool: (doc_id, rank, teacher_score) of the scored non-positive candidates in rank order
     excluded: dict[str, set[str]] = field(default_factory=dict)                # refill: never take these
+    k: int = 8                                           # negatives to keep per query
+    refill: str = "off"                                  # on | off (config) | no_scores (no RUN/scores to refill from)
+    corpus: Artifact | None = None                       # texts of refill candidates are read on demand
+    keep_chars: int = 3072
+    missing: set[str] = field(default_factory=set)       # doc ids not in the corpus
+
+    def ensure_texts(self, doc_ids: set[str]) -> None:
+        """Read the texts of ``doc_ids`` not loaded yet (one pass over the corpus for all of them)."""
+        want = set(doc_ids) - self.texts.keys() - self.missing
+        if not want or self.corpus is None:
+            return
+        from negmine.models import doc_text
+
+        for t in self.corpus.iter_shards("corpus"):
+            for r in _filter(t, "doc_id", want).to_pylist():
+                self.texts[r["doc_id"]] = doc_text(r["title"], r["text"])[:self.keep_chars]
+        self.missing |= want - self.texts.keys()
 
 
 def _filter(table: pa.Table, column: str, values: set[str]) -> pa.Table:
@@ -80,13 +100,30 @@ def _filter(table: pa.Table, column: str, values: set[str]) -> pa.Table:
     return table.filter(pc.is_in(table[column], value_set=pa.array(sorted(values), pa.string())))
 
 
+def target_k(neg: Artifact, params: RelabelParams, counts: list[int]) -> int:
+    """k: relabel.num_negatives, else select's num_negatives, else the most negatives any query has."""
+    if params.num_negatives is not None:
+        return params.num_negatives
+    k = neg.params.get("num_negatives") if isinstance(neg.params, dict) else None
+    return int(k) if isinstance(k, int) and k > 0 else max(counts, default=1)
+
+
 def load_inputs(neg: Artifact, ingest: Artifact, scores: Artifact | None, params: RelabelParams) -> Inputs:
+    """Select's negatives with their texts and, with refill, each query's pool of next candidates (every scored
+    non-positive candidate, down to ``refill_depth``, minus those a select rule dropped for a reason in
+    ``refill_skip_reasons``). Texts of the pool are loaded for its first k + list_size candidates per query; the
+    refill reads deeper ones from the corpus when a round reaches them, so memory does not grow with the depth."""
     from negmine.models import doc_text
 
     negatives: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for t in neg.iter_shards("negatives"):
         for row in t.to_pylist():
             negatives[row["query_id"]].append(row)
+    if neg.has_table("queries"):  # queries select kept no negative for (not those its short_policy dropped)
+        for t in neg.iter_shards("queries", columns=["query_id", "kept", "dropped"]):
+            for r in t.to_pylist():
+                if not r["dropped"] and r["query_id"] not in negatives:
+                    negatives[r["query_id"]] = []
     for rows in negatives.values():
         rows.sort(key=lambda r: (r["rank"] if r["rank"] is not None else 1 << 30))
     qids = set(negatives)
@@ -103,30 +140,36 @@ def load_inputs(neg: Artifact, ingest: Artifact, scores: Artifact | None, params
         for r in _filter(t, "query_id", qids).to_pylist():
             graded[r["query_id"]].append((-(r["grade"] or 0.0), r["doc_id"]))
     positives = {q: [d for _, d in sorted(v)] for q, v in graded.items()}
-    candidates: dict[str, list[dict[str, Any]]] = {}
+    k = target_k(neg, params, [len(v) for v in negatives.values()])
+    candidates: dict[str, list[tuple[str, int, float | None]]] = {}
     excluded: dict[str, set[str]] = defaultdict(set)
+    refill = "off" if not params.refill else ("on" if scores is not None else "no_scores")
     if scores is not None:
         for q, ps in positives.items():
             excluded[q].update(ps)
-        cand: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for t in scores.iter_shards(None, columns=["query_id", "doc_id", "rank", "teacher_score", "is_positive"]):
-            for r in _filter(t, "query_id", qids).to_pylist():
-                if r["is_positive"]:
-                    excluded[r["query_id"]].add(r["doc_id"])
-                elif r["rank"] is not None:
-                    cand[r["query_id"]].append(r)
-        for q, rows in cand.items():
-            rows.sort(key=lambda r: r["rank"])
-            candidates[q] = rows[: 4 * params.list_size + 8 * max(1, len(negatives.get(q, [])))]
         if neg.has_table("dropped"):
             skip = set(params.refill_skip_reasons)
             for t in neg.iter_shards("dropped", columns=["query_id", "doc_id", "reason_dropped"]):
                 for r in _filter(t, "query_id", qids).to_pylist():
                     if r["reason_dropped"] in skip:
                         excluded[r["query_id"]].add(r["doc_id"])
+        cand: dict[str, list[tuple[str, int, float | None]]] = defaultdict(list)
+        for t in scores.iter_shards(None, columns=["query_id", "doc_id", "rank", "teacher_score", "is_positive"]):
+            for r in _filter(t, "query_id", qids).to_pylist():
+                if r["is_positive"]:
+                    excluded[r["query_id"]].add(r["doc_id"])
+                elif r["rank"] is not None:
+                    cand[r["query_id"]].append((r["doc_id"], r["rank"], r["teacher_score"]))
+        for q, rows in cand.items():
+            mined = {r["doc_id"] for r in negatives.get(q, [])}
+            ex = excluded.get(q, set())
+            rows.sort(key=lambda r: r[1])
+            pool = [r for r in rows if r[0] not in ex and r[0] not in mined]
+            candidates[q] = pool[: params.refill_depth] if params.refill_depth else pool
     need = {r["doc_id"] for rows in negatives.values() for r in rows}
     need |= {d for ps in positives.values() for d in ps[: params.max_positives]}
-    need |= {r["doc_id"] for rows in candidates.values() for r in rows}
+    prefetch = k + params.list_size
+    need |= {r[0] for rows in candidates.values() for r in rows[:prefetch]}
     keep_chars = params.passage_tokens * 12  # far more than passage_tokens tokens: truncation is by tokens later
     texts = {}
     for t in ingest.iter_shards("corpus"):
@@ -136,58 +179,94 @@ def load_inputs(neg: Artifact, ingest: Artifact, scores: Artifact | None, params
     if unknown:
         raise InputError(f"{len(unknown)} negative documents are not in the corpus (e.g. {sorted(unknown)[0]!r})",
                          neg.path)
-    return Inputs(dict(negatives), queries, positives, texts, candidates, dict(excluded))
+    return Inputs(dict(negatives), queries, positives, texts, candidates, dict(excluded), k, refill,
+                  ingest if candidates else None, keep_chars, need - set(texts))
 
 
 # ---- one shard ---------------------------------------------------------------------------------------------------
 
+def _pick(inp: Inputs, q: str, used: set[str], need: int) -> list[str]:
+    return pick_refill((c[0] for c in inp.candidates.get(q, ())), used, inp.excluded.get(q, set()), need)
+
+
+def picked_rows(inp: Inputs, q: str, picked: list[str]) -> list[tuple[str, int, float | None]]:
+    by_id = {c[0]: c for c in inp.candidates.get(q, ())}
+    return [by_id[d] for d in picked]
+
+
 async def judge_shard(judge: Judge, inp: Inputs, qids: list[str], params: RelabelParams,
                       plan: bool = False) -> dict[str, pa.Table]:
-    """Judge one shard of queries (with refill rounds) and build its four output tables."""
-    policy = Policy(params.on_relevant, params.on_partial, params.on_unjudged, params.max_false_negatives)
+    """Judge one shard of queries, refilling until each keeps k negatives or its pool is exhausted, and build the
+    output tables.
+
+    Refill: after each pass, a query with fewer than k negatives kept takes the next candidates of its pool (rank
+    order, as many as it lacks) and they go through the whole cascade too. Rounds continue while any query took a
+    candidate; each round takes at least one new candidate for every query it refills, so no run needs more rounds
+    than the largest pool has candidates (the safety bound), and ``refill_rounds`` caps them when set. A dropped
+    query (``max_false_negatives``) is decided on its mined negatives in the first pass and never refilled."""
+    policy = Policy(params.on_relevant, params.on_partial, params.on_unjudged, params.max_false_negatives,
+                    params.on_unsure, params.band)
     pos_texts = {q: [inp.texts[d] for d in inp.positives.get(q, [])[: params.max_positives] if d in inp.texts]
                  for q in qids}
     rows_of: dict[tuple[str, str], dict[str, Any]] = {}
     round_of: dict[tuple[str, str], int] = {}
     items: dict[str, list[tuple[str, str]]] = {}
+    mined: dict[str, set[str]] = {}
     for q in qids:
         items[q] = []
+        mined[q] = set()
         for r in inp.negatives[q]:
             rows_of[(q, r["doc_id"])] = r
             round_of[(q, r["doc_id"])] = 0
+            mined[q].add(r["doc_id"])
             items[q].append((r["doc_id"], inp.texts[r["doc_id"]]))
     history: dict[tuple[str, str], list[Judgment]] = {}
-    rounds = params.refill_rounds if (params.refill and inp.candidates and not plan) else 0
-    decisions = {}
-    for rnd in range(rounds + 1):
+    refill = inp.refill == "on" and not plan
+    bound = max((len(inp.candidates.get(q, ())) for q in qids), default=0)  # safety bound on rounds
+    max_rounds = (bound if params.refill_rounds is None else min(params.refill_rounds, bound)) if refill else 0
+    exhausted: set[str] = set()
+    rounds_of: Counter = Counter()
+    decisions: dict[str, Any] = {}
+    per_q: dict[str, dict[str, Any]] = defaultdict(dict)
+    rnd = 0
+    while True:
         work = Work({q: inp.queries[q] for q in items}, pos_texts, items)
-        history.update(await judge.cascade(work))
-        per_q: dict[str, dict[str, Any]] = defaultdict(dict)
-        for (q, d), hs in history.items():
+        got = await judge.cascade(work)
+        history.update(got)
+        for (q, d), hs in got.items():
             per_q[q][d] = hs[-1].verdict()
-        decisions = {q: decide_query(per_q[q], policy) for q in qids}
-        if rnd == rounds:
+        decisions = {q: decide_query(per_q[q], policy, mined[q]) for q in qids}
+        if rnd >= max_rounds:
             break
-        items = {}
+        picks: dict[str, list[str]] = {}
         for q in qids:
             dec = decisions[q]
-            if dec.dropped:
+            if dec.dropped or q in exhausted:
                 continue
-            need = len(inp.negatives[q]) - sum(1 for a in dec.actions.values() if a == "keep")
-            ranked = [c for c in inp.candidates.get(q, []) if c["doc_id"] in inp.texts]
-            picked = pick_refill([c["doc_id"] for c in ranked], set(per_q[q]), inp.excluded.get(q, set()), need)
-            by_id = {c["doc_id"]: c for c in ranked}
-            for d in picked:
-                c = by_id[d]
-                rows_of[(q, d)] = {"query_id": q, "doc_id": d, "rank": c["rank"], "teacher_score": c["teacher_score"],
+            need = inp.k - sum(1 for a in dec.actions.values() if a == "keep")
+            if need > 0:
+                picks[q] = _pick(inp, q, set(per_q[q]), need)
+        inp.ensure_texts({d for ds in picks.values() for d in ds})
+        items = {}
+        for q, picked in picks.items():
+            while any(d in inp.missing for d in picked):  # not in the corpus: never usable, take the next ones
+                inp.excluded.setdefault(q, set()).update(d for d in picked if d in inp.missing)
+                picked = _pick(inp, q, set(per_q[q]), len(picked))
+                inp.ensure_texts(set(picked))
+            if not picked:
+                exhausted.add(q)
+                continue
+            for d, rank, score in picked_rows(inp, q, picked):
+                rows_of[(q, d)] = {"query_id": q, "doc_id": d, "rank": rank, "teacher_score": score,
                                    "pos_score": None, "reason_kept": "refill", "filled": False}
                 round_of[(q, d)] = rnd + 1
-            if picked:
-                items[q] = [(d, inp.texts[d]) for d in picked]
+            rounds_of[q] += 1
+            items[q] = [(d, inp.texts[d]) for d in picked]
         if not items:
             break
+        rnd += 1
 
-    neg_rows, pos_rows, audit_rows, dq_rows = [], [], [], []
+    neg_rows, pos_rows, audit_rows, dq_rows, q_rows = [], [], [], [], []
     keys_of: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for k in history:
         keys_of[k[0]].append(k)
@@ -196,6 +275,21 @@ async def judge_shard(judge: Judge, inp: Inputs, qids: list[str], params: Relabe
         if dec.dropped:
             dq_rows.append({"query_id": q, "reason": f"more than {params.max_false_negatives} false negatives",
                             "false_negatives": dec.false_negatives})
+        acts = Counter(dec.actions.values())
+        reason = None
+        if acts["keep"] < inp.k and not plan:
+            if dec.dropped:
+                reason = "dropped"
+            elif inp.refill != "on":
+                reason = "refill_off" if inp.refill == "off" else inp.refill
+            elif q in exhausted or not _pick(inp, q, set(per_q[q]), 1):
+                reason = "pool_exhausted"
+            else:
+                reason = "round_cap"
+        q_rows.append({"query_id": q, "negatives_before": len(inp.negatives[q]), "negatives_after": acts["keep"],
+                       "promoted": acts["promote"], "removed": acts["remove"] + acts["drop_query"],
+                       "refill_judged": sum(1 for k in keys_of[q] if round_of[k] > 0),
+                       "refill_rounds": rounds_of[q], "short_reason": reason})
         keys = keys_of[q]
         keys.sort(key=lambda k: (round_of[k], rows_of[k]["rank"] if rows_of[k]["rank"] is not None else 1 << 30))
         for k in keys:
@@ -222,6 +316,7 @@ async def judge_shard(judge: Judge, inp: Inputs, qids: list[str], params: Relabe
         "positives": pa.Table.from_pylist(pos_rows, schema=schemas.RELABEL_POSITIVES),
         "audit": pa.Table.from_pylist(audit_rows, schema=schemas.RELABEL_AUDIT),
         "dropped_queries": pa.Table.from_pylist(dq_rows, schema=schemas.RELABEL_DROPPED_QUERIES),
+        "queries": pa.Table.from_pylist(q_rows, schema=schemas.RELABEL_QUERIES),
     }
 
 
@@ -236,9 +331,22 @@ def _open_inputs(run_dir: Path, params: RelabelParams) -> tuple[Artifact, Artifa
     ingest = Artifact.open(run_dir / "ingest", stage="ingest", hint="run `negmine ingest` first")
     scores = None
     if params.refill:
-        scores = Artifact.open(run_dir / "scores", stage="score",
-                               hint="refill takes the next candidates from `negmine score`")
+        if (run_dir / "scores").exists():
+            scores = Artifact.open(run_dir / "scores", stage="score",
+                                   hint="refill takes the next candidates from `negmine score`")
+        else:
+            log.warning("relabel: no RUN/scores to refill from (run `negmine score`): removed negatives are not "
+                        "replaced")
     return neg, ingest, scores
+
+
+def _warn_no_logprobs(params: RelabelParams) -> None:
+    no_lp = [i + 1 for i, t in enumerate(params.tiers[:-1]) if not t.logprobs]
+    if params.routing == "confidence" and no_lp:
+        log.warning("relabel: tier %s has logprobs off, so the confidence band cannot tell a sure verdict from an "
+                    "unsure one: every flagged negative goes on and every not_relevant one is kept (more false "
+                    "negatives left; scripts/sim_cascade.py). Set logprobs: true on the tier if its server "
+                    "supports it", ", ".join(map(str, no_lp)))
 
 
 def _client(params: RelabelParams, run_dir: Path, plan: bool):
@@ -263,6 +371,7 @@ def run_relabel(run_dir: str | Path, params: RelabelParams, *, progress: bool = 
 
     run_dir = Path(run_dir)
     get_router(params.routing)  # unknown routing → error before any work
+    _warn_no_logprobs(params)
     neg, ingest, scores = _open_inputs(run_dir, params)
     tok = get_tokenizer()
     inputs = {"negatives": neg.fingerprint, "ingest": ingest.fingerprint}
@@ -316,12 +425,86 @@ def run_relabel(run_dir: str | Path, params: RelabelParams, *, progress: bool = 
     j1 = counts.get("judgments_tier1", 0)
     later = sum(v for k, v in counts.items() if k.startswith("judgments_tier") and k != "judgments_tier1")
     stats["escalated_share"] = round(later / j1, 4) if j1 else 0.0
+    stats |= _coverage_stats(writer, len(shards), inp, params)
     art = writer.finish(stats=stats, timings={"relabel": round(time.time() - t0, 3)})
-    log.info("relabel: %d negatives → kept %d, promoted %d, removed %d, unjudged %d, queries dropped %d; "
-             "%d requests sent, %d cached, $%.4f spent", stats["negatives_in"], counts["action_keep"],
-             counts["action_promote"], counts["action_remove"], counts["label_unjudged"],
-             counts["queries_dropped"], stats["requests_sent"], sum(s.cached for s in client.stats), client.spent)
+    log.info("relabel: %d negatives (+%d refill candidates) → kept %d, promoted %d, removed %d, unjudged %d; "
+             "coverage (queries with %d negatives) %.1f%% before → %.1f%% after, %d short (%s); "
+             "queries dropped %d (%d false negatives, %d negatives discarded); %d requests sent, %d cached, "
+             "$%.4f spent", stats["negatives_in"], stats["refill_judged"], counts["action_keep"],
+             counts["action_promote"], counts["action_remove"], counts["label_unjudged"], stats["num_negatives"],
+             100 * stats["coverage_before"], 100 * stats["coverage_after"], stats["queries_short_after"],
+             _reasons_text(stats["short_after"]), counts["queries_dropped"], stats["dropped_false_negatives"],
+             stats["dropped_negatives"], stats["requests_sent"], sum(s.cached for s in client.stats), client.spent)
     return StageResult(art, False, time.time() - t0)
+
+
+def _coverage_stats(writer: StageWriter, n_shards: int, inp: Inputs, params: RelabelParams) -> dict[str, Any]:
+    """Coverage of k before / after, why queries are short, what the refill judged and what the drop rule
+    dropped, read back from the shards' ``queries`` and ``dropped_queries`` tables."""
+    k = inp.k
+    n = full_before = full_after = refill_judged = rounds = fn_dropped = 0
+    short: Counter = Counter()
+    for i in range(n_shards):
+        for r in writer.read_shard("queries", i).to_pylist():
+            n += 1
+            full_before += r["negatives_before"] >= k
+            full_after += r["negatives_after"] >= k
+            refill_judged += r["refill_judged"]
+            rounds = max(rounds, r["refill_rounds"])
+            if r["short_reason"]:
+                short[r["short_reason"]] += 1
+        fn_dropped += sum(writer.read_shard("dropped_queries", i)["false_negatives"].to_pylist())
+    return {
+        "num_negatives": k, "refill": inp.refill, "refill_rounds_cap": params.refill_rounds,
+        "refill_depth": params.refill_depth, "refill_judged": refill_judged, "refill_rounds": rounds,
+        "queries_full_before": full_before, "queries_full_after": full_after,
+        "queries_short_before": n - full_before, "queries_short_after": n - full_after,
+        "coverage_before": round(full_before / n, 4) if n else 0.0,
+        "coverage_after": round(full_after / n, 4) if n else 0.0,
+        "short_after": {r: short[r] for r in SHORT_REASONS if short[r]},
+        "max_false_negatives": params.max_false_negatives, "dropped_false_negatives": fn_dropped,
+    }
+
+
+def _reasons_text(short: dict[str, int]) -> str:
+    return ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in short.items()) or "none"
+
+
+def format_summary(stats: dict[str, Any]) -> str:
+    """What `negmine relabel` prints: verdicts, coverage of k before / after and why queries are short, the drop
+    rule, refill, and the judgments and cost per tier."""
+    k = stats.get("num_negatives", 0)
+    n = stats.get("queries", 0)
+    lines = [f"relabel: {stats.get('negatives_in', 0):,} mined negatives of {n:,} queries"
+             f" + {stats.get('refill_judged', 0):,} refill candidates judged → kept {stats.get('action_keep', 0):,}, "
+             f"promoted {stats.get('action_promote', 0):,}, removed {stats.get('action_remove', 0):,} "
+             f"(unjudged {stats.get('label_unjudged', 0):,})"]
+    if "coverage_before" in stats:
+        lines.append(f"coverage (queries with {k} negatives): before {stats['queries_full_before']:,}/{n:,} "
+                     f"({stats['coverage_before']:.1%}), after {stats['queries_full_after']:,}/{n:,} "
+                     f"({stats['coverage_after']:.1%}); short after: {_reasons_text(stats['short_after'])}")
+        cap = stats.get("refill_rounds_cap")
+        lines.append(
+            f"refill: {stats['refill'].replace('_', ' ')}"
+            + (f", {stats['refill_rounds']} round(s) used" + (f" (cap {cap})" if cap is not None else
+                                                              " (until k or the pool is exhausted)")
+               if stats["refill"] == "on" else ""))
+        mfn = stats.get("max_false_negatives")
+        if mfn is None:
+            lines.append("drop rule (max_false_negatives): off — no query is dropped")
+        else:
+            lines.append(f"drop rule (max_false_negatives={mfn}): {stats.get('queries_dropped', 0):,} queries "
+                         f"dropped with {stats.get('dropped_false_negatives', 0):,} false negatives and "
+                         f"{stats.get('dropped_negatives', 0):,} other negatives (RUN/relabel/dropped_queries)")
+    j1 = stats.get("judgments_tier1", 0)
+    parts = []
+    for t in stats.get("tiers", []):
+        j = stats.get(f"judgments_tier{t['tier']}", 0)
+        share = f" ({j / j1:.1%} of tier 1)" if t["tier"] > 1 and j1 else ""
+        parts.append(f"tier {t['tier']} {t['model']}: {j:,} judgments{share}, {t.get('requests', 0):,} requests")
+    if parts:
+        lines.append("; ".join(parts) + f"; ${stats.get('spent_usd', 0.0):.4f} spent")
+    return "\n".join(lines)
 
 
 def _shard_counts(writer: StageWriter, n_shards: int) -> Counter:
@@ -333,7 +516,9 @@ def _shard_counts(writer: StageWriter, n_shards: int) -> Counter:
             if r["action"] is not None:
                 c[f"action_{r['action']}"] += 1
                 c[f"label_{r['label'] or 'unjudged'}"] += 1
+                c["dropped_relevant"] += r["action"] == "drop_query" and r["label"] == "relevant"
         c["queries_dropped"] += writer.read_shard("dropped_queries", i).num_rows
+    c["dropped_negatives"] = c["action_drop_query"] - c["dropped_relevant"]
     return c
 
 
@@ -358,7 +543,9 @@ def plan_requests(run_dir: str | Path, params: RelabelParams) -> tuple[JudgeClie
         cache.close()
     first_pending = next((i for i, p in enumerate(client.pending) if p), None)
     info = {"tokenizer": tok.name, "exact_tokens": tok.exact, "negatives": sum(len(v) for v in inp.negatives.values()),
-            "queries": len(inp.negatives), "first_pending_tier": first_pending, "tiers": _tier_stats(client, params)}
+            "queries": len(inp.negatives), "first_pending_tier": first_pending, "tiers": _tier_stats(client, params),
+            "refill": inp.refill, "num_negatives": inp.k,
+            "refill_pool": sum(len(inp.candidates.get(q, ())) for q in inp.negatives)}
     return client, info
 
 
@@ -378,6 +565,10 @@ def format_plan(info: dict[str, Any]) -> str:
            for t in info["tiers"]):
         lines.append("≤: upper bound — which negatives reach this tier depends on the answers of the tier before "
                      "(counted as if every negative were escalated)")
+    if info.get("refill") == "on":
+        lines.append(f"refill: on (k = {info['num_negatives']}): removed and promoted negatives are replaced by "
+                     "candidates judged the same way, not counted above (they depend on the answers); at most "
+                     f"{info['refill_pool']:,} candidates in the pool")
     if info["exact_tokens"]:
         lines.append(f"token counts: tiktoken {info['tokenizer']} (offline); output tokens are estimated "
                      "(~12 per candidate)")
