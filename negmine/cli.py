@@ -17,8 +17,8 @@ import typer
 from negmine import __version__
 from negmine.errors import NegmineError
 
-COMMAND_MODULES = ["ingest", "retrieve", "score", "select", "export", "mine", "relabel", "eval", "report",
-                   "judge_server"]
+COMMAND_MODULES = ["ingest", "retrieve", "score", "calibrate", "select", "export", "mine", "relabel", "eval",
+                   "report", "judge_server"]
 
 HELP = """Mine, filter, relabel and export hard negatives for training retrieval and reranking models.
 

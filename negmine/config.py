@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from negmine.calibrate.params import CalibrateParams
 from negmine.errors import InputError
 from negmine.export.params import ExportParams
 from negmine.io.params import IngestParams
@@ -33,6 +34,7 @@ class Config(Params):
     select: SelectParams = SelectParams()
     export: ExportParams = ExportParams()
     relabel: RelabelParams = RelabelParams()
+    calibrate: CalibrateParams = CalibrateParams()
 
 
 # ----------------------------------------------------------------------------------------------------------------

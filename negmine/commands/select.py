@@ -30,6 +30,10 @@ def select(
                                                 "ranks in its top N for the query (lexical_agreement) [off]."),
     pos_ref: str | None = typer.Option(None, "--pos-ref", help="s+ over several positives: min | mean | max "
                                        "[min]."),
+    calibration: str | None = typer.Option(None, "--calibration", help="Apply a calibration (rule "
+                                           "predicted_false_negative): auto (RUN/calibration when present) | off "
+                                           "| PATH of another run's calibration [auto]."),
+    no_calibration: bool = typer.Option(False, "--no-calibration", help="Same as --calibration off."),
     dedup: bool | None = typer.Option(None, "--dedup/--no-dedup", help="Drop near-duplicates of a positive "
                                       "[on]."),
     dedup_threshold: float | None = typer.Option(None, "--dedup-threshold", help="Shingle Jaccard that makes a "
@@ -58,7 +62,8 @@ def select(
 
     Every decision is recorded: kept negatives in RUN/negatives, every other candidate with its reason
     (positive, duplicate_of_positive, out_of_window, above_abs, below_abs, above_margin, above_perc,
-    similar_to_positive, lexical_agreement, not_sampled, query_short) in RUN/negatives/dropped.
+    similar_to_positive, lexical_agreement, predicted_false_negative, not_sampled, query_short) in
+    RUN/negatives/dropped. When RUN/calibration exists (`negmine calibrate`), its model and threshold apply.
     """
     from negmine.commands.common import resolve
     from negmine.select.stage import format_summary, run_select
@@ -67,7 +72,9 @@ def select(
     if max_pos_sim is not None:  # a float, or off (= null): given as the last --set, below the other flags
         off = max_pos_sim.strip().lower() in ("off", "none")
         sets.append(f"select.max_pos_sim={'null' if off else max_pos_sim}")
-    cfg = resolve(config, sets, "select", pos_sim_model=pos_sim_model, max_lexical_rank=max_lexical_rank,
+    if no_calibration:
+        calibration = "off"
+    cfg = resolve(config, sets, "select", calibration=calibration, pos_sim_model=pos_sim_model, max_lexical_rank=max_lexical_rank,
                   filter=filter, perc_pos=perc_pos, margin=margin, max_score=max_score, min_score=min_score,
                   min_rank=min_rank, max_rank=max_rank, pos_ref=pos_ref, dedup=dedup,
                   dedup_threshold=dedup_threshold, num_negatives=num_negatives, sampling=sampling,

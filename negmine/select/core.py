@@ -37,7 +37,7 @@ def select_batch(group: np.ndarray, n_groups: int, query_seeds: np.ndarray, scor
                  ranks: np.ndarray, doc_code: np.ndarray, is_positive: np.ndarray, is_duplicate: np.ndarray,
                  *, rules: dict[str, Any], k: int, sampling: str = "top", sampling_params: dict[str, Any] | None = None,
                  short_policy: str = "keep", pos_ref: str = "min", pos_sim: np.ndarray | None = None,
-                 lex_rank: np.ndarray | None = None) -> Selection:
+                 lex_rank: np.ndarray | None = None, fn_prob: np.ndarray | None = None) -> Selection:
     """Select up to ``k`` negatives per group.
 
     ``ranks`` are 1-based (0 = not retrieved); ``doc_code`` is any integer order of the doc ids (ties of equal
@@ -55,7 +55,8 @@ def select_batch(group: np.ndarray, n_groups: int, query_seeds: np.ndarray, scor
     ref = pos_reference(group, s, is_pos, n_groups, pos_ref)
     row_ref = ref[group] if n else np.zeros(0)
     batch = Batch(scores=s, ranks=r, pos_score=row_ref, is_positive=is_pos,
-                  is_duplicate=np.asarray(is_duplicate, dtype=bool), pos_sim=pos_sim, lex_rank=lex_rank)
+                  is_duplicate=np.asarray(is_duplicate, dtype=bool), pos_sim=pos_sim, lex_rank=lex_rank,
+                  fn_prob=fn_prob)
     reason = apply_rules(batch, rules)
     eligible = reason < 0
 

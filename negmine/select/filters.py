@@ -128,6 +128,7 @@ class Batch:
     is_duplicate: np.ndarray  # bool: near-duplicate of one of the query's positives
     pos_sim: np.ndarray | None = None  # optional: candidate-positive document similarity (signals.py)
     lex_rank: np.ndarray | None = None  # optional: BM25 rank of the candidate for its query, 0 = not in its top-N
+    fn_prob: np.ndarray | None = None  # optional: calibrated p(false negative) (negmine.calibrate)
 
 
 Rule = Callable[[Batch, dict[str, Any]], "np.ndarray | None"]

@@ -43,6 +43,10 @@ class SelectParams(Params):
     # ranks in its top max_lexical_rank for the query: the teacher and a lexical retriever agreeing is a sign of a
     # relevant document (Cranfield: top-20 together with max_pos_sim 0.65 -> FN 0.21x naive at full coverage)
     max_lexical_rank: int | None = Field(None, ge=1)
+    # predicted_false_negative (negmine.calibrate): "auto" = apply RUN/calibration when the run has one (its
+    # model and threshold; the fixed max_pos_sim default then gives way to it unless set explicitly), "off" = never,
+    # or the path of another run's calibration directory / model.json
+    calibration: str | None = "auto"
     dedup: bool = True                              # drop near-duplicates of a positive
     dedup_threshold: float = Field(0.9, gt=0, le=1)  # character-shingle Jaccard >= threshold = duplicate
     dedup_shingle: int = Field(5, ge=1, le=8)       # shingle length in bytes of the normalised text

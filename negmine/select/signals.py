@@ -95,6 +95,21 @@ def _rule_lexical_agreement(b: Batch, p: dict[str, Any]) -> np.ndarray | None:
     return lexical_agreement(lr, p["max_lexical_rank"])
 
 
+def predicted_false_negative(fn_prob: np.ndarray, threshold: float) -> np.ndarray:
+    """Keep mask: drop a row whose calibrated p(false negative) is >= ``threshold`` (NaN: kept)."""
+    return ~(np.asarray(fn_prob, dtype=np.float64) >= threshold)
+
+
+@register_rule("predicted_false_negative")
+def _rule_predicted_false_negative(b: Batch, p: dict[str, Any]) -> np.ndarray | None:
+    if p.get("fn_threshold") is None:
+        return None
+    fp = getattr(b, "fn_prob", None)
+    if fp is None:
+        raise ValueError("a calibrated threshold needs p(false negative) (fn_prob) for the batch")
+    return predicted_false_negative(fp, p["fn_threshold"])
+
+
 class LexicalRanker:
     """BM25 top-N lists of a run's queries over its corpus, for ``lexical_agreement``: the retrieve stage's BM25
     (bm25s, default settings, index cached by corpus fingerprint: built once, then loaded). Documents with a BM25

@@ -45,7 +45,7 @@ QUERY_SHORT = "query_short"  # candidates of a query removed by short_policy "dr
 TABLES = {"negatives": schemas.NEGATIVES, "dropped": schemas.DROPPED, "positives": schemas.SELECT_POSITIVES,
           "queries": schemas.SELECT_QUERIES}
 QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
-_SCORE_COLS = ["query_id", "doc_id", "rank", "teacher_score", "is_positive"]
+_SCORE_COLS = ["query_id", "doc_id", "rank", "retriever_score", "teacher_score", "is_positive"]
 _KEY_SEP = "\x1f"
 DEDUP_VERSION = 1  # bump when duplicate detection changes (invalidates reuse of a previous run's duplicates)
 _MAX_QUANTILE_SAMPLE = 200_000  # per block and category: bounded memory for the summary quantiles
@@ -169,9 +169,10 @@ def _f32(a: np.ndarray) -> pa.Array:
 
 
 def _pos_sim(ingest: _Ingest, params: SelectParams, spec: dict[str, Any] | None, d_arr: pa.Array,
-             group: np.ndarray, is_pos: np.ndarray) -> np.ndarray | None:
-    """Candidate-positive document similarity for ``select.max_pos_sim`` (negmine.select.signals), else None."""
-    if params.max_pos_sim is None or not len(group):
+             group: np.ndarray, is_pos: np.ndarray, needed: bool = False) -> np.ndarray | None:
+    """Candidate-positive document similarity for ``select.max_pos_sim`` (negmine.select.signals) or a
+    calibration's features (``needed``), else None."""
+    if (params.max_pos_sim is None and not needed) or not len(group):
         return None
     from negmine.select.signals import block_pos_sim, corpus_texts, embedding_spec
 
@@ -181,24 +182,43 @@ def _pos_sim(ingest: _Ingest, params: SelectParams, spec: dict[str, Any] | None,
 
 
 def _lex_rank(ingest: _Ingest, params: SelectParams, lexical: Any, q_arr: pa.Array,
-              d_arr: pa.Array) -> np.ndarray | None:
-    """BM25 rank of every row's doc for its query (0 = not in BM25's top ``max_lexical_rank``), else None."""
-    if params.max_lexical_rank is None:
+              d_arr: pa.Array, depth: int | None = None) -> np.ndarray | None:
+    """BM25 rank of every row's doc for its query (0 = not in BM25's top ``depth``, default
+    ``max_lexical_rank``), else None."""
+    depth = depth or params.max_lexical_rank
+    if depth is None:
         return None
     if lexical is None:
         from negmine.select.signals import LexicalRanker
 
         lexical = LexicalRanker(ingest.art)
-    return lexical.ranks(q_arr.to_pylist(), d_arr.to_pylist(), params.max_lexical_rank)
+    return lexical.ranks(q_arr.to_pylist(), d_arr.to_pylist(), depth)
+
+
+def _fn_prob(cal: Any, params: SelectParams, group: np.ndarray, n_q: int, scores: np.ndarray, ranks: np.ndarray,
+             is_pos: np.ndarray, rows: pa.Table, pos_sim: np.ndarray | None,
+             lex_rank: np.ndarray | None, keys: pa.Array | None = None) -> np.ndarray | None:
+    """The calibrated p(false negative) of every row (negmine.calibrate), else None."""
+    if cal is None:
+        return None
+    from negmine.calibrate.features import Signals
+    from negmine.calibrate.stage import fn_probabilities
+    from negmine.select.filters import pos_reference
+
+    ref = pos_reference(group, scores, is_pos, n_q, params.pos_ref)[group] if len(group) else np.zeros(0)
+    rs = rows["retriever_score"].to_numpy(zero_copy_only=False).astype(np.float64) if rows.num_rows else np.zeros(0)
+    return fn_probabilities(cal, Signals(group, n_q, scores, ranks, is_pos, ref, pos_sim, lex_rank, rs), keys)
 
 
 def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: SelectParams,
                  known_dups: dict[str, tuple[str, float]] | None = None,
-                 pos_sim_spec: dict[str, Any] | None = None, lexical: Any = None) -> dict[str, pa.Table]:
+                 pos_sim_spec: dict[str, Any] | None = None, lexical: Any = None,
+                 cal: Any = None) -> dict[str, pa.Table]:
     """Select the negatives of one block of queries; returns the four output tables. ``known_dups`` maps
     ``query_id \x1f doc_id`` of every duplicate to (positive, similarity) when a previous run already found
     them for the same inputs and dedup settings (None = compute). ``lexical``: a signals.LexicalRanker when
-    ``select.max_lexical_rank`` is set (opened once per stage run)."""
+    ``select.max_lexical_rank`` is set or a calibration needs BM25 ranks (opened once per stage run); ``cal``: the
+    calibration to apply (negmine.calibrate.stage.Calibration) or None."""
     n_q = len(qids)
     qpos = {q: i for i, q in enumerate(qids)}
     q_arr = rows["query_id"].combine_chunks() if rows.num_rows else pa.array([], pa.string())
@@ -239,13 +259,21 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
         sim[c_idx] = s
         for i, o in zip(c_idx.tolist(), of, strict=True):
             dup_of[i] = o
+    needs = set() if cal is None else cal.needs
+    pos_sim = _pos_sim(ingest, params, pos_sim_spec, d_arr, group, is_pos, "pos_sim" in needs)
+    lex_rank = _lex_rank(ingest, params, lexical, q_arr, d_arr,
+                         max(params.max_lexical_rank or 0, cal.lexical_depth) if "lex_rank" in needs else None)
+    rules = params.rules()
+    if cal is not None:
+        rules["fn_threshold"] = cal.model.threshold
     sel = select_batch(group, n_q, query_seeds(params.seed, qids), scores, ranks, doc_code, is_pos, is_dup,
-                       rules=params.rules(), k=params.num_negatives, sampling=params.sampling,
+                       rules=rules, k=params.num_negatives, sampling=params.sampling,
                        sampling_params={"temperature": params.temperature, "simans_a": params.simans_a,
                                         "simans_b": params.simans_b},
                        short_policy=params.short_policy, pos_ref=params.pos_ref,
-                       pos_sim=_pos_sim(ingest, params, pos_sim_spec, d_arr, group, is_pos),
-                       lex_rank=_lex_rank(ingest, params, lexical, q_arr, d_arr))
+                       pos_sim=pos_sim, lex_rank=lex_rank,
+                       fn_prob=_fn_prob(cal, params, group, n_q, scores, ranks, is_pos, rows, pos_sim, lex_rank,
+                                        keys))
     names = (*reasons(), QUERY_SHORT)
     reason = sel.reason.astype(np.int64)
     kept = reason < 0
@@ -402,6 +430,17 @@ def format_summary(stats: dict[str, Any]) -> str:
              ("queries without positive score", stats.get("queries_without_positive_score", 0))]
     w = max(len(a) for a, _ in rows)
     lines += [f"{a:<{w}}  {b:>10,}" for a, b in rows]
+    if "calibration" in stats:
+        c = stats["calibration"]
+        if c is None:
+            lines.append("calibration: none (rule predicted_false_negative off; `negmine calibrate RUN` fits one)")
+        elif c.get("threshold") is None:
+            lines.append(f"calibration: {c['path']} (its sample showed no false negatives: drops nothing)")
+        else:
+            ci = c.get("estimated_fn_ci95") or []
+            est = "" if c.get("estimated_fn") is None else f", estimated FN rate {c['estimated_fn']:.3f}" + (
+                f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+            lines.append(f"calibration: {c['path']} (drops p(false negative) >= {c['threshold']:.4f}{est})")
     quant = stats.get("score_quantiles", {})
     if quant:
         cols = [f"q{int(round(p * 100)):02d}" for p in QUANTILES]
@@ -463,6 +502,14 @@ def run_select(run_dir: str | Path, params: SelectParams | None = None) -> Stage
     ingest_art = Artifact.open(run_dir / "ingest", stage="ingest", hint="run `negmine ingest` first")
     scores = Artifact.open(run_dir / "scores", stage="score", hint="run `negmine score` first")
     inputs = {"ingest": ingest_art.fingerprint, "scores": scores.fingerprint}
+    cal = None
+    if params.calibration is not None and params.calibration.lower() not in ("off", "none", "false"):
+        from negmine.calibrate.stage import find_calibration, select_params_for
+
+        cal = find_calibration(run_dir, params.calibration)
+        if cal is not None:
+            params = select_params_for(params, calibrated=True)
+            inputs["calibration"] = cal.fingerprint
     writer = StageWriter(run_dir / "negatives", STAGE, params.model_dump(mode="json"), inputs, TABLES,
                          main_table="negatives", fingerprint_params=params.fingerprint_dict())
     done = writer.up_to_date()
@@ -474,12 +521,14 @@ def run_select(run_dir: str | Path, params: SelectParams | None = None) -> Stage
     writer.begin()
     ingest = _Ingest(ingest_art, params)
     pos_sim_spec = None
-    if params.max_pos_sim is not None:
+    if cal is not None and cal.pos_sim_spec is not None:
+        pos_sim_spec = cal.pos_sim_spec  # the encoder the model was fitted with
+    elif params.max_pos_sim is not None:
         from negmine.select.signals import embedding_spec
 
         pos_sim_spec = embedding_spec(scores.params, params.pos_sim_model)
     lexical = None
-    if params.max_lexical_rank is not None:
+    if params.max_lexical_rank is not None or (cal is not None and "lex_rank" in cal.needs):
         from negmine.select.signals import LexicalRanker
 
         lexical = LexicalRanker(ingest_art)
@@ -490,13 +539,18 @@ def run_select(run_dir: str | Path, params: SelectParams | None = None) -> Stage
             if all(writer.has_shard(t, i) for t in TABLES):
                 tables = {t: writer.read_shard(t, i) for t in TABLES}
             else:
-                tables = select_block(qids, rows, ingest, params, known_dups, pos_sim_spec, lexical)
+                tables = select_block(qids, rows, ingest, params, known_dups, pos_sim_spec, lexical, cal)
                 for t, data in tables.items():
                     writer.write_shard(t, i, data)
             summary.add(tables)
             bar.update(len(qids))
     stats = summary.as_dict()
     stats["duplicates_reused"] = known_dups is not None
+    stats["calibration"] = None if cal is None else cal.summary(params.num_negatives)
+    if cal is not None and cal.summary(params.num_negatives).get("k_mismatch"):
+        log.warning("select: the calibration's threshold was chosen for k=%s, this selection keeps k=%d (re-run "
+                    "`negmine calibrate` with the same select settings)", cal.model.meta.get("k"),
+                    params.num_negatives)
     art = writer.finish(stats=stats, timings={"select": round(time.time() - t0, 3)},
                         extra={"dedup_key": dedup_key})
     log.info("select: %d queries, %d negatives kept (%d filled), %d queries short of %d, %d dropped",

@@ -1,0 +1,666 @@
+"""`negmine calibrate`: judge a seeded sample of queries, fit p(false negative), choose the threshold select applies.
+
+Reads RUN/ingest and RUN/scores; writes RUN/calibration (stage ``calibrate``):
+
+* ``judged`` (main table): every judged pair of the sample — the top ``calibrate.top`` candidates of each sampled
+  query, ``calibrate.deep`` random candidates ranked below them, its known positives and ``calibrate.controls``
+  random documents from outside its candidate pool — with
+  the judge's label, the candidate's features, its fold and its out-of-fold prediction;
+* ``audit``: one row per (pair, tier) exactly as relabel's audit (model, label, tokens, cost, cache, errors);
+* ``curve``: for each threshold, the estimated false-negative rate of the resulting selection on the sample, the
+  estimate for naive top-k, coverage and a hardness proxy (what `negmine report` plots);
+* ``model.json`` (the portable model and the chosen threshold) and ``reliability.png``.
+
+The judge is relabel's client and response cache (``RUN/.judge-cache.sqlite``): a re-run sends no request, a
+killed run resumes from the cache, ``--dry-run`` prints calls and cost, ``--budget-usd`` stops cleanly (exit 3).
+
+How the threshold is chosen: selection is simulated with select's own batch function over the sample queries
+(with out-of-fold predictions, as for a query the model never saw) and up to ``coverage_queries`` other queries
+(for coverage). The FN rate of a simulated selection is estimated on the sample from the judge's labels where a
+kept candidate was judged (corrected for the judge's measured error rates) and from the model where it was not.
+The least aggressive threshold that meets the target while ``min_coverage`` of the queries keep k negatives wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from negmine.calibrate.features import Signals, feature_matrix, needed_signals
+from negmine.calibrate.model import FNModel, JudgeNoise, fit, reliability
+from negmine.calibrate.params import CalibrateParams
+from negmine.errors import InputError, RuntimeFailure
+from negmine.io.store import Artifact, StageResult, StageWriter
+
+log = logging.getLogger("negmine")
+
+STAGE = "calibrate"
+DIR = "calibration"
+MODEL_FILE = "model.json"
+KINDS = ("candidate", "positive", "control")
+BOOTSTRAP = 1000
+CURVE = pa.schema([("threshold", pa.float64()), ("est_fn", pa.float64()), ("est_fn_ratio", pa.float64()),
+                   ("coverage", pa.float64()), ("kept", pa.int64()), ("hardness_proxy", pa.float64())])
+
+
+def judged_schema(features: list[str]) -> pa.Schema:
+    return pa.schema([("query_id", pa.string()), ("doc_id", pa.string()), ("kind", pa.string()),
+                      ("rank", pa.int32()), ("teacher_score", pa.float32()), ("label", pa.string()),
+                      ("flagged", pa.bool_()), ("error", pa.string()), ("fold", pa.int16()),
+                      ("p_oof", pa.float32()), ("p_model", pa.float32()), ("p_posterior", pa.float32()),
+                      *[(f"f_{n}", pa.float32()) for n in features]])
+
+
+def tables(features: list[str]) -> dict[str, pa.Schema]:
+    from negmine.judge.schemas import RELABEL_AUDIT
+
+    return {"judged": judged_schema(features), "audit": RELABEL_AUDIT, "curve": CURVE}
+
+
+# ---- config glue ---------------------------------------------------------------------------------------------------
+
+def judge_params(cfg) -> Any:
+    """The relabel section with calibrate's tiers (default: relabel's first tier) and budget."""
+    c: CalibrateParams = cfg.calibrate
+    tiers = c.tiers if c.tiers else cfg.relabel.tiers[:1]
+    return cfg.relabel.model_copy(update={"tiers": tiers, "budget_usd": c.budget_usd})
+
+
+def select_params_for(sel, calibrated: bool):
+    """Select params as select applies them with a calibration: the fixed document-similarity default
+    (``max_pos_sim``) gives way to the calibrated model unless the user set it explicitly."""
+    if calibrated and "max_pos_sim" not in sel.model_fields_set and sel.max_pos_sim is not None:
+        return sel.model_copy(update={"max_pos_sim": None})
+    return sel
+
+
+# ---- rows and signals ------------------------------------------------------------------------------------------------
+
+@dataclass
+class Rows:
+    table: pa.Table            # scored rows of the loaded queries (query_id, doc_id, rank, retriever_score, ...)
+    qids: list[str]
+    group: np.ndarray
+    is_pos: np.ndarray
+    sig: Signals
+    doc_code: np.ndarray
+
+
+def load_rows(ingest: Artifact, scores: Artifact, qids: list[str], sel, pos_sim_spec: dict[str, Any] | None,
+              lexical_depth: int | None, lexical: Any = None) -> Rows:
+    """Scored rows of ``qids`` (in that order) with every signal the features need."""
+    from negmine.select.filters import pos_reference
+    from negmine.select.signals import block_pos_sim, corpus_texts
+
+    want = pa.array(qids, pa.string())
+    cols = ["query_id", "doc_id", "rank", "retriever_score", "teacher_score", "is_positive"]
+    parts = [t.filter(pc.is_in(t["query_id"], value_set=want)) for t in scores.iter_shards(None, columns=cols)]
+    t = pa.concat_tables(parts) if parts else pa.schema([]).empty_table()
+    qpos = {q: i for i, q in enumerate(qids)}
+    q_list = t["query_id"].to_pylist()
+    d_list = t["doc_id"].to_pylist()
+    group = np.fromiter((qpos[q] for q in q_list), dtype=np.int64, count=len(q_list))
+    order = np.lexsort((pc.fill_null(t["rank"], 1 << 30).to_numpy(zero_copy_only=False), group))
+    t = t.take(pa.array(order))
+    group = group[order]
+    q_list = [q_list[i] for i in order]
+    d_list = [d_list[i] for i in order]
+    pos = ingest.read("positives", columns=["query_id", "doc_id"])
+    pos_pairs = set(zip(pos["query_id"].to_pylist(), pos["doc_id"].to_pylist(), strict=True))
+    flag = pc.fill_null(t["is_positive"], False).to_numpy(zero_copy_only=False).astype(bool)
+    is_pos = flag | np.fromiter(((q, d) in pos_pairs for q, d in zip(q_list, d_list, strict=True)), dtype=bool,
+                                count=len(q_list))
+    s = t["teacher_score"].to_numpy(zero_copy_only=False).astype(np.float64)
+    r = pc.fill_null(t["rank"], 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    rs = t["retriever_score"].to_numpy(zero_copy_only=False).astype(np.float64)
+    ref = pos_reference(group, s, is_pos, len(qids), sel.pos_ref)[group] if len(group) else np.zeros(0)
+    pos_sim = None
+    if pos_sim_spec is not None and len(group):
+        pos_sim = block_pos_sim(corpus_texts(ingest, set(d_list)), d_list, group, is_pos, pos_sim_spec)
+    lex = None
+    if lexical_depth is not None and len(group):
+        if lexical is None:
+            from negmine.select.signals import LexicalRanker
+
+            lexical = LexicalRanker(ingest)
+        lex = lexical.ranks(q_list, d_list, lexical_depth)
+    doc_code = pc.rank(t["doc_id"], sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64) \
+        if t.num_rows else np.zeros(0, np.int64)
+    return Rows(t, qids, group, is_pos, Signals(group, len(qids), s, r, is_pos, ref, pos_sim, lex, rs), doc_code)
+
+
+def simulate(rows: Rows, sel, k: int, fn_prob: np.ndarray | None, threshold: float | None, naive: bool = False):
+    """select's batch function over the loaded rows (no near-duplicate check: a scores table has no texts)."""
+    from negmine.select.core import select_batch
+    from negmine.select.sampling import query_seeds
+
+    rules = {} if naive else dict(sel.rules())
+    rules["fn_threshold"] = threshold
+    sig = rows.sig
+    return select_batch(rows.group, len(rows.qids), query_seeds(sel.seed, rows.qids), sig.scores, sig.ranks,
+                        rows.doc_code, rows.is_pos, np.zeros(len(rows.group), dtype=bool), rules=rules, k=k,
+                        sampling=sel.sampling, sampling_params={"temperature": sel.temperature,
+                                                                "simans_a": sel.simans_a, "simans_b": sel.simans_b},
+                        short_policy="keep" if naive else sel.short_policy, pos_ref=sel.pos_ref,
+                        pos_sim=sig.pos_sim, lex_rank=sig.lex_rank, fn_prob=fn_prob)
+
+
+# ---- sampling and judging -------------------------------------------------------------------------------------
+
+def sample_queries(scores: Artifact, ingest: Artifact, params: CalibrateParams) -> tuple[list[str], list[str]]:
+    """(sample, other queries for coverage): queries that have candidates and a scored positive, seeded."""
+    q_has_cand: set[str] = set()
+    q_has_pos: set[str] = set()
+    for t in scores.iter_shards(None, columns=["query_id", "rank", "teacher_score", "is_positive"]):
+        isp = pc.fill_null(t["is_positive"], False)
+        cand = t.filter(pc.and_(pc.invert(isp), pc.is_valid(t["rank"])))
+        q_has_cand.update(pc.unique(cand["query_id"]).to_pylist())
+        pos = t.filter(pc.and_(isp, pc.is_valid(t["teacher_score"])))
+        q_has_pos.update(pc.unique(pos["query_id"]).to_pylist())
+    order = ingest.read("queries", columns=["query_id"])["query_id"].to_pylist()
+    eligible = [q for q in order if q in q_has_cand and q in q_has_pos]
+    if not eligible:
+        raise InputError("no query has both candidates and a scored positive: nothing to calibrate on",
+                         scores.path)
+    n = math.ceil(params.fraction * len(eligible)) if params.fraction is not None else params.queries
+    n = min(n, len(eligible))
+    if n < params.folds:
+        raise InputError(f"the judged sample would hold {n} queries (of {len(eligible)} with candidates and a "
+                         f"scored positive), fewer than calibrate.folds={params.folds}: raise calibrate.queries "
+                         "or lower calibrate.folds", "calibrate")
+    rng = np.random.default_rng(params.seed)
+    pick = np.sort(rng.choice(len(eligible), size=n, replace=False))
+    sample = [eligible[i] for i in pick]
+    rest = [q for i, q in enumerate(eligible) if i not in set(pick.tolist())]
+    if len(rest) > params.coverage_queries:
+        keep = np.sort(rng.choice(len(rest), size=params.coverage_queries, replace=False))
+        rest = [rest[i] for i in keep]
+    return sample, rest
+
+
+def plan_items(rows: Rows, n_sample: int, params: CalibrateParams, corpus_ids: list[str]) -> dict[str, list]:
+    """Per sampled query: [(doc_id, kind, row index or -1)] — its top candidates, positives and controls, in a
+    seeded order (controls and positives spread among the candidates)."""
+    rng = np.random.default_rng(params.seed + 1)
+    out: dict[str, list] = {}
+    for gi in range(n_sample):
+        q = rows.qids[gi]
+        idx = np.flatnonzero(rows.group == gi)
+        docs = rows.table["doc_id"].take(pa.array(idx)).to_pylist()
+        ranks = rows.sig.ranks[idx]
+        items = []
+        cand = [(i, d) for i, d, r, p in zip(idx.tolist(), docs, ranks.tolist(), rows.is_pos[idx].tolist(),
+                                               strict=True) if not p and r > 0]
+        items += [(d, "candidate", i) for i, d in cand[: params.top]]
+        below = cand[params.top:]
+        if params.deep and below:
+            for j in np.sort(rng.choice(len(below), size=min(params.deep, len(below)), replace=False)):
+                items.append((below[j][1], "candidate", below[j][0]))
+        if params.judge_positives:
+            items += [(d, "positive", i) for i, d, p in zip(idx.tolist(), docs, rows.is_pos[idx].tolist(),
+                                                             strict=True) if p]
+        if params.controls and corpus_ids:
+            pool = set(docs)
+            picks: list[str] = []
+            tries = 0
+            while len(picks) < params.controls and tries < 20 * params.controls:
+                d = corpus_ids[int(rng.integers(len(corpus_ids)))]
+                tries += 1
+                if d not in pool and d not in picks:
+                    picks.append(d)
+            items += [(d, "control", -1) for d in picks]
+        perm = rng.permutation(len(items))
+        out[q] = [items[i] for i in perm]
+    return out
+
+
+def _texts(ingest: Artifact, doc_ids: set[str], chars: int) -> dict[str, str]:
+    from negmine.select.signals import corpus_texts
+
+    return {d: t[:chars] for d, t in corpus_texts(ingest, doc_ids).items()}
+
+
+def judge_items(run_dir: Path, cfg, items: dict[str, list], ingest: Artifact, plan: bool,
+                progress: bool = True) -> tuple[dict, Any, Any]:
+    """Run the judge cascade over the items; returns (history {(q, d): [Judgment]}, client, judge params)."""
+    from negmine.judge.engine import Judge, Work
+    from negmine.judge.stage import _client
+    from negmine.judge.tokens import get_tokenizer
+
+    jp = judge_params(cfg)
+    tok = get_tokenizer()
+    qids = list(items)
+    qtab = ingest.read("queries", columns=["query_id", "text"])
+    qtext = dict(zip(qtab["query_id"].to_pylist(), qtab["text"].to_pylist(), strict=True))
+    pos = ingest.read("positives", columns=["query_id", "doc_id", "grade"])
+    shown: dict[str, list[str]] = {}
+    for q, d, _g in sorted(zip(pos["query_id"].to_pylist(), pos["doc_id"].to_pylist(), pos["grade"].to_pylist(),
+                              strict=True), key=lambda x: (x[0], -(x[2] or 0.0), x[1])):
+        shown.setdefault(q, []).append(d)
+    need = {d for v in items.values() for d, _, _ in v} | {d for q in qids for d in shown.get(q, [])[:jp.max_positives]}
+    texts = _texts(ingest, need, jp.passage_tokens * 12)
+    work = Work({q: qtext[q] for q in qids},
+                {q: [texts[d] for d in shown.get(q, [])[:jp.max_positives] if d in texts] for q in qids},
+                {q: [(d, texts[d]) for d, _, _ in v if d in texts] for q, v in items.items()})
+    client, cache = _client(jp, run_dir, plan=plan)
+    bar = None
+    if progress and not plan:
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(len(v) for v in work.items.values()), desc="calibrate: judge", unit="pair",
+                   disable=None)
+
+    async def main() -> dict:
+        try:
+            judge = Judge(client, jp, tok, progress=bar)
+            if plan or not qids:
+                return await judge.cascade(work)
+            # one query first: a judge that answers nothing fails here, after one request's retries
+            first = Work(work.queries, work.positives, {qids[0]: work.items[qids[0]]})
+            got = await judge.cascade(first)
+            if not any(hs and hs[-1].label is not None for hs in got.values()) and not client.budget_hit:
+                err = next((hs[-1].error for hs in got.values() if hs and hs[-1].error), "no answer")
+                raise RuntimeFailure(f"calibrate: the judge at {client.endpoint(0)} gave no usable label (first "
+                                     f"error: {err}); nothing was written")
+            rest = Work(work.queries, work.positives, {q: v for q, v in work.items.items() if q != qids[0]})
+            return got | await judge.cascade(rest)
+        finally:
+            await client.aclose()
+
+    try:
+        history = asyncio.run(main())
+    finally:
+        cache.close()
+        if bar is not None:
+            bar.close()
+    client.tokenizer = tok
+    return history, client, jp
+
+
+# ---- the stage -------------------------------------------------------------------------------------------------
+
+def _fingerprint_params(cfg, sel, features: list[str]) -> dict[str, Any]:
+    jp = judge_params(cfg)
+    judge = {"tiers": [{"model": t.model, "logprobs": t.logprobs, "max_tokens": t.max_tokens,
+                        "temperature": t.temperature} for t in jp.tiers],
+             **{k: getattr(jp, k) for k in ("prompt", "list_size", "max_positives", "passage_tokens",
+                                              "query_tokens", "band", "routing", "escalate_unjudged")}}
+    return {"calibrate": cfg.calibrate.fingerprint_dict(), "features": features, "judge": judge,
+            "select": sel.fingerprint_dict()}
+
+
+def run_calibrate(run_dir: str | Path, cfg, *, dry_run: bool = False, progress: bool = True):
+    """The stage. Returns a StageResult, or with ``dry_run`` the plan dict (calls, tokens, cost per tier)."""
+    from negmine.judge.stage import BudgetExhausted, _public_params, _tier_stats
+    from negmine.select.signals import embedding_spec
+
+    run_dir = Path(run_dir)
+    params: CalibrateParams = cfg.calibrate
+    t0 = time.time()
+    ingest = Artifact.open(run_dir / "ingest", stage="ingest", hint="run `negmine ingest` first")
+    scores = Artifact.open(run_dir / "scores", stage="score", hint="run `negmine score` first")
+    features = params.feature_names()
+    sel = select_params_for(cfg.select, calibrated=True)
+    if problems := sel.problems():
+        raise InputError("; ".join(problems), "select")
+    k = sel.num_negatives
+    writer = StageWriter(run_dir / DIR, STAGE,
+                         {"calibrate": params.model_dump(mode="json"), "judge": _public_params(judge_params(cfg)),
+                          "select": sel.model_dump(mode="json")},
+                         {"ingest": ingest.fingerprint, "scores": scores.fingerprint}, tables(features),
+                         main_table="judged", fingerprint_params=_fingerprint_params(cfg, sel, features))
+    if not dry_run and (done := writer.up_to_date()) is not None:
+        log.info("calibrate: up to date (fingerprint %s), skipped", done.fingerprint[:12])
+        return StageResult(done, True)
+
+    sample, rest = sample_queries(scores, ingest, params)
+    needs = needed_signals(features)
+    spec = None
+    if "pos_sim" in needs or sel.max_pos_sim is not None:
+        spec = embedding_spec(scores.params, sel.pos_sim_model)
+    lex_depth = max(params.lexical_depth, sel.max_lexical_rank or 0) if ("lex_rank" in needs or
+                                                                          sel.max_lexical_rank) else None
+    rows = load_rows(ingest, scores, sample + rest, sel, spec, lex_depth)
+    corpus_ids = ingest.read("corpus", columns=["doc_id"])["doc_id"].to_pylist() if params.controls else []
+    items = plan_items(rows, len(sample), params, corpus_ids)
+    history, client, jp = judge_items(run_dir, cfg, items, ingest, plan=dry_run, progress=progress)
+    if dry_run:
+        first = next((i for i, p in enumerate(client.pending) if p), None)
+        return {"tokenizer": client.tokenizer.name, "exact_tokens": client.tokenizer.exact,
+                "negatives": sum(len(v) for v in items.values()), "queries": len(items),
+                "first_pending_tier": first, "tiers": _tier_stats(client, jp)}
+    if client.budget_hit:
+        raise BudgetExhausted(f"budget of ${params.budget_usd:g} reached after spending ${client.spent:.4f}; the "
+                              "answers so far are cached: re-run to continue", "--budget-usd")
+
+    flagged_labels = ("relevant", "partial") if params.flagged == "relevant_or_partial" else ("relevant",)
+    verdict: dict[tuple[str, str], Any] = {key: hs[-1] for key, hs in history.items() if hs}
+    n_items = sum(len(v) for v in items.values())
+    n_judged = sum(1 for j in verdict.values() if j.label is not None)
+    if n_judged == 0:
+        err = next((j.error for j in verdict.values() if j.error), "no answer")
+        raise RuntimeFailure(f"calibrate: the judge gave no usable label for any of the {n_items} pairs "
+                             f"(first error: {err}); nothing was written")
+    if n_judged < 0.5 * n_items:
+        log.warning("calibrate: only %d of %d judged pairs got a usable label", n_judged, n_items)
+
+    # labels by kind
+    cand_rows, cand_y, ctl_y, ctl_g, pos_y, pos_g = [], [], [], [], [], []
+    qpos = {q: i for i, q in enumerate(rows.qids)}
+    for q, v in items.items():
+        for d, kind, i in v:
+            j = verdict.get((q, d))
+            if j is None or j.label is None:
+                continue
+            f = j.label in flagged_labels
+            if kind == "candidate":
+                cand_rows.append(i)
+                cand_y.append(f)
+            elif kind == "control":
+                ctl_y.append(f)
+                ctl_g.append(qpos[q])
+            else:
+                pos_y.append(f)
+                pos_g.append(qpos[q])
+    cand_rows_a = np.asarray(cand_rows, dtype=np.int64)
+    y = np.asarray(cand_y, dtype=np.float64)
+    if len(ctl_y) >= 10 and np.mean(ctl_y) > 0.5:
+        raise InputError(f"the judge called {int(np.sum(ctl_y))} of {len(ctl_y)} random control documents "
+                         "relevant: it cannot tell relevant from irrelevant text, so no model is fitted (try a "
+                         "stronger judge model)", "calibrate.tiers")
+    if len(pos_y) >= 10 and np.mean(pos_y) < 0.5:
+        log.warning("calibrate: the judge called only %d of %d known positives relevant: its labels are weak",
+                    int(np.sum(pos_y)), len(pos_y))
+    X_all = feature_matrix(rows.sig, features)
+    groups = rows.group[cand_rows_a]
+    if len(np.unique(groups)) < params.folds:
+        raise InputError(f"only {len(np.unique(groups))} sampled queries have judged candidates, fewer than "
+                         f"calibrate.folds={params.folds}", "calibrate")
+    warnings: list[str] = []
+    if y.sum() == 0:
+        warnings.append(f"the judge labelled none of the {len(y)} judged candidates relevant: there are no false "
+                        "negatives to learn from, so the calibration drops nothing")
+        for w in warnings:
+            log.warning("calibrate: %s", w)
+    fr = fit(X_all[cand_rows_a], y, groups, features, params.folds, params.seed,
+             controls=np.asarray(ctl_y, dtype=np.float64), control_groups=np.asarray(ctl_g),
+             positives=np.asarray(pos_y, dtype=np.float64), positive_groups=np.asarray(pos_g),
+             noise=params.judge_noise)
+    noise = fr.noise
+    p_all = fr.model.predict(X_all)
+    p_sel = p_all.copy()
+    p_sel[cand_rows_a] = fr.oof
+
+    # estimates per threshold on the sample (judged: posterior from the judge's label; else the model)
+    n_s = len(sample)
+    in_sample = rows.group < n_s
+    judged_flag = np.zeros(len(p_all), dtype=bool)
+    is_judged = np.zeros(len(p_all), dtype=bool)
+    judged_flag[cand_rows_a] = y > 0
+    is_judged[cand_rows_a] = True
+    est_row = np.where(is_judged, noise.posterior(judged_flag, p_sel), p_all)
+    naive = simulate(rows, sel, k, None, None, naive=True)
+    nk = naive.kept & in_sample
+    naive_est = float(est_row[nk].mean()) if nk.any() else float("nan")
+    naive_score = float(rows.sig.scores[naive.kept].mean()) if naive.kept.any() else float("nan")
+    target = params.target_fn if params.target_fn is not None else params.target_ratio * naive_est
+    cands = ~rows.is_pos
+    grid = np.unique(np.quantile(p_all[cands], np.linspace(0, 1, 101))) if cands.any() else np.zeros(0)
+    curve = []
+    for t in [*grid.tolist(), math.inf]:
+        selx = simulate(rows, sel, k, p_sel, None if math.isinf(t) else t)
+        ks = selx.kept & in_sample
+        est = float(est_row[ks].mean()) if ks.any() else float("nan")
+        has_cand = np.bincount(rows.group[cands], minlength=len(rows.qids)) > 0
+        cov = float((selx.n_kept[has_cand] >= k).mean()) if has_cand.any() else 0.0
+        hard = float(rows.sig.scores[selx.kept].mean() / naive_score) if selx.kept.any() and naive_score > 0 \
+            else float("nan")
+        curve.append({"threshold": t, "est_fn": est, "est_fn_ratio": est / naive_est if naive_est > 0 else math.nan,
+                      "coverage": cov, "kept": int(selx.kept.sum()), "hardness_proxy": hard})
+    feasible = [c for c in curve if c["coverage"] >= params.min_coverage and (
+        params.min_hardness is None or not c["hardness_proxy"] == c["hardness_proxy"]
+        or c["hardness_proxy"] >= params.min_hardness)]
+    meets = [c for c in feasible if c["est_fn"] <= target + 1e-12]
+    if y.sum() == 0:
+        chosen = curve[-1]
+    elif meets:
+        chosen = max(meets, key=lambda c: c["threshold"])
+    else:
+        pool = feasible or curve
+        chosen = min(pool, key=lambda c: (c["est_fn"], -c["threshold"]))
+        floor = "" if params.min_hardness is None else f" and the negatives keep {params.min_hardness:g} of naive " \
+            "top-k's mean score"
+        warnings.append(f"no threshold meets the target (estimated FN <= {target:.3f}) while "
+                        f"{params.min_coverage:.0%} of the queries keep {k} negatives{floor}; chose the lowest "
+                        f"estimate within those limits ({chosen['est_fn']:.3f}, coverage {chosen['coverage']:.3f}, "
+                        f"hardness {chosen['hardness_proxy']:.3f})")
+        log.warning("calibrate: %s", warnings[-1])
+    threshold = None if math.isinf(chosen["threshold"]) else float(chosen["threshold"])
+    ci, ratio_ci = _bootstrap(rows, sel, k, p_sel, threshold, est_row, n_s, naive, params.seed)
+
+    # outputs
+    flag_oof = noise.flag_prob(fr.oof)
+    rel_curve = reliability(y, flag_oof)
+    model = fr.model
+    model.threshold = threshold
+    model.meta = {
+        "k": k, "target": {"fn": params.target_fn, "ratio": params.target_ratio, "value": target},
+        "min_coverage": params.min_coverage, "lexical_depth": params.lexical_depth,
+        "pos_sim_encoder": spec, "select_rules": {kk: v for kk, v in sel.rules().items() if v is not None},
+        "judge": {"tiers": [t.model for t in jp.tiers], "fpr": round(noise.fpr, 6),
+                  "sensitivity": round(noise.sensitivity, 6)},
+        "C": fr.C, "cv": fr.cv, "sample_queries": n_s, "judged_candidates": int(len(y)),
+        "estimated_fn": chosen["est_fn"], "estimated_fn_ci95": ci, "naive_estimated_fn": naive_est,
+        "estimated_fn_ratio": chosen["est_fn_ratio"], "estimated_fn_ratio_ci95": ratio_ci,
+        "coverage": chosen["coverage"], "run": str(run_dir.resolve()),
+    }
+    writer.begin()
+    judged = _judged_table(rows, items, verdict, flagged_labels, X_all, features, fr, p_all, cand_rows_a)
+    writer.write_shard("judged", 0, judged)
+    audit = _audit_table(items, history, jp.prompt)
+    writer.write_shard("audit", 0, audit)
+    writer.write_shard("curve", 0, pa.Table.from_pylist(curve, schema=CURVE))
+    model.save(writer.staging / MODEL_FILE)
+    try:
+        from negmine.calibrate.plots import plot_calibration
+
+        plot_calibration(rel_curve, curve, threshold, writer.staging / "reliability.png")
+    except Exception as e:  # a plot never fails the stage
+        log.warning("calibrate: reliability plot not written (%s)", e)
+    tier_stats = _tier_stats(client, jp)
+    stats = {
+        "sample_queries": n_s, "coverage_queries": len(rest), "pairs": n_items, "pairs_judged": n_judged,
+        "candidates_judged": int(len(y)), "candidates_flagged": int(y.sum()),
+        "controls_judged": len(ctl_y), "controls_flagged": int(np.sum(ctl_y)),
+        "positives_judged": len(pos_y), "positives_flagged": int(np.sum(pos_y)),
+        "judge_fpr": round(noise.fpr, 6), "judge_sensitivity": round(noise.sensitivity, 6),
+        "cv_auc": next(c["auc"] for c in fr.cv if c["C"] == fr.C), "C": fr.C,
+        "threshold": threshold, "target_fn": target, "estimated_fn": chosen["est_fn"],
+        "estimated_fn_ci95": ci, "naive_estimated_fn": naive_est, "estimated_fn_ratio": chosen["est_fn_ratio"],
+        "estimated_fn_ratio_ci95": ratio_ci, "coverage": chosen["coverage"],
+        "hardness_proxy": chosen["hardness_proxy"], "reliability": rel_curve, "warnings": warnings,
+        "tiers": tier_stats, "requests_sent": sum(s.requests for s in client.stats),
+        "cost_usd": round(sum(s.cost_usd for s in client.stats), 6),
+        "cost_usd_all_runs": round(float(pc.sum(audit["cost_usd"]).as_py() or 0.0), 6),
+    }
+    art = writer.finish(stats=stats, timings={"calibrate": round(time.time() - t0, 3)})
+    log.info("calibrate: %s", format_summary(stats).replace("\n", "; "))
+    return StageResult(art, False, time.time() - t0)
+
+
+def _bootstrap(rows: Rows, sel, k: int, p_sel: np.ndarray, threshold: float | None, est_row: np.ndarray,
+               n_s: int, naive, seed: int) -> tuple[list[float], list[float]]:
+    """95% intervals of the estimated FN rate and of its ratio to naive top-k, resampling the sample queries."""
+    selx = simulate(rows, sel, k, p_sel, threshold)
+    g = rows.group
+    m = selx.kept & (g < n_s)
+    fn_q = np.bincount(g[m], weights=est_row[m], minlength=n_s)[:n_s]
+    n_q = np.bincount(g[m], minlength=n_s)[:n_s].astype(np.float64)
+    mn = naive.kept & (g < n_s)
+    fn0 = np.bincount(g[mn], weights=est_row[mn], minlength=n_s)[:n_s]
+    n0 = np.bincount(g[mn], minlength=n_s)[:n_s].astype(np.float64)
+    rng = np.random.default_rng(seed + 2)
+    idx = rng.integers(0, n_s, size=(BOOTSTRAP, n_s))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        est = fn_q[idx].sum(1) / n_q[idx].sum(1)
+        ratio = est / (fn0[idx].sum(1) / n0[idx].sum(1))
+
+    def iv(a: np.ndarray) -> list[float]:
+        a = a[np.isfinite(a)]
+        return [round(float(np.quantile(a, 0.025)), 6), round(float(np.quantile(a, 0.975)), 6)] if len(a) else []
+
+    return iv(est), iv(ratio)
+
+
+def _judged_table(rows: Rows, items, verdict, flagged_labels, X_all, features, fr, p_all, cand_rows) -> pa.Table:
+    oof_of = dict(zip(cand_rows.tolist(), fr.oof.tolist(), strict=True))
+    fold_of = dict(zip(cand_rows.tolist(), fr.folds.tolist(), strict=True))
+    out: dict[str, list] = {f.name: [] for f in judged_schema(features)}
+    for q, v in items.items():
+        for d, kind, i in v:
+            j = verdict.get((q, d))
+            label = None if j is None else j.label
+            out["query_id"].append(q)
+            out["doc_id"].append(d)
+            out["kind"].append(kind)
+            out["rank"].append(int(rows.sig.ranks[i]) if i >= 0 and rows.sig.ranks[i] > 0 else None)
+            out["teacher_score"].append(float(rows.sig.scores[i]) if i >= 0 else None)
+            out["label"].append(label)
+            out["flagged"].append(None if label is None else label in flagged_labels)
+            out["error"].append(None if j is None else j.error)
+            out["fold"].append(fold_of.get(i))
+            out["p_oof"].append(oof_of.get(i))
+            cand = i >= 0 and kind == "candidate"
+            out["p_model"].append(float(p_all[i]) if cand else None)
+            post = None
+            if cand and label is not None:
+                post = float(fr.noise.posterior(np.array([label in flagged_labels]), np.array([p_all[i]]))[0])
+            out["p_posterior"].append(post)
+            for c, n in enumerate(features):
+                x = float(X_all[i, c]) if i >= 0 else float("nan")
+                out[f"f_{n}"].append(x if math.isfinite(x) else None)
+    return pa.table(out, schema=judged_schema(features))
+
+
+def _audit_table(items, history, mode: str) -> pa.Table:
+    from negmine.judge.prompts import VERSIONS, prompt_hash
+    from negmine.judge.schemas import RELABEL_AUDIT
+
+    rows = []
+    for q, v in items.items():
+        for d, kind, _ in v:
+            for j in history.get((q, d), []):
+                rows.append({"query_id": q, "doc_id": d, "refill_round": 0, "tier": j.tier + 1, "model": j.model,
+                             "label": j.label, "prob": j.prob, "status": "judged" if j.label else "unjudged",
+                             "error": j.error, "prompt_version": VERSIONS[mode],
+                             "prompt_hash": prompt_hash(mode), "request_key": j.key,
+                             "cached": j.cached, "prompt_tokens": j.prompt_tokens,
+                             "completion_tokens": j.completion_tokens, "group_size": j.group_size,
+                             "cost_usd": j.cost_usd, "finish_reason": j.finish_reason, "attempts": j.attempts,
+                             "reasked": j.reasked, "action": f"calibration:{kind}"})
+    return pa.Table.from_pylist(rows, schema=RELABEL_AUDIT)
+
+
+def format_summary(stats: dict[str, Any]) -> str:
+    ci = stats.get("estimated_fn_ci95") or []
+    rci = stats.get("estimated_fn_ratio_ci95") or []
+    t = stats.get("threshold")
+    lines = [
+        f"judged {stats['pairs_judged']:,} of {stats['pairs']:,} pairs over {stats['sample_queries']} queries "
+        f"({stats['candidates_flagged']} of {stats['candidates_judged']} candidates flagged as false negatives)",
+        f"judge: false-positive rate {stats['judge_fpr']:.3f} (controls {stats['controls_flagged']}/"
+        f"{stats['controls_judged']}), sensitivity {stats['judge_sensitivity']:.3f} (positives "
+        f"{stats['positives_flagged']}/{stats['positives_judged']})",
+        f"model: cross-validated AUC {stats['cv_auc']:.3f} (C={stats['C']:g})",
+        "threshold: " + ("none (drops nothing)" if t is None else f"p(false negative) >= {t:.4f}"),
+        f"estimated FN rate {stats['estimated_fn']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        + f" vs naive top-k {stats['naive_estimated_fn']:.3f} (ratio {stats['estimated_fn_ratio']:.2f}"
+        + (f" [{rci[0]:.2f}, {rci[1]:.2f}]" if rci else "") + f"), coverage {stats['coverage']:.3f}",
+        f"cost ${stats['cost_usd']:.4f} ({stats['requests_sent']} requests sent)",
+    ]
+    lines += [f"warning: {w}" for w in stats.get("warnings", [])]
+    return "\n".join(lines)
+
+
+# ---- what select uses ------------------------------------------------------------------------------------------
+
+@dataclass
+class Calibration:
+    model: FNModel
+    path: Path
+    fingerprint: str
+    stats: dict[str, Any]
+    # "query_id\x1fdoc_id" → p(false negative) given the judge's label, for the pairs the calibration judged
+    # (select uses it instead of the model's prediction: a judged pair's label is better evidence)
+    posterior: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def needs(self) -> set[str]:
+        return needed_signals(self.model.features)
+
+    @property
+    def lexical_depth(self) -> int:
+        return int(self.model.meta.get("lexical_depth") or 100)
+
+    @property
+    def pos_sim_spec(self) -> dict[str, Any] | None:
+        return self.model.meta.get("pos_sim_encoder")
+
+    def summary(self, k: int) -> dict[str, Any]:
+        """What select records and prints about the calibration it applied."""
+        m = self.model.meta
+        return {"path": str(self.path), "threshold": self.model.threshold, "estimated_fn": m.get("estimated_fn"),
+                "estimated_fn_ci95": m.get("estimated_fn_ci95"), "estimated_fn_ratio": m.get("estimated_fn_ratio"),
+                "k": m.get("k"), "k_mismatch": m.get("k") is not None and m.get("k") != k}
+
+
+def find_calibration(run_dir: Path, setting: str | None) -> Calibration | None:
+    """The calibration select applies: ``auto`` = RUN/calibration when it exists, ``off`` = none, else a path (a
+    calibration directory or its model.json)."""
+    if setting is None or str(setting).lower() in ("off", "none", "false"):
+        return None
+    if str(setting).lower() == "auto":
+        d = Path(run_dir) / DIR
+        if not (d / "_manifest.json").is_file():
+            return None
+    else:
+        d = Path(setting)
+        if d.is_file():
+            d = d.parent
+        if not (d / "_manifest.json").is_file():
+            raise InputError("not a calibration (no _manifest.json; run `negmine calibrate` there)", d)
+    art = Artifact.open(d, stage=STAGE)
+    try:
+        model = FNModel.load(d / MODEL_FILE)
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"unreadable calibration model: {e}", d / MODEL_FILE) from None
+    judged = art.read("judged", columns=["query_id", "doc_id", "kind", "p_posterior"])
+    judged = judged.filter(pc.is_valid(judged["p_posterior"]))
+    posterior = dict(zip(pc.binary_join_element_wise(judged["query_id"], judged["doc_id"], "\x1f").to_pylist(),
+                         judged["p_posterior"].to_pylist(), strict=True))
+    return Calibration(model, d, art.fingerprint, art.stats, posterior)
+
+
+def fn_probabilities(cal: Calibration, sig: Signals, keys: pa.Array | None = None) -> np.ndarray:
+    """p(false negative) of every row: the model's prediction, or for a pair the calibration judged (``keys``:
+    ``query_id\x1fdoc_id`` per row) the posterior given the judge's label."""
+    p = cal.model.predict(feature_matrix(sig, cal.model.features))
+    if keys is not None and cal.posterior and len(keys):
+        hit = np.flatnonzero(pc.is_in(keys, value_set=pa.array(list(cal.posterior), pa.string())).to_numpy(
+            zero_copy_only=False))
+        if len(hit):
+            vals = pc.take(keys, pa.array(hit)).to_pylist()
+            p[hit] = [cal.posterior[v] for v in vals]
+    return p
+
+
+__all__ = ["Calibration", "JudgeNoise", "find_calibration", "fn_probabilities", "run_calibrate"]
