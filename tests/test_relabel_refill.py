@@ -220,3 +220,29 @@ def test_refill_on_by_default_without_scores_warns_and_says_why_short(data, serv
     st = Artifact.open(run / "relabel").stats
     assert "no RUN/scores to refill from" in err and "refill: no scores" in out
     assert st["refill"] == "no_scores" and st["short_after"] == {"no_scores": 4} and st["refill_judged"] == 0
+
+
+def test_batch_mode_plans_refill_rounds_from_cached_answers(data, server, tmp_path, cli):
+    """--batch submit plans the refill of every query whose answers are all collected, so submit / collect until
+    nothing is left, then `negmine relabel` sends no chat request and keeps k where the pool allows."""
+    mined, pool = scenario(data)
+    q0 = data["qs"][0]
+    run = make_run(data, tmp_path, mined, pool)
+    srv = server(accuracy=1.0)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"relabel": params(srv).model_dump(mode="json")}))
+    for _ in range(30):
+        code, out, err = cli("relabel", run, "--config", cfg, "--batch", "submit")
+        assert code == 0, err
+        if "nothing to submit" in out:
+            break
+        code, out, err = cli("relabel", run, "--config", cfg, "--batch", "collect")
+        assert code == 0 and "answers cached" in out, err
+    else:
+        pytest.fail("batch submit never ran out of requests")
+    code, out, err = cli("relabel", run, "--config", cfg)
+    assert code == 0, err
+    assert srv.state.requests == 0  # refill rounds too were answered by the batches
+    art = Artifact.open(run / "relabel")
+    assert art.stats["refill_rounds"] == 4 and art.stats["queries_full_after"] == 3
+    assert len([r for r in art.read("negatives").to_pylist() if r["query_id"] == q0]) == 8

@@ -1,6 +1,12 @@
-"""`negmine relabel`: the judge cascade over RUN/negatives → RUN/relabel/{negatives,positives,audit,dropped_queries}.
+"""`negmine relabel`: the judge cascade over RUN/negatives →
+RUN/relabel/{negatives,positives,audit,dropped_queries,queries}.
 
-Reads RUN/negatives (select), RUN/ingest (texts, positives) and, with ``refill``, RUN/scores (the next candidates).
+Reads RUN/negatives (select), RUN/ingest (texts, positives) and, with ``refill`` (default), RUN/scores (the next
+candidates): a query whose negatives were removed or promoted takes the next candidates of its pool, judged by the
+same cascade, round after round until it keeps k or the pool is exhausted. ``queries`` has one row per query
+(negatives before / after, and why it is short of k); the manifest stats have coverage before / after and what the
+drop rule dropped. In a dry run or ``--batch submit``, the refill of a query is planned once its answers are all
+cached, so batches go round by round.
 Work is sharded by query; a shard is the unit of resume, and every answer is committed to the response cache the
 moment it arrives, so a killed run resumes without re-sending anything already answered and a finished run is
 skipped as up to date. ``--budget-usd`` stops before new spending would pass the cap (exit 3; the finished shards,
@@ -221,10 +227,11 @@ async def judge_shard(judge: Judge, inp: Inputs, qids: list[str], params: Relabe
             mined[q].add(r["doc_id"])
             items[q].append((r["doc_id"], inp.texts[r["doc_id"]]))
     history: dict[tuple[str, str], list[Judgment]] = {}
-    refill = inp.refill == "on" and not plan
+    refill = inp.refill == "on"  # dry run / batch: refill is planned for the queries whose answers are all cached
     bound = max((len(inp.candidates.get(q, ())) for q in qids), default=0)  # safety bound on rounds
     max_rounds = (bound if params.refill_rounds is None else min(params.refill_rounds, bound)) if refill else 0
     exhausted: set[str] = set()
+    unsettled: set[str] = set()
     rounds_of: Counter = Counter()
     decisions: dict[str, Any] = {}
     per_q: dict[str, dict[str, Any]] = defaultdict(dict)
@@ -235,13 +242,15 @@ async def judge_shard(judge: Judge, inp: Inputs, qids: list[str], params: Relabe
         history.update(got)
         for (q, d), hs in got.items():
             per_q[q][d] = hs[-1].verdict()
+            if any(j.error and "not sent" in j.error for j in hs):
+                unsettled.add(q)  # planned (dry run / batch) or stopped by the budget: its verdicts are not known
         decisions = {q: decide_query(per_q[q], policy, mined[q]) for q in qids}
-        if rnd >= max_rounds:
+        if rnd >= max_rounds or judge.client.budget_hit:
             break
         picks: dict[str, list[str]] = {}
         for q in qids:
             dec = decisions[q]
-            if dec.dropped or q in exhausted:
+            if dec.dropped or q in exhausted or q in unsettled:
                 continue
             need = inp.k - sum(1 for a in dec.actions.values() if a == "keep")
             if need > 0:
@@ -567,8 +576,8 @@ def format_plan(info: dict[str, Any]) -> str:
                      "(counted as if every negative were escalated)")
     if info.get("refill") == "on":
         lines.append(f"refill: on (k = {info['num_negatives']}): removed and promoted negatives are replaced by "
-                     "candidates judged the same way, not counted above (they depend on the answers); at most "
-                     f"{info['refill_pool']:,} candidates in the pool")
+                     "candidates judged the same way; counted above only for queries whose answers are cached "
+                     f"(they depend on the answers); at most {info['refill_pool']:,} candidates in the pool")
     if info["exact_tokens"]:
         lines.append(f"token counts: tiktoken {info['tokenizer']} (offline); output tokens are estimated "
                      "(~12 per candidate)")
