@@ -246,3 +246,18 @@ def test_batch_mode_plans_refill_rounds_from_cached_answers(data, server, tmp_pa
     art = Artifact.open(run / "relabel")
     assert art.stats["refill_rounds"] == 4 and art.stats["queries_full_after"] == 3
     assert len([r for r in art.read("negatives").to_pylist() if r["query_id"] == q0]) == 8
+
+
+def test_query_select_left_without_negatives_is_filled_from_its_pool(data, server, tmp_path):
+    from negmine.judge.stage import run_relabel
+
+    q = data["qs"][2]
+    pool = {q: data["others"][q][:12]}
+    run = make_run(data, tmp_path, {q: []}, pool)
+    srv = server(accuracy=1.0)
+    art = run_relabel(run, params(srv, num_negatives=8), progress=False).artifact
+    assert [r["doc_id"] for r in art.read("negatives").to_pylist()] == pool[q][:8]
+    assert art.read("queries").to_pylist()[0] == {
+        "query_id": q, "negatives_before": 0, "negatives_after": 8, "promoted": 0, "removed": 0, "refill_judged": 8,
+        "refill_rounds": 1, "short_reason": None}
+    assert art.stats["coverage_before"] == 0.0 and art.stats["coverage_after"] == 1.0
