@@ -111,7 +111,7 @@ def target_k(neg: Artifact, params: RelabelParams, counts: list[int]) -> int:
     if params.num_negatives is not None:
         return params.num_negatives
     k = neg.params.get("num_negatives") if isinstance(neg.params, dict) else None
-    return int(k) if isinstance(k, int) and k > 0 else max(counts, default=1)
+    return int(k) if isinstance(k, int) and k > 0 else max(1, max(counts, default=1))
 
 
 def load_inputs(neg: Artifact, ingest: Artifact, scores: Artifact | None, params: RelabelParams) -> Inputs:
