@@ -278,6 +278,10 @@ def main() -> None:
             for key, v in cf[0].items():
                 cf_mean[key] = (statistics.mean(c[key] for c in cf) if not isinstance(v, dict) else
                                 {f: round(statistics.mean(c[key][f] for c in cf), 4) for f in v})
+        sel = Artifact.open(base / "negatives")
+        before["select_params"] = sel.params  # the default rules in force when this ran
+        before["select_dropped"] = sel.stats.get("dropped")
+        before["select_max_pos_sim"] = sel.stats.get("max_pos_sim", sel.params.get("max_pos_sim"))
         out_ds[ds] = {"queries": before["queries"], "naive_top8": nv, "default_select": before,
                       "summary": summary, "drop_rule_counterfactual": cf_mean, "runs": results}
         print(f"\n{ds} (hidden positives): {before['queries']} queries; naive top-8 FN {nv['fn_rate']:.4f} "
