@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Mining quality on Cranfield with hidden positives: negmine configurations vs sentence-transformers
-``mine_hard_negatives``, all measured by the same functions (negmine.report.eval.evaluate).
+"""Mining quality with hidden positives on Cranfield AND CISI: negmine configurations (with and without a
+calibration) vs sentence-transformers ``mine_hard_negatives``, all measured by the same functions
+(negmine.report.eval.evaluate). Defaults are chosen on both collections; the table reports the worse of the two.
 
 Protocol (negmine.report.protocol): per query the best-graded relevant document is the given positive; the other
 relevant documents are hidden and only used to score. 8 negatives per query, all-MiniLM-L6-v2 as retriever and
@@ -9,9 +10,16 @@ hardness (kept teacher scores / the 8 hardest non-relevant candidates' scores), 
 
 negmine configurations run the real select stage (``run_select``) on one shared run directory per candidate pool
 (dense depth 100, dense depth 300, hybrid BM25+dense); ingest / retrieve / score run once per pool and the
-embedding cache ($NEGMINE_CACHE_DIR) is shared, so only the first run embeds Cranfield.
+embedding cache ($NEGMINE_CACHE_DIR) is shared, so only the first run embeds a collection.
+
+Calibration rows: `negmine calibrate` (the real stage, default settings: 50 sampled queries, 1,500 judged pairs)
+against a `negmine judge-server` that answers from the FULL qrels with accuracy 0.9 (each wrong answer seeded per
+model, query and passage), one row per seed (the seed moves both the sample and the judge's errors), then
+`negmine select` with no select keys (the calibration applies automatically). Metrics over all queries, and over
+the held-out queries the calibration never judged.
 
     python scripts/bench_quality.py                 # writes scripts/results/bench_quality.json
+    python scripts/bench_quality.py --datasets cranfield cisi --no-st --calibration-seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -57,8 +65,12 @@ NEGMINE_CONFIGS: dict[str, tuple[str, dict]] = {
     "lexical top-10 + pos_sim < 0.65": ("dense100", {"filter": "none", "max_lexical_rank": 10, "max_pos_sim": 0.65}),
     "lexical top-20 + pos_sim < 0.65": ("dense100", {"filter": "none", "max_lexical_rank": 20, "max_pos_sim": 0.65}),
     "lexical top-20 + pos_sim < 0.55": ("dense100", {"filter": "none", "max_lexical_rank": 20, "max_pos_sim": 0.55}),
-    # what `negmine select` does with no select keys at all (SelectParams() defaults except k): must equal the row
-    # chosen above, and meet the target
+    # the per-run threshold (max_pos_sim auto = the q quantile of the run's candidate-positive cosines)
+    "pos_sim auto q0.60": ("dense100", {"filter": "none", "max_pos_sim": "auto", "pos_sim_quantile": 0.60}),
+    "pos_sim auto q0.65": ("dense100", {"filter": "none", "max_pos_sim": "auto", "pos_sim_quantile": 0.65}),
+    "pos_sim auto q0.70": ("dense100", {"filter": "none", "max_pos_sim": "auto", "pos_sim_quantile": 0.70}),
+    "pos_sim auto q0.80": ("dense100", {"filter": "none", "max_pos_sim": "auto", "pos_sim_quantile": 0.80}),
+    # what `negmine select` does with no select keys at all (SelectParams() defaults except k, no calibration)
     "negmine default (no select keys)": ("dense100", None),
 }
 
@@ -104,8 +116,9 @@ def negmine_config(run: Path, overrides: dict, qrels):
 
     # every row states its rules: the document-similarity rule is off unless the row sets max_pos_sim; overrides
     # None = the product defaults untouched
-    params = (SelectParams(num_negatives=K) if overrides is None
-              else SelectParams.model_validate({"num_negatives": K, "max_pos_sim": None, **overrides}))
+    params = (SelectParams(num_negatives=K, calibration="off") if overrides is None
+              else SelectParams.model_validate({"num_negatives": K, "max_pos_sim": None, "calibration": "off",
+                                                **overrides}))
     t = time.time()
     run_select(run, params)
     secs = time.time() - t
@@ -134,7 +147,7 @@ def agreement_configs(dense: Path, bm25: Path, qrels) -> dict[str, dict]:
     for name, (n, ps) in AGREEMENT.items():
         top = cands.filter(pc.less_equal(cands["rank"], n))
         agree = set(zip(top["query_id"].to_pylist(), top["doc_id"].to_pylist(), strict=True))
-        p = SelectParams(num_negatives=K, filter="none", max_pos_sim=ps, dedup=False)
+        p = SelectParams(num_negatives=K, filter="none", max_pos_sim=ps, dedup=False, calibration="off")
         m = evaluate(reselect(scores, p, agree, extra), scores, qrels, K)
         m.update({"pool": "dense100", "select": {"bm25_agreement_top": n, "max_pos_sim": ps}})
         out[name] = m
@@ -199,63 +212,158 @@ def st_configs(run: Path, proto: Path, qrels, work: Path, names: list[str]) -> d
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "cranfield")
-    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_quality")
-    ap.add_argument("--out", type=Path, default=ROOT / "scripts" / "results" / "bench_quality.json")
-    ap.add_argument("--no-st", action="store_true", help="skip sentence-transformers mine_hard_negatives")
-    ap.add_argument("--only", nargs="*", help="run only these negmine configuration names")
-    args = ap.parse_args()
+def calibration_rows(pool: Path, data: Path, work: Path, qrels, seeds: list[int]) -> dict[str, dict]:
+    """`negmine calibrate` (defaults) against a judge-server at accuracy 0.9, then `negmine select` (defaults)."""
+    import shutil
 
-    from negmine.cli import setup_logging
-    from negmine.report.eval import markdown_table
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from negmine.calibrate.stage import run_calibrate
+    from negmine.config import load_config
+    from negmine.io.store import Artifact
+    from negmine.judge.server import JudgeServer, ServerState, Truth
+    from negmine.report.eval import evaluate
+    from negmine.report.replay import reselect
+    from negmine.select.params import SelectParams
+    from negmine.select.stage import run_select
+
+    truth = Truth.from_files(data / "qrels" / "test.tsv")
+    out = {}
+    for seed in seeds:
+        run = work / f"calibrated-{seed}"
+        shutil.rmtree(run, ignore_errors=True)
+        run.mkdir(parents=True)
+        for d in ("ingest", "candidates", "scores"):
+            shutil.copytree(pool / d, run / d)
+        with JudgeServer(ServerState(truth, accuracy=0.9, seed=seed)) as srv:
+            cfg = load_config(None, [f"calibrate.tiers=[{{model: judge, base_url: '{srv.base_url}'}}]",
+                                     f"calibrate.seed={seed}", f"select.num_negatives={K}"])
+            t = time.time()
+            cal = run_calibrate(run, cfg, progress=False).artifact
+            secs = time.time() - t
+        run_select(run, cfg.select)
+        sel = Artifact.open(run / "negatives", stage="select")
+        scores = Artifact.open(run / "scores", stage="score").read(
+            columns=["query_id", "doc_id", "rank", "teacher_score", "is_positive"])
+        neg = sel.read("negatives")
+        m = evaluate(neg, scores, qrels, K, dropped=sel.read("dropped"))
+        sample = pa.array(sorted(set(cal.read("judged", columns=["query_id"])["query_id"].to_pylist())), pa.string())
+        held_s = scores.filter(pc.invert(pc.is_in(scores["query_id"], value_set=sample)))
+        held_n = neg.filter(pc.invert(pc.is_in(neg["query_id"], value_set=sample)))
+        h = evaluate(held_n, held_s, qrels, K)
+        naive = reselect(held_s, SelectParams(num_negatives=K, max_pos_sim=None, dedup=False, calibration="off"))
+        h["naive_fn_rate"] = evaluate(naive, held_s, qrels, K)["fn_rate"]
+        h["fn_vs_naive"] = h["fn_rate"] / h["naive_fn_rate"] if h["naive_fn_rate"] else None
+        st = cal.stats
+        m.update({"pool": "dense100", "select": "defaults + calibration", "calibration_seed": seed,
+                  "pairs_judged": st["pairs_judged"], "threshold": st["threshold"],
+                  "estimated_fn": st["estimated_fn"], "estimated_fn_ci95": st["estimated_fn_ci95"],
+                  "estimated_fn_ratio": st["estimated_fn_ratio"], "judge_fpr": st["judge_fpr"],
+                  "cv_auc": st["cv_auc"], "calibrate_seconds": round(secs, 1), "requests": st["requests_sent"],
+                  "held_out": {k: h[k] for k in ("fn_rate", "naive_fn_rate", "fn_vs_naive", "coverage",
+                                                 "hardness")} | {
+                      "queries": len(held_s["query_id"].unique())},
+                  "warnings": st["warnings"]})
+        name = f"negmine default + calibration (judge 0.9, seed {seed})"
+        out[name] = m
+        print(f"{name}: FN {m['fn_rate']:.3f} coverage {m['coverage']:.3f} hardness {m['hardness']:.3f}; held-out "
+              f"FN {h['fn_rate']:.3f} ({h['fn_vs_naive']:.3f}x naive) cov {h['coverage']:.3f} hard {h['hardness']:.3f}; {st['pairs_judged']} pairs, "
+              f"est FN {st['estimated_fn']:.3f}, {secs:.0f} s", flush=True)
+    return out
+
+
+def run_dataset(data: Path, work: Path, args) -> tuple[dict, dict]:
     from negmine.report.protocol import hidden_positives, read_qrels
 
-    setup_logging(30)
-    t0 = time.time()
-    proto = args.work / "protocol"
-    summary = hidden_positives(args.data, "test", proto)
-    qrels = read_qrels(args.data / "qrels" / "test.tsv")
+    proto = work / "protocol"
+    summary = hidden_positives(data, "test", proto)
+    qrels = read_qrels(data / "qrels" / "test.tsv")
     names = args.only or list(NEGMINE_CONFIGS)
-    pools = {}
+    pools: dict[str, Path] = {}
     results: dict[str, dict] = {}
     for name in names:
         pool, overrides = NEGMINE_CONFIGS[name]
         if pool not in pools:
-            pools[pool] = build_pool(pool, proto, args.work)
+            pools[pool] = build_pool(pool, proto, work)
         for dedup in ((None,) if overrides is None else (False, True)):
+            if dedup and not args.dedup_variants:
+                continue
             label = f"{name}{' + dedup' if dedup else ''}"
             ov = None if overrides is None else {**overrides, "dedup": dedup}
             m = negmine_config(pools[pool], ov, qrels)
             m.update({"pool": pool, "select": ov if ov is not None else "defaults"})
             results[label] = m
-            print(f"{label}: FN {m['fn_rate']:.3f} coverage {m['coverage']:.3f} hardness {m['hardness']:.3f} "
-                  f"mean rank {m['mean_rank']:.1f}", flush=True)
+            print(f"{data.name} {label}: FN {m['fn_rate']:.3f} coverage {m['coverage']:.3f} hardness "
+                  f"{m['hardness']:.3f} mean rank {m['mean_rank']:.1f}", flush=True)
+    if "dense100" not in pools:
+        pools["dense100"] = build_pool("dense100", proto, work)
     if not args.only:
-        for pool in ("dense100", "bm25_100"):
-            if pool not in pools:
-                pools[pool] = build_pool(pool, proto, args.work)
+        if "bm25_100" not in pools:
+            pools["bm25_100"] = build_pool("bm25_100", proto, work)
         results.update(agreement_configs(pools["dense100"], pools["bm25_100"], qrels))
+    if args.calibration_seeds:
+        results.update(calibration_rows(pools["dense100"], data, work, qrels, args.calibration_seeds))
     if not args.no_st:
-        if "dense100" not in pools:
-            pools["dense100"] = build_pool("dense100", proto, args.work)
-        results.update(st_configs(pools["dense100"], proto, qrels, args.work, list(ST_CONFIGS)))
-
+        results.update(st_configs(pools["dense100"], proto, qrels, work, list(ST_CONFIGS)))
     naive = results.get("naive top-8", {}).get("fn_rate")
     for m in results.values():
         m["fn_vs_naive"] = round(m["fn_rate"] / naive, 3) if naive and m.get("fn_rate") is not None else None
         m["meets_target"] = bool(naive and m["fn_rate"] is not None and m["fn_rate"] <= 0.5 * naive
                                  and m["coverage"] >= 0.95 and (m["hardness"] or 0) >= 0.90)
-    table = markdown_table(results, ("fn_rate", "fn_vs_naive", "fn_at_query", "coverage", "hardness", "mean_rank",
-                                     "negatives", "meets_target"))
-    print()
-    print(table)
+    return summary, results
+
+
+def worse_of(per_ds: dict[str, dict[str, dict]]) -> dict[str, dict]:
+    """Per configuration: the worse value of each metric over the collections (FN ratio: higher; coverage and
+    hardness: lower), and whether it meets all three targets on every collection."""
+    names = [n for n in next(iter(per_ds.values())) if all(n in r for r in per_ds.values())]
+    out = {}
+    for n in names:
+        rows = [r[n] for r in per_ds.values()]
+        out[n] = {"fn_vs_naive": max((m["fn_vs_naive"] for m in rows), default=None),
+                  "coverage": min(m["coverage"] for m in rows),
+                  "hardness": min((m["hardness"] or 0) for m in rows),
+                  "meets_target_on_all": all(m["meets_target"] for m in rows)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--datasets", nargs="+", default=["cranfield", "cisi"])
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_quality")
+    ap.add_argument("--out", type=Path, default=ROOT / "scripts" / "results" / "bench_quality.json")
+    ap.add_argument("--no-st", action="store_true", help="skip sentence-transformers mine_hard_negatives")
+    ap.add_argument("--only", nargs="*", help="run only these negmine configuration names")
+    ap.add_argument("--dedup-variants", action="store_true", help="also run every row with near-duplicate removal")
+    ap.add_argument("--calibration-seeds", type=int, nargs="*", default=[0, 1, 2],
+                    help="one calibrated row per seed (none: skip calibration)")
+    args = ap.parse_args()
+
+    from negmine.cli import setup_logging
+    from negmine.report.eval import markdown_table
+
+    setup_logging(30)
+    t0 = time.time()
+    per_ds: dict[str, dict] = {}
+    protocols = {}
+    tables = {}
+    for ds in args.datasets:
+        protocols[ds], per_ds[ds] = run_dataset(args.data_root / ds, args.work / ds, args)
+        tables[ds] = markdown_table(per_ds[ds], ("fn_rate", "fn_vs_naive", "fn_at_query", "coverage", "hardness",
+                                                 "mean_rank", "negatives", "meets_target"))
+        print(f"\n## {ds}\n\n{tables[ds]}", flush=True)
+    worse = worse_of(per_ds)
+    tables["worse of the collections"] = markdown_table(worse, ("fn_vs_naive", "coverage", "hardness",
+                                                                "meets_target_on_all"))
+    print(f"\n## worse of {', '.join(args.datasets)}\n\n{tables['worse of the collections']}")
     out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}",
+           "load_average_end": os.getloadavg(),
            "command": "python scripts/bench_quality.py " + " ".join(sys.argv[1:]),
-           "dataset": str(args.data), "protocol": summary, "k": K, "model": MODEL,
-           "wall_seconds": round(time.time() - t0, 1), "results": results, "table": table}
+           "datasets": args.datasets, "protocols": protocols, "k": K, "model": MODEL,
+           "wall_seconds": round(time.time() - t0, 1), "results": per_ds, "worse": worse, "tables": tables}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(f"\nwritten {args.out} ({out['wall_seconds']} s)")

@@ -119,8 +119,25 @@ def test_calibrate_select_export_end_to_end(mined, run_dir, server, cli, tmp_pat
                .read("dropped").to_pylist())
     assert calibrated < fn_rate(run_dir, mined["src"])
 
-    # export of the calibrated selection loads as triplets
+    # eval and report show the calibration next to what the qrels measure
     assert cli("select", str(run_dir))[0] == 0
+    qrels = mined["src"] / "qrels" / "test.tsv"
+    code, out, err = cli("eval", str(run_dir), "--qrels", str(qrels), "--json")
+    assert code == 0, err
+    import json
+
+    c = json.loads(out)["calibration"]
+    assert c["estimated_fn"] == st["estimated_fn"] and c["measured_fn"] == pytest.approx(calibrated)
+    # the judge-server errs on 10 % of the pairs: measured and estimated error rates are both near that
+    assert 0.03 < c["judge_fpr_measured"] < 0.2 and c["judge_sensitivity_measured"] > 0.75
+    assert c["model_auc_vs_qrels"] > 0.6 and c["reliability_vs_qrels"]
+    code, out, err = cli("report", str(run_dir), "--qrels", str(qrels))
+    assert code == 0, err
+    md = (run_dir / "report" / "report.md").read_text()
+    assert "## Calibration" in md and "judge false-positive rate" in md
+    assert (run_dir / "report" / "calibration.png").read_bytes()[:4] == b"\x89PNG"
+
+    # export of the calibrated selection loads as triplets
     out_file = tmp_path / "train.parquet"
     code, out, err = cli("export", str(run_dir), "--format", "triplet", "--out", str(out_file))
     assert code == 0, err

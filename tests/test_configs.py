@@ -38,7 +38,7 @@ def test_configs_say_what_they_do():
     assert (low.filter, low.max_pos_sim, low.max_lexical_rank) == ("none", 0.65, 20)
     # ... while the demo runs negmine's measured default rules
     default = SelectParams()
-    assert (demo.select.filter, demo.select.max_pos_sim) == (default.filter, default.max_pos_sim) == ("none", 0.55)
+    assert (demo.select.filter, demo.select.max_pos_sim) == (default.filter, default.max_pos_sim) == ("none", "auto")
     assert by["simans.yaml"].select.sampling == "simans"
     hy = by["hybrid.yaml"].retrieve
     assert hy.method == "hybrid" and hy.fusion == "rrf" and hy.rrf_k == 60

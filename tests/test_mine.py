@@ -17,7 +17,7 @@ STAGE_DIRS = {"ingest": "ingest", "retrieve": "candidates", "score": "scores", "
 
 def _config(tmp: Path, data: Path) -> Path:
     cfg = tmp / "mine.yaml"
-    cfg.write_text(f"""# test config: negmine's default select rules (filter none + max_pos_sim 0.55) on a SciFact subset
+    cfg.write_text(f"""# test config: negmine's default select rules (filter none + max_pos_sim auto) on a SciFact subset
 input:
   path: {data}
   split: train
@@ -78,7 +78,10 @@ def test_mine_end_to_end_skips_and_trains(scifact_small, tmp_path, cli, tiny_bi_
     assert "select summary:" in out
     # the default rule set ran: documents too similar to a positive were dropped, with their reason
     sel = Artifact.open(run / "negatives", stage="select")
-    assert sel.params["filter"] == "none" and sel.params["max_pos_sim"] == 0.55
+    # max_pos_sim auto: the manifest records the threshold this run resolved (the quantile of its similarities)
+    auto = sel.stats["max_pos_sim_auto"]
+    assert sel.params["filter"] == "none" and sel.params["max_pos_sim"] == auto["threshold"]
+    assert 0 < auto["threshold"] < 1 and auto["quantile"] == 0.65 and auto["candidates"] > 100
     assert sel.stats["dropped"].get("similar_to_positive", 0) > 0, sel.stats
     # the effective config is in each manifest of a stage that ran; no key from the environment anywhere
     for d in STAGE_DIRS.values():

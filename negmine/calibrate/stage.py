@@ -329,6 +329,11 @@ def run_calibrate(run_dir: str | Path, cfg, *, dry_run: bool = False, progress: 
         spec = embedding_spec(scores.params, sel.pos_sim_model)
     lex_depth = max(params.lexical_depth, sel.max_lexical_rank or 0) if ("lex_rank" in needs or
                                                                           sel.max_lexical_rank) else None
+    if sel.max_pos_sim == "auto":  # set explicitly next to a calibration: resolve it as select will
+        from negmine.select.signals import auto_pos_sim_threshold
+
+        sel = sel.model_copy(update={"max_pos_sim": auto_pos_sim_threshold(
+            ingest, scores, spec, sel.pos_sim_quantile, sel.seed)["threshold"]})
     rows = load_rows(ingest, scores, sample + rest, sel, spec, lex_depth)
     corpus_ids = ingest.read("corpus", columns=["doc_id"])["doc_id"].to_pylist() if params.controls else []
     items = plan_items(rows, len(sample), params, corpus_ids)

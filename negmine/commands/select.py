@@ -22,8 +22,9 @@ def select(
     min_rank: int | None = typer.Option(None, "--min-rank", help="Rank window start (1-based, inclusive)."),
     max_rank: int | None = typer.Option(None, "--max-rank", help="Rank window end (inclusive)."),
     max_pos_sim: str | None = typer.Option(None, "--max-pos-sim", help="Drop candidates whose document cosine "
-                                           "with a positive document is >= this (similar_to_positive), or 'off' "
-                                           "[0.55, calibrated for all-MiniLM-L6-v2]."),
+                                           "with a positive document is >= this (similar_to_positive): a number, "
+                                           "'auto' (the select.pos_sim_quantile [0.65] quantile of the run's "
+                                           "candidate-positive cosines) or 'off' [auto]."),
     pos_sim_model: str | None = typer.Option(None, "--pos-sim-model", help="Encoder for --max-pos-sim: a model "
                                              "name or path, or 'teacher' [the packaged all-MiniLM-L6-v2]."),
     max_lexical_rank: int | None = typer.Option(None, "--max-lexical-rank", help="Drop candidates that BM25 also "
@@ -69,13 +70,13 @@ def select(
     from negmine.select.stage import format_summary, run_select
 
     sets = list(set_ or [])
-    if max_pos_sim is not None:  # a float, or off (= null): given as the last --set, below the other flags
+    if max_pos_sim is not None:  # a float, auto, or off (= null): given as the last --set, below the other flags
         off = max_pos_sim.strip().lower() in ("off", "none")
-        sets.append(f"select.max_pos_sim={'null' if off else max_pos_sim}")
+        sets.append(f"select.max_pos_sim={'null' if off else max_pos_sim.strip().lower()}")
     if no_calibration:
         calibration = "off"
-    cfg = resolve(config, sets, "select", calibration=calibration, pos_sim_model=pos_sim_model, max_lexical_rank=max_lexical_rank,
-                  filter=filter, perc_pos=perc_pos, margin=margin, max_score=max_score, min_score=min_score,
+    cfg = resolve(config, sets, "select", calibration=calibration, pos_sim_model=pos_sim_model,
+                  max_lexical_rank=max_lexical_rank, filter=filter, perc_pos=perc_pos, margin=margin, max_score=max_score, min_score=min_score,
                   min_rank=min_rank, max_rank=max_rank, pos_ref=pos_ref, dedup=dedup,
                   dedup_threshold=dedup_threshold, num_negatives=num_negatives, sampling=sampling,
                   temperature=temperature, simans_a=simans_a, simans_b=simans_b, seed=seed,

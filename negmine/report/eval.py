@@ -186,4 +186,8 @@ def metrics_markdown(m: Mapping[str, Any]) -> str:
     if m.get("dropped"):
         lines += ["", "| dropped because | candidates |", "|---|---:|"]
         lines += [f"| {r} | {n} |" for r, n in m["dropped"].items()]
+    if m.get("calibration"):
+        from negmine.calibrate.check import check_markdown
+
+        lines += ["", check_markdown(m["calibration"])]
     return "\n".join(lines)

@@ -99,6 +99,9 @@ def evaluate_run(run_dir: str | os.PathLike, qrels_path: str | os.PathLike, k: i
     qrels = read_qrels(qrels_path)
     kk = k_of(t, k)
     m = evaluate(t.negatives, t.scores, qrels, kk, dropped=t.dropped, min_grade=min_grade)
+    cal = calibration_vs_qrels(run_dir, qrels, m.get("fn_rate"), min_grade)
+    if cal is not None:
+        m["calibration"] = cal
     out = {"run": str(run_dir), "qrels": str(qrels_path), "negatives_from": t.source, "min_grade": min_grade,
            "evaluated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "metrics": m,
            "select": t.select_params, **(extra or {})}
@@ -106,6 +109,25 @@ def evaluate_run(run_dir: str | os.PathLike, qrels_path: str | os.PathLike, k: i
         d = run_dir / REPORT_DIR
         d.mkdir(parents=True, exist_ok=True)
         write_json_atomic(d / "metrics.json", out)
+    return out
+
+
+def calibration_vs_qrels(run_dir: Path, qrels: pa.Table, measured_fn: float | None,
+                         min_grade: float = 1.0) -> dict[str, Any] | None:
+    """The calibration the run's selection applied (if any), checked against the qrels (negmine.calibrate.check)."""
+    from negmine.calibrate.check import calibration_check
+    from negmine.report.eval import relevant_pairs
+
+    sel = Artifact.open(run_dir / "negatives", stage="select")
+    applied = (sel.stats or {}).get("calibration")
+    if not applied:
+        return None
+    d = Path(applied["path"])
+    if not (d / MANIFEST).is_file():
+        return None
+    art = Artifact.open(d, stage="calibrate")
+    out = calibration_check(art.read("judged"), art.stats, relevant_pairs(qrels, min_grade), measured_fn)
+    out["path"] = str(d)
     return out
 
 
@@ -166,6 +188,33 @@ def sensitivity_rows(t: RunTables, qrels: pa.Table, k: int, values=DEFAULT_PERC_
     return sensitivity_curve(t.scores, qrels, k, values, mine)
 
 
+def _calibration_section(run_dir: Path, out: Path, pngs: dict[str, Path]) -> list[str]:
+    """The calibration the selection applied: its summary, reliability plot and trade-off curve."""
+    import shutil
+
+    from negmine.calibrate.stage import format_summary
+
+    sel = Artifact.open(run_dir / "negatives", stage="select")
+    applied = (sel.stats or {}).get("calibration")
+    if not applied:
+        return ["## Calibration", "", "None applied (`negmine calibrate RUN` fits one from a judged sample).", ""]
+    d = Path(applied["path"])
+    if not (d / MANIFEST).is_file():
+        return ["## Calibration", "", f"Applied from `{d}`, which no longer exists.", ""]
+    art = Artifact.open(d, stage="calibrate")
+    md = ["## Calibration", "", f"Applied from `{d}`: p(false negative) >= {applied['threshold']} is dropped "
+          "(`predicted_false_negative`)." if applied.get("threshold") is not None else
+          f"Applied from `{d}`: its sample showed no false negatives, it drops nothing.", "", "```",
+          format_summary(art.stats), "```", ""]
+    if (d / "reliability.png").is_file():
+        shutil.copyfile(d / "reliability.png", out / "calibration.png")
+        pngs["calibration"] = out / "calibration.png"
+        md += ["Left: reliability of the model's out-of-fold predictions against the judge's labels; right: the "
+               "estimated FN rate and coverage of the selection per threshold (the chosen one dotted).", "",
+               "![calibration](calibration.png)", ""]
+    return md
+
+
 def build_report(run_dir: str | os.PathLike, qrels_path: str | os.PathLike | None = None, k: int | None = None,
                  min_grade: float = 1.0) -> Path:
     """Write ``RUN/report/report.md`` and its PNG plots; with qrels also metrics.json and the sensitivity curve."""
@@ -209,6 +258,7 @@ def build_report(run_dir: str | os.PathLike, qrels_path: str | os.PathLike | Non
     md += [f"| {s} | {sec:,.1f} |" for s, sec in timings] + ["", "![timings](timings.png)", ""]
     sel_line = ", ".join(f"{key}={val}" for key, val in t.select_params.items() if key != "shard_queries")
     md += ["## Select parameters", "", f"`{sel_line}`", ""]
+    md += _calibration_section(run_dir, out, pngs)
 
     if qrels_path is not None:
         qrels = read_qrels(qrels_path)
@@ -216,6 +266,9 @@ def build_report(run_dir: str | os.PathLike, qrels_path: str | os.PathLike | Non
         write_json_atomic(out / "metrics.json", {"run": str(run_dir), "qrels": str(qrels_path),
                                                  "negatives_from": t.source, "metrics": m,
                                                  "select": t.select_params})
+        cal_check = calibration_vs_qrels(run_dir, qrels, m.get("fn_rate"), min_grade)
+        if cal_check is not None:
+            m["calibration"] = cal_check
         md += ["## Against the qrels", "", f"Qrels `{qrels_path}`.", "", metrics_markdown(m), ""]
         sp = t.select_params
         extra = scores_pos_sim(run_dir, t.scores, sp) if sp.get("max_pos_sim") is not None else None

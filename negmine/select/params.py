@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from negmine.params_base import NoFP, Params
 
@@ -22,9 +22,8 @@ class SelectParams(Params):
     num_negatives: int = Field(8, ge=1)
     # main rule. perc_pos (which has a default) applies only under "perc-pos"; margin, max_score/min_score and
     # the rank window apply whenever set, whatever `filter` says, so any combination is expressible.
-    # The defaults (filter none + max_pos_sim 0.55 with all-MiniLM-L6-v2) are the configuration that met all three
-    # targets on Cranfield with hidden positives (scripts/bench_quality.py, docs/BENCHMARKS.md "Mining quality"):
-    # FN 0.35x naive top-k, coverage 1.000, hardness 0.931. perc-pos etc. are one key away (configs/).
+    # The defaults (filter none + max_pos_sim auto) were chosen on Cranfield and CISI together with hidden positives
+    # (scripts/bench_quality.py, docs/BENCHMARKS.md "Mining quality"); perc-pos etc. are one key away (configs/).
     filter: Literal["perc-pos", "margin-pos", "abs", "none"] = "none"
     perc_pos: float | None = Field(0.95, gt=0)      # TopK-PercPos: keep s < s+ - |s+| * (1 - perc_pos)
     margin: float | None = None                     # TopK-MarginPos: keep s < s+ - margin
@@ -33,8 +32,12 @@ class SelectParams(Params):
     min_rank: int | None = Field(None, ge=1)        # rank window (1-based, inclusive)
     max_rank: int | None = Field(None, ge=1)
     pos_ref: Literal["min", "mean", "max"] = "min"  # s+ over a query's positives
-    # similar_to_positive (negmine.select.signals): drop candidates whose document cosine with a positive >= this
-    max_pos_sim: float | None = Field(0.55, gt=-1, le=1)
+    # similar_to_positive (negmine.select.signals): drop candidates whose document cosine with a positive >= this.
+    # "auto" = per run: the pos_sim_quantile quantile of the run's candidate-positive similarities (a seeded
+    # sample of its queries, candidates ranked <= 100), so the threshold follows the corpus and the encoder's
+    # cosine scale; a number = that fixed threshold; null = rule off.
+    max_pos_sim: float | Literal["auto"] | None = "auto"
+    pos_sim_quantile: float = Field(0.65, gt=0, lt=1)
     # encoder for max_pos_sim: None = the packaged all-MiniLM-L6-v2 the default threshold is calibrated for (the
     # teacher's cached vectors when the teacher is that model); "teacher" = the bi-encoder teacher's own vectors
     # (re-calibrate max_pos_sim for it); any other value = that model name or path
@@ -58,6 +61,13 @@ class SelectParams(Params):
     short_policy: Literal["keep", "drop", "fill"] = "keep"
     shard_queries: int = NoFP(10_000, gt=0)         # queries per output shard
 
+    @field_validator("max_pos_sim")
+    @classmethod
+    def _max_pos_sim(cls, v):
+        if isinstance(v, (int, float)) and not (-1 < v <= 1):  # also rejects NaN
+            raise ValueError("must be a cosine in (-1, 1], auto or null")
+        return v
+
     def problems(self) -> list[str]:
         """Inconsistent combinations of keys (checked when the stage runs, not per key: ``--set`` overrides are
         validated one at a time, so ``--set select.filter=margin-pos --set select.margin=0.1`` must not fail
@@ -79,7 +89,10 @@ class SelectParams(Params):
         return out
 
     def rules(self) -> dict[str, float | int | None]:
-        """The effective rule values (None = rule off) after applying ``filter``."""
+        """The effective rule values (None = rule off) after applying ``filter``. ``max_pos_sim: auto`` must have
+        been resolved to a number first (negmine.select.signals.auto_pos_sim_threshold)."""
+        if self.max_pos_sim == "auto":
+            raise ValueError("select.max_pos_sim 'auto' is resolved per run before selecting")
         perc = self.perc_pos if self.filter == "perc-pos" else None
         return {"perc_pos": perc, "margin": self.margin, "max_score": self.max_score, "min_score": self.min_score,
                 "min_rank": self.min_rank, "max_rank": self.max_rank, "max_pos_sim": self.max_pos_sim,

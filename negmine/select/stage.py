@@ -430,6 +430,11 @@ def format_summary(stats: dict[str, Any]) -> str:
              ("queries without positive score", stats.get("queries_without_positive_score", 0))]
     w = max(len(a) for a, _ in rows)
     lines += [f"{a:<{w}}  {b:>10,}" for a, b in rows]
+    if stats.get("max_pos_sim_auto"):
+        a = stats["max_pos_sim_auto"]
+        t = a.get("threshold")
+        lines.append(f"max_pos_sim auto: {'off' if t is None else f'{t:.4f}'} (the {a['quantile']:.2f} quantile of "
+                     f"{a['candidates']:,} candidates' cosine with their positive)")
     if "calibration" in stats:
         c = stats["calibration"]
         if c is None:
@@ -527,6 +532,16 @@ def run_select(run_dir: str | Path, params: SelectParams | None = None) -> Stage
         from negmine.select.signals import embedding_spec
 
         pos_sim_spec = embedding_spec(scores.params, params.pos_sim_model)
+    auto = None
+    if params.max_pos_sim == "auto":
+        from negmine.select.signals import auto_pos_sim_threshold
+
+        auto = auto_pos_sim_threshold(ingest_art, scores, pos_sim_spec, params.pos_sim_quantile, params.seed)
+        params = params.model_copy(update={"max_pos_sim": auto["threshold"]})
+        writer.params = params.model_dump(mode="json")  # the manifest records the threshold this run used
+        log.info("select: max_pos_sim auto = %s (the %.2f quantile of %d candidates' similarity to their positive, "
+                 "%d queries)", "off (no similarities)" if auto["threshold"] is None else f"{auto['threshold']:.4f}",
+                 auto["quantile"], auto["candidates"], auto["queries"])
     lexical = None
     if params.max_lexical_rank is not None or (cal is not None and "lex_rank" in cal.needs):
         from negmine.select.signals import LexicalRanker
@@ -546,6 +561,9 @@ def run_select(run_dir: str | Path, params: SelectParams | None = None) -> Stage
             bar.update(len(qids))
     stats = summary.as_dict()
     stats["duplicates_reused"] = known_dups is not None
+    stats["max_pos_sim"] = params.max_pos_sim
+    if auto is not None:
+        stats["max_pos_sim_auto"] = auto
     stats["calibration"] = None if cal is None else cal.summary(params.num_negatives)
     if cal is not None and cal.summary(params.num_negatives).get("k_mismatch"):
         log.warning("select: the calibration's threshold was chosen for k=%s, this selection keeps k=%d (re-run "
