@@ -46,8 +46,10 @@ test-llm-local: install
 	  --set relabel.list_size=4 --set relabel.passage_tokens=128 --set relabel.concurrency=1 --set relabel.timeout=600; \
 	$(PYTHON) -c "import sys; from negmine.io.store import Artifact; a = Artifact.open(sys.argv[1] + '/run/relabel', stage='relabel'); print({k: v for k, v in a.stats.items() if k.startswith(('label_', 'action_', 'requests'))})" "$$dir"
 
+# ruff on everything, mypy on the package (settings in pyproject.toml [tool.mypy]); both run in .ci/run
 lint: install
 	$(PYTHON) -m ruff check negmine tests scripts
+	$(PYTHON) -m mypy negmine
 
 clean:
 	rm -rf .make runs build *.egg-info .pytest_cache .ruff_cache

@@ -7,6 +7,7 @@ InputError naming the file and line (``--set`` for overrides), so the CLI exits 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def _key_lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
     return out
 
 
-def _describe(err: dict[str, Any]) -> tuple[tuple, str]:
+def _describe(err: Mapping[str, Any]) -> tuple[tuple, str]:
     loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
     dotted = ".".join(str(x) for x in loc)
     if err["type"] == "extra_forbidden":

@@ -121,7 +121,7 @@ DEFAULT_FEATURES = tuple(FEATURES)
 
 def needed_signals(names) -> set[str]:
     """The optional signals (pos_sim, lex_rank, retriever_score) the named features read."""
-    return {FEATURES[n][0] for n in names if FEATURES[n][0] is not None}
+    return {s for n in names if (s := FEATURES[n][0]) is not None}
 
 
 def feature_matrix(sig: Signals, names=DEFAULT_FEATURES) -> np.ndarray:

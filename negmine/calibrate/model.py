@@ -71,7 +71,7 @@ class FNModel:
         if unknown:
             raise ValueError(f"model uses unknown feature(s) {unknown} (made by a newer negmine?)")
         t = d.get("threshold")
-        return cls(list(d["features"]), *arrs, float(d["intercept"]), None if t is None else float(t),
+        return cls(list(d["features"]), arrs[0], arrs[1], arrs[2], float(d["intercept"]), None if t is None else float(t),
                    dict(d.get("meta") or {}))
 
     def save(self, path: Path) -> None:
@@ -239,7 +239,7 @@ def fit(X: np.ndarray, y: np.ndarray, groups: np.ndarray, features: list[str], n
     yc = np.zeros(0) if controls is None else np.asarray(controls, dtype=np.float64)
     yp = np.zeros(0) if positives is None else np.asarray(positives, dtype=np.float64)
     cv = []
-    best = None
+    best: tuple[float, float, np.ndarray] | None = None
     for C in Cs:
         oof = np.empty(len(y))
         oof_flag = np.empty(len(y))
@@ -253,6 +253,7 @@ def fit(X: np.ndarray, y: np.ndarray, groups: np.ndarray, features: list[str], n
         cv.append(row)
         if best is None or row["log_loss"] < best[0]:
             best = (row["log_loss"], C, oof)
+    assert best is not None  # Cs is never empty
     _, C, oof = best
     model, nz = _fit_one(X, y, C, features, yc if len(yc) else None, yp if len(yp) else None, noise)
     return FitResult(model, nz, oof, folds, cv, C)

@@ -29,7 +29,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -332,6 +332,8 @@ def run_calibrate(run_dir: str | Path, cfg, *, dry_run: bool = False, progress: 
     if sel.max_pos_sim == "auto":  # set explicitly next to a calibration: resolve it as select will
         from negmine.select.signals import auto_pos_sim_threshold
 
+        assert spec is not None  # max_pos_sim is set, so the encoder spec is
+
         sel = sel.model_copy(update={"max_pos_sim": auto_pos_sim_threshold(
             ingest, scores, spec, sel.pos_sim_quantile, sel.seed)["threshold"]})
     rows = load_rows(ingest, scores, sample + rest, sel, spec, lex_depth)
@@ -417,7 +419,7 @@ def run_calibrate(run_dir: str | Path, cfg, *, dry_run: bool = False, progress: 
     nk = naive.kept & in_sample
     naive_est = float(est_row[nk].mean()) if nk.any() else float("nan")
     naive_score = float(rows.sig.scores[naive.kept].mean()) if naive.kept.any() else float("nan")
-    target = params.target_fn if params.target_fn is not None else params.target_ratio * naive_est
+    target = params.target_fn if params.target_fn is not None else cast(float, params.target_ratio) * naive_est
     cands = ~rows.is_pos
     grid = np.unique(np.quantile(p_all[cands], np.linspace(0, 1, 101))) if cands.any() else np.zeros(0)
     curve = []

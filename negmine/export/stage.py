@@ -23,7 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -253,8 +253,8 @@ class _Sink:
 
     def __init__(self, path: Path, container: str, schema: pa.Schema | None) -> None:
         self.path = path
-        self.pw = None
-        self.fh = None
+        self.pw: Any = None  # pyarrow.parquet.ParquetWriter
+        self.fh: IO[bytes] | None = None
         if container == "parquet":
             import pyarrow.parquet as pq
 
@@ -264,17 +264,19 @@ class _Sink:
 
     def write(self, data: pa.Table | list[dict[str, Any]]) -> int:
         if self.pw is not None:
+            assert not isinstance(data, list), "a Parquet sink takes tables"
             if data.num_rows:  # a 0-row row group makes `datasets` fail to read the file
                 self.pw.write_table(data)
             return data.num_rows
         rows = data.to_pylist() if isinstance(data, pa.Table) else data
+        assert self.fh is not None
         self.fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8"))
         return len(rows)
 
     def close(self) -> None:
         if self.pw is not None:
             self.pw.close()
-        else:
+        elif self.fh is not None:
             self.fh.close()
         with open(self.path, "rb") as f:
             os.fsync(f.fileno())

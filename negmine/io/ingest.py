@@ -14,6 +14,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,7 +239,7 @@ class _ShardSink:
 
         self.writer = writer
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="negmine-shard")
-        self.pending = None
+        self.pending: Future[None] | None = None
 
     def _wait(self) -> None:
         if self.pending is not None:

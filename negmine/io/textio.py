@@ -15,12 +15,13 @@ import io
 import json
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from negmine.errors import InputError
 
+fast_json_loads: Callable[[bytes | str], Any] | None
 try:  # orjson parses JSON lines 2-3x faster than the standard library; json is the exact fallback
     import orjson
 

@@ -305,6 +305,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "negmine-judge/1"
     st: ServerState  # set on the subclass made by make_server
+    _headers_buffer: list[bytes]  # BaseHTTPRequestHandler's, written in one piece by _send
 
     def setup(self) -> None:
         super().setup()
@@ -425,7 +426,7 @@ class Handler(BaseHTTPRequestHandler):
     def _upload(self, raw: bytes) -> None:
         ctype = self.headers.get("Content-Type", "")
         msg = email.message_from_bytes(f"Content-Type: {ctype}\r\n\r\n".encode() + raw, policy=email.policy.HTTP)
-        content = None
+        content: Any = None
         for part in msg.iter_parts():
             if part.get_param("name", header="content-disposition") == "file":
                 content = part.get_payload(decode=True)

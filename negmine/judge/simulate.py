@@ -39,8 +39,8 @@ def hidden_copy(src: Path, dst: Path, split: str = "test") -> Path:
     """A BEIR dir whose qrels keep only the best-graded document of each query."""
     dst.mkdir(parents=True, exist_ok=True)
     (dst / "qrels").mkdir(exist_ok=True)
-    for f in ("corpus.jsonl", "queries.jsonl"):
-        shutil.copyfile(src / f, dst / f)
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        shutil.copyfile(src / name, dst / name)
     best = best_only(read_qrels(src / "qrels" / f"{split}.tsv"))
     with open(dst / "qrels" / f"{split}.tsv", "w") as f:
         f.write("query-id\tcorpus-id\tscore\n")
@@ -73,7 +73,7 @@ def write_negatives(run: Path, ingest_fp: str, negs: dict[str, list[str]], input
                                             "rank": [None] * len(pos), "teacher_score": [1.0] * len(pos),
                                             "grade": [1.0] * len(pos)}, schema=schemas.SELECT_POSITIVES))
     qs = list(negs)
-    summary = {f.name: [None] * len(qs) for f in schemas.SELECT_QUERIES}
+    summary: dict[str, list] = {f.name: [None] * len(qs) for f in schemas.SELECT_QUERIES}
     summary.update({"query_id": qs, "pos_score": [1.0] * len(qs), "kept": [len(negs[q]) for q in qs]})
     w.write_shard("queries", 0, pa.table(summary, schema=schemas.SELECT_QUERIES))
     w.finish()

@@ -166,11 +166,11 @@ def load_inputs(neg: Artifact, ingest: Artifact, scores: Artifact | None, params
                     excluded[r["query_id"]].add(r["doc_id"])
                 elif r["rank"] is not None:
                     cand[r["query_id"]].append((r["doc_id"], r["rank"], r["teacher_score"]))
-        for q, rows in cand.items():
+        for q, ranked in cand.items():
             mined = {r["doc_id"] for r in negatives.get(q, [])}
             ex = excluded.get(q, set())
-            rows.sort(key=lambda r: r[1])
-            pool = [r for r in rows if r[0] not in ex and r[0] not in mined]
+            ranked.sort(key=lambda r: r[1])
+            pool = [r for r in ranked if r[0] not in ex and r[0] not in mined]
             candidates[q] = pool[: params.refill_depth] if params.refill_depth else pool
     need = {r["doc_id"] for rows in negatives.values() for r in rows}
     need |= {d for ps in positives.values() for d in ps[: params.max_positives]}

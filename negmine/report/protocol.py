@@ -58,7 +58,7 @@ def split_hidden(qrels: pa.Table, min_grade: float = 1.0,
             (given_rows if di == best else hidden_rows).append((qi, di, gi))
 
     def table(rows: list[tuple[str, str, float]]) -> pa.Table:
-        cols = list(zip(*rows, strict=False)) if rows else [[], [], []]
+        cols: list = list(zip(*rows, strict=False)) if rows else [[], [], []]
         return pa.table({"query_id": list(cols[0]), "doc_id": list(cols[1]), "grade": list(cols[2])},
                         schema=schemas.POSITIVES)
 

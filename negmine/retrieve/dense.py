@@ -35,6 +35,7 @@ def build_index(vectors: np.ndarray, cfg: RetrieverConfig) -> Any:
 
     n, dim = vectors.shape
     xb = np.ascontiguousarray(vectors, dtype=np.float32)
+    index: Any
     if cfg.index == "flat":
         index = faiss.IndexFlatIP(dim)
     elif cfg.index == "hnsw":

@@ -61,6 +61,7 @@ class Corpus:
 
 def open_searcher(cfg: RetrieverConfig, corpus: Corpus, params: RetrieveParams) -> Any:
     t0 = time.time()
+    s: Any
     if cfg.method == "bm25":
         from negmine.retrieve.bm25 import open_bm25
 

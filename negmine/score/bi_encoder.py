@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class BiEncoderTeacher:
         p = self.params
         if len(qi) == 0:
             return np.empty(0, dtype=np.float32)
-        common = {"model": p.model, "max_seq_length": p.max_seq_length, "batch_size": p.batch_size,
+        common: dict[str, Any] = {"model": p.model, "max_seq_length": p.max_seq_length, "batch_size": p.batch_size,
                   "device": p.device, "normalize": p.normalize, "use_cache": True}
         qv = encode_texts(list(queries), kind="query", prompt=p.query_prompt, prompt_name=p.query_prompt_name,
                           desc="teacher queries", **common)

@@ -26,7 +26,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -247,7 +247,7 @@ class LLMTeacher:
                 start = 1
             for s in range(start, len(qi), BLOCK):
                 e = min(s + BLOCK, len(qi))
-                vals = await asyncio.gather(*(self._one(client, self.mode, queries[qi[r]], docs[di[r]])
+                vals = await asyncio.gather(*(self._one(client, cast(str, self.mode), queries[qi[r]], docs[di[r]])
                                               for r in range(s, e)))
                 out[s:e] = vals
                 self._check(client)

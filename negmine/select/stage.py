@@ -536,6 +536,7 @@ def run_select(run_dir: str | Path, params: SelectParams | None = None) -> Stage
     if params.max_pos_sim == "auto":
         from negmine.select.signals import auto_pos_sim_threshold
 
+        assert pos_sim_spec is not None  # max_pos_sim is set, so the encoder spec is
         auto = auto_pos_sim_threshold(ingest_art, scores, pos_sim_spec, params.pos_sim_quantile, params.seed)
         params = params.model_copy(update={"max_pos_sim": auto["threshold"]})
         writer.params = params.model_dump(mode="json")  # the manifest records the threshold this run used
