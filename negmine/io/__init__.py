@@ -1,1 +1,2 @@
-"""Readers, Arrow schemas and the artifact store: the only package that touches files."""
+"""The ingest stage (``ingest.py``, ``readers/``, config section ``input``), the Arrow schemas of the stage tables and
+the artifact store every stage writes and reads through (``store.py``; see docs/ARCHITECTURE.md)."""

@@ -1,6 +1,6 @@
 """Artifact store: a stage's output is a directory of Parquet shards plus ``_manifest.json``.
 
-Contract (see docs/DESIGN.md):
+Contract (see docs/ARCHITECTURE.md, "The artifact contract"):
 
 * A stage writes into a *staging* directory beside its final directory
   (``RUN/.candidates.staging-<fp12>``). Every shard is written to a temporary name and renamed when complete.

@@ -44,7 +44,7 @@ class SelectParams(Params):
     pos_sim_model: str | None = None
     # lexical_agreement (negmine.select.signals): drop candidates that BM25 (default settings, index cached) also
     # ranks in its top max_lexical_rank for the query: the teacher and a lexical retriever agreeing is a sign of a
-    # relevant document (Cranfield: top-20 together with max_pos_sim 0.65 -> FN 0.21x naive at full coverage)
+    # relevant document (configs/low-fn.yaml; measured in docs/BENCHMARKS.md "Mining quality")
     max_lexical_rank: int | None = Field(None, ge=1)
     # predicted_false_negative (negmine.calibrate): "auto" = apply RUN/calibration when the run has one (its
     # model and threshold; the fixed max_pos_sim default then gives way to it unless set explicitly), "off" = never,

@@ -10,17 +10,16 @@ it is more often relevant than a hard negative (Cranfield, hidden positives: see
 Why: margin rules (TopK-MarginPos / PercPos, ``mine_hard_negatives``' relative_margin) compare the candidate with
 the *query*. A false negative is a document that answers the query as well as the positive does, and such a
 document usually talks about the same thing as the positive – its similarity to the positive *document* is
-high even when its similarity to the (short, underspecified) query is not. Measured on Cranfield with hidden
-positives (scripts/bench_quality.py, all-MiniLM-L6-v2): dropping candidates with cos(candidate, positive) >= 0.6
-halves the false negatives of naive top-8 while every query keeps 8 negatives (0.55: 0.35x, hardness 0.93), whereas
-perc_pos 0.95 reaches the same false-negative rate only by leaving a fifth of the queries short of negatives.
+high even when its similarity to the (short, underspecified) query is not. With hidden positives
+(scripts/bench_quality.py; the figures are in docs/BENCHMARKS.md "Mining quality") this rule removes false
+negatives while every query keeps its k negatives, where the margin rules leave many queries short.
 
-The similarity uses a bi-encoder's document embeddings: by default the packaged all-MiniLM-L6-v2, on whose cosine
-scale the default threshold (0.55) was calibrated – when the teacher is that model its vectors are already in the
-embedding cache and nothing is encoded. ``select.pos_sim_model: teacher`` uses the bi-encoder teacher's own vectors
-(then re-calibrate the threshold for it, e.g. with `negmine report --qrels` on a labelled subset: models whose
-similarities live on a different scale would otherwise drop far too much or too little); any other value names a
-model.
+The similarity uses a bi-encoder's document embeddings: by default the packaged all-MiniLM-L6-v2 (``max_pos_sim:
+auto`` sets the threshold on the run's own cosine scale; a fixed number is on MiniLM's) – when the teacher is that
+model its vectors are already in the embedding cache and nothing is encoded. ``select.pos_sim_model: teacher``
+uses the bi-encoder teacher's own vectors (a fixed threshold must then be re-calibrated for it, e.g. with
+`negmine report --qrels` on a labelled subset: models whose similarities live on a different scale would otherwise
+drop far too much or too little); any other value names a model.
 
 The pure part is :func:`max_sim_to_positives`; :func:`block_pos_sim` fetches texts and vectors for a block of the
 select stage.
@@ -94,8 +93,8 @@ def auto_pos_sim_threshold(ingest, scores, spec: Mapping[str, Any], quantile: fl
                            max_queries: int = AUTO_MAX_QUERIES, max_rank: int = AUTO_MAX_RANK) -> dict[str, Any]:
     """``max_pos_sim: auto``: the threshold is the ``quantile`` of the candidate-positive document similarities of
     a seeded sample of up to ``max_queries`` queries (candidates ranked 1..``max_rank``). A fixed cosine means
-    different things for different corpora and encoders (measured: the separation sits near 0.55 on Cranfield
-    and 0.40-0.45 on CISI with the same model); a quantile of the run's own similarities follows them."""
+    different things for different corpora and encoders (docs/BENCHMARKS.md: the separation differs between
+    Cranfield and CISI with the same model); a quantile of the run's own similarities follows them."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
