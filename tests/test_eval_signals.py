@@ -84,6 +84,11 @@ def test_select_defaults_are_the_measured_configuration():
         ("none", "auto", 0.65, None, "top", 8, True)
     with pytest.raises(ValueError, match="resolved per run"):
         p.rules()
+    # YAML 1.1 reads `calibration: off` as a boolean: it still means off
+    from negmine.config import load_config
+
+    assert load_config(None, ["select.calibration=off"]).select.calibration == "off"
+    assert load_config(None, ["select.calibration=on"]).select.calibration == "auto"
     r = p.model_copy(update={"max_pos_sim": 0.5}).rules()
     assert r["max_pos_sim"] == 0.5 and r["perc_pos"] is None and p.problems() == []
     # perc_pos without its filter would be silently ignored: it is an input problem instead

@@ -70,9 +70,11 @@ class RelabelParams(Params):
     #                                                that `negmine score` scored (the retrieve depth)
     refill_skip_reasons: list[str] = Field(default_factory=lambda: [
         "positive", "duplicate_of_positive", "above_abs", "below_abs", "above_margin", "above_perc",
-        "out_of_window", "similar_to_positive", "lexical_agreement", "predicted_false_negative"])
-    # ^ select's drop reasons that make a candidate unfit for refill (a likely false negative, too easy, outside
-    #   the rank window); not_sampled candidates (and those select never saw) may refill, in rank order
+        "out_of_window"])
+    # ^ select's drop reasons that make a candidate unfit for refill (a positive or its duplicate, outside the
+    #   user's score margins or rank window); the candidates select's heuristic signals dropped
+    #   (similar_to_positive, lexical_agreement, predicted_false_negative) may refill, in rank order, because the
+    #   judge vets every refill: skipping them made the negatives easier (docs/BENCHMARKS.md, cascade section)
     shard_queries: int = NoFP(2000, ge=1)          # queries per output shard (the unit of resume)
     concurrency: int = NoFP(16, ge=1)
     timeout: float = NoFP(60.0, gt=0)              # seconds per request

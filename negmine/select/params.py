@@ -61,6 +61,13 @@ class SelectParams(Params):
     short_policy: Literal["keep", "drop", "fill"] = "keep"
     shard_queries: int = NoFP(10_000, gt=0)         # queries per output shard
 
+    @field_validator("calibration", mode="before")
+    @classmethod
+    def _calibration(cls, v):
+        if isinstance(v, bool):  # YAML reads a bare off / on / no / yes as a boolean
+            return "auto" if v else "off"
+        return v
+
     @field_validator("max_pos_sim")
     @classmethod
     def _max_pos_sim(cls, v):
