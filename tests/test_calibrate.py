@@ -217,3 +217,16 @@ def test_no_false_negatives_in_the_sample_drops_nothing(run_dir, server, cli, tm
     assert Artifact.open(run_dir / "calibration").stats["threshold"] is None
     code, out, _ = cli("select", str(run_dir))
     assert code == 0 and "drops nothing" in out
+
+
+def test_no_config_uses_the_default_judge_from_the_environment(run_dir, server, cli, monkeypatch):
+    """`negmine calibrate RUN` with no judge configured talks to relabel's first tier at $OPENAI_BASE_URL."""
+    srv = server(accuracy=0.9, seed=4)
+    monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    small = [s for s in sets(srv.base_url) if not s.startswith("calibrate.tiers")]
+    code, out, err = cli("calibrate", str(run_dir), *args(*small))
+    assert code == 0, err
+    st = Artifact.open(run_dir / "calibration").stats
+    assert st["tiers"][0]["model"] == "gpt-4o-mini" and srv.state.requests == st["requests_sent"] > 0
+    assert "sk-test" not in (run_dir / "calibration" / "_manifest.json").read_text()
