@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 
 class Params(BaseModel):
@@ -39,3 +41,19 @@ def NoFP(default: Any = ..., **kw: Any) -> Any:  # noqa: N802 - reads like Field
     extra = dict(kw.pop("json_schema_extra", {}) or {})
     extra["fingerprint"] = False
     return Field(default, json_schema_extra=extra, **kw)
+
+
+def one_of(names: Iterable[str]) -> AfterValidator:
+    """Validator of a field whose value names an entry of a registry (export formats, samplers, teachers, input
+    readers): ``Annotated[str, one_of(FORMATS)]``. The registry is the one list of names; the error reads like
+    pydantic's for a ``Literal``."""
+    allowed = tuple(names)
+
+    def check(v: str) -> str:
+        if v not in allowed:
+            quoted = [f"'{n}'" for n in allowed]
+            expected = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return v
+
+    return AfterValidator(check)

@@ -99,26 +99,11 @@ def load_rows(ingest: Artifact, scores: Artifact, qids: list[str], sel, pos_sim_
               lexical_depth: int | None, lexical: Any = None) -> Rows:
     """Scored rows of ``qids`` (in that order) with every signal the features need."""
     from negmine.select.filters import pos_reference
-    from negmine.select.signals import block_pos_sim, corpus_texts
+    from negmine.select.signals import block_pos_sim, corpus_texts, query_rows
 
-    want = pa.array(qids, pa.string())
-    cols = ["query_id", "doc_id", "rank", "retriever_score", "teacher_score", "is_positive"]
-    parts = [t.filter(pc.is_in(t["query_id"], value_set=want)) for t in scores.iter_shards(None, columns=cols)]
-    t = pa.concat_tables(parts) if parts else pa.schema([]).empty_table()
-    qpos = {q: i for i, q in enumerate(qids)}
-    q_list = t["query_id"].to_pylist()
+    t, group, is_pos = query_rows(ingest, scores, qids, ["retriever_score", "teacher_score"])
     d_list = t["doc_id"].to_pylist()
-    group = np.fromiter((qpos[q] for q in q_list), dtype=np.int64, count=len(q_list))
-    order = np.lexsort((pc.fill_null(t["rank"], 1 << 30).to_numpy(zero_copy_only=False), group))
-    t = t.take(pa.array(order))
-    group = group[order]
-    q_list = [q_list[i] for i in order]
-    d_list = [d_list[i] for i in order]
-    pos = ingest.read("positives", columns=["query_id", "doc_id"])
-    pos_pairs = set(zip(pos["query_id"].to_pylist(), pos["doc_id"].to_pylist(), strict=True))
-    flag = pc.fill_null(t["is_positive"], False).to_numpy(zero_copy_only=False).astype(bool)
-    is_pos = flag | np.fromiter(((q, d) in pos_pairs for q, d in zip(q_list, d_list, strict=True)), dtype=bool,
-                                count=len(q_list))
+    q_list = t["query_id"].to_pylist()
     s = t["teacher_score"].to_numpy(zero_copy_only=False).astype(np.float64)
     r = pc.fill_null(t["rank"], 0).to_numpy(zero_copy_only=False).astype(np.int64)
     rs = t["retriever_score"].to_numpy(zero_copy_only=False).astype(np.float64)

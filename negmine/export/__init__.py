@@ -8,6 +8,7 @@ from __future__ import annotations
 from negmine.select import lazy_exports
 
 _EXPORTS = {
+    "params": ("FORMATS", "ExportParams"),
     "writers": ("WRITERS", "Example", "Doc", "register_writer"),
     "stage": ("run_export",),
 }

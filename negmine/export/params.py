@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated
 
 from pydantic import Field
 
-from negmine.params_base import NoFP, Params
+from negmine.params_base import NoFP, Params, one_of
 
+# the export formats: each has a writer registered under its name in negmine/export/writers.py
 FORMATS = ("triplet", "n-tuple", "labeled-pair", "labeled-list", "flagembedding", "tevatron")
 
 
 class ExportParams(Params):
-    format: Literal["triplet", "n-tuple", "labeled-pair", "labeled-list", "flagembedding", "tevatron"] = "triplet"
+    format: Annotated[str, one_of(FORMATS)] = "triplet"
     # output file; default RUN/export/<format>.parquet (.jsonl for flagembedding / tevatron). The four
     # sentence-transformers formats are written as Parquet, or as JSON lines when the name ends in .jsonl
     out: str | None = NoFP(None)

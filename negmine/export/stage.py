@@ -33,6 +33,7 @@ from negmine.errors import InputError
 from negmine.export.params import ExportParams
 from negmine.export.writers import WRITERS, Doc, Example, Options
 from negmine.io.store import Artifact, hash_json, sha256_file, write_json_atomic
+from negmine.select.params import SelectParams
 from negmine.select.stage import read_parquet
 
 log = logging.getLogger("negmine")
@@ -191,7 +192,7 @@ def run_export(run_dir: str | Path, params: ExportParams | None = None) -> Expor
     relabel = _relabel(run_dir, select, params.use_relabel)
     out = Path(params.out) if params.out else default_out(run_dir, params.format)
     container = _container(out, params.format)
-    k = params.num_negatives or int(select.params.get("num_negatives", 8))
+    k = params.num_negatives or int(select.params.get("num_negatives", SelectParams().num_negatives))
     opts = Options(with_ids=params.with_ids, with_scores=params.with_scores, num_negatives=k, prompt=params.prompt)
     inputs = {"select": select.fingerprint, "ingest": ingest.fingerprint,
               **({"relabel": relabel.fingerprint} if relabel is not None else {})}

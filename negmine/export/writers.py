@@ -43,6 +43,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from negmine.export.params import FORMATS
 from negmine.models import doc_text
 
 
@@ -88,6 +89,11 @@ WRITERS: dict[str, Writer] = {}
 
 
 def register_writer(name: str, kind: str, schema: Callable[[Options], pa.Schema] | None = None):
+    """Register the writer of format ``name`` (declared in ``negmine.export.params.FORMATS``, which the config and
+    the CLI validate against)."""
+    if name not in FORMATS:
+        raise ValueError(f"export format {name!r} is not declared in negmine.export.params.FORMATS")
+
     def deco(fn):
         WRITERS[name] = Writer(name, kind, fn, schema)
         return fn

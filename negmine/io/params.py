@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated
 
-from negmine.params_base import NoFP, Params
+from negmine.io.readers import FORMATS
+from negmine.params_base import NoFP, Params, one_of
 
 
 class IngestParams(Params):
     path: str | None = None                       # BEIR dir, or a pairs / Tevatron / FlagEmbedding file
-    format: Literal["auto", "beir", "pairs", "tevatron", "flagembedding"] = "auto"
+    format: Annotated[str, one_of(("auto", *FORMATS))] = "auto"  # auto: detected; else a reader of negmine.io.readers
     split: str = "train"                          # BEIR qrels split
     corpus: str | None = None                     # separate corpus file (JSONL/Parquet/CSV) for file inputs
     min_grade: float = 1.0                        # qrels rows below this grade are not positives

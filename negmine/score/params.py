@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
 from negmine.judge.params import RelabelParams, Tier
-from negmine.params_base import NoFP, Params
+from negmine.params_base import NoFP, Params, one_of
 from negmine.retrieve.params import DEFAULT_MODEL
 
+# the teachers: each has a class registered under its name in negmine/score/stage.py:TEACHERS
+TEACHER_NAMES = ("bi-encoder", "cross-encoder", "llm")
 # the LLM teacher's keys: left out of the fingerprint of the encoder teachers (whose output they do not change)
 LLM_KEYS = ("llm", "llm_mode", "passage_tokens", "query_tokens")
 
@@ -19,7 +21,7 @@ class ScoreParams(Params):
     # cache: when it is the retriever's model nothing is encoded twice); cross-encoder: a sentence-transformers
     # CrossEncoder (name or local path) scoring every (query, document) pair; llm: an OpenAI-compatible chat model
     # through the judge client and its response cache (see negmine/score/llm.py).
-    teacher: Literal["bi-encoder", "cross-encoder", "llm"] = "bi-encoder"
+    teacher: Annotated[str, one_of(TEACHER_NAMES)] = "bi-encoder"
     model: str = DEFAULT_MODEL
     # bi-encoder only. Unset prompts / max_seq_length / normalize are taken from the retrieve stage when the teacher is the
     # retriever's dense model (so the teacher scores what the retriever embedded, from the cache).

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from negmine.select.filters import NOT_SAMPLED, Batch, apply_rules, fillable, pos_reference, reasons
+from negmine.select.params import SHORT_POLICIES
 from negmine.select.sampling import group_order, group_topk, gumbel, row_uniforms, sample_keys
 
-SHORT_POLICIES = ("keep", "drop", "fill")
 _NO_RANK = np.iinfo(np.int64).max // 4
 
 

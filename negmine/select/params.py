@@ -9,13 +9,16 @@ shorthand naming the main score rule; the numeric keys are what the rules use, s
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from negmine.params_base import NoFP, Params
+from negmine.params_base import NoFP, Params, one_of
 
 FILTERS = ("perc-pos", "margin-pos", "abs", "none")
+# the samplers: each registered under its name in negmine/select/sampling.py
+SAMPLINGS = ("top", "uniform", "softmax", "simans")
+SHORT_POLICIES = ("keep", "drop", "fill")
 
 
 class SelectParams(Params):
@@ -24,7 +27,7 @@ class SelectParams(Params):
     # the rank window apply whenever set, whatever `filter` says, so any combination is expressible.
     # The defaults (filter none + max_pos_sim auto) were chosen on Cranfield and CISI together with hidden positives
     # (scripts/bench_quality.py, docs/BENCHMARKS.md "Mining quality"); perc-pos etc. are one key away (configs/).
-    filter: Literal["perc-pos", "margin-pos", "abs", "none"] = "none"
+    filter: Annotated[str, one_of(FILTERS)] = "none"
     perc_pos: float | None = Field(0.95, gt=0)      # TopK-PercPos: keep s < s+ - |s+| * (1 - perc_pos)
     margin: float | None = None                     # TopK-MarginPos: keep s < s+ - margin
     max_score: float | None = None                  # TopK-Abs: keep s < max_score
@@ -53,12 +56,12 @@ class SelectParams(Params):
     dedup: bool = True                              # drop near-duplicates of a positive
     dedup_threshold: float = Field(0.9, gt=0, le=1)  # character-shingle Jaccard >= threshold = duplicate
     dedup_shingle: int = Field(5, ge=1, le=8)       # shingle length in bytes of the normalised text
-    sampling: Literal["top", "uniform", "softmax", "simans"] = "top"
+    sampling: Annotated[str, one_of(SAMPLINGS)] = "top"
     temperature: float = Field(1.0, gt=0)           # softmax: p ~ exp(s / T)
     simans_a: float = Field(0.5, gt=0)              # SimANS: p ~ exp(-a * (s - s+ - b)^2)
     simans_b: float = 0.0
     seed: int = 0
-    short_policy: Literal["keep", "drop", "fill"] = "keep"
+    short_policy: Annotated[str, one_of(SHORT_POLICIES)] = "keep"
     shard_queries: int = NoFP(10_000, gt=0)         # queries per output shard
 
     @field_validator("calibration", mode="before")

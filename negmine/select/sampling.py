@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from negmine.select.params import SAMPLINGS
+
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -71,6 +73,11 @@ SAMPLERS: dict[str, Sampler] = {}
 
 
 def register_sampler(name: str) -> Callable[[Sampler], Sampler]:
+    """Register the sampler ``name`` (declared in ``negmine.select.params.SAMPLINGS``, which the config and the
+    CLI validate against)."""
+    if name not in SAMPLINGS:
+        raise ValueError(f"sampling {name!r} is not declared in negmine.select.params.SAMPLINGS")
+
     def deco(fn: Sampler) -> Sampler:
         SAMPLERS[name] = fn
         return fn
