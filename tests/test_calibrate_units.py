@@ -140,3 +140,33 @@ def test_rule_drops_exactly_the_rows_at_or_above_the_threshold():
     with pytest.raises(ValueError, match="fn_prob"):
         select_batch(group, 1, np.array([7], dtype=np.uint64), scores, ranks, np.arange(6), is_pos,
                      np.zeros(6, bool), rules={"fn_threshold": 0.3}, k=2)
+
+
+def test_calibrated_rule_drops_what_its_model_predicts_on_hand_made_rows(tmp_path):
+    """A hand-made model.json applied the way select applies it (features -> p -> rule): exactly the candidates
+    whose p, worked out by hand from the formula, reaches the threshold are dropped as predicted_false_negative;
+    a pair the calibration judged uses its posterior instead of the model."""
+    import pyarrow as pa
+
+    from negmine.calibrate.stage import Calibration, fn_probabilities
+
+    model = FNModel(["score", "pos_sim"], np.array([0.5, 0.5]), np.array([0.1, 0.1]), np.array([1.0, 2.0]), -1.0,
+                    threshold=0.5)
+    sig = _sig()
+    cal = Calibration(model, tmp_path, "fp", {}, posterior={"q1\x1fd6": 0.99})
+    keys = pa.array(["q0\x1fd0", "q0\x1fd1", "q0\x1fd2", "q0\x1fd3", "q1\x1fd4", "q1\x1fd5", "q1\x1fd6"])
+    p = fn_probabilities(cal, sig, keys)
+
+    def by_hand(s, ps):
+        z = 1.0 * (s - 0.5) / 0.1 + 2.0 * (0.0 if math.isnan(ps) else (ps - 0.5) / 0.1) - 1.0
+        return 1 / (1 + math.exp(-z))
+
+    expected = [by_hand(s, ps) for s, ps in zip(sig.scores, sig.pos_sim, strict=True)]
+    expected[6] = 0.99  # judged: the posterior
+    assert p == pytest.approx(expected)
+    sel = select_batch(sig.group, 2, np.array([1, 2], dtype=np.uint64), sig.scores, sig.ranks, np.arange(7),
+                       sig.is_positive, np.zeros(7, bool), rules={"fn_threshold": 0.5}, k=8, fn_prob=p)
+    names = reasons()
+    dropped = {i for i, r in enumerate(sel.reason) if r >= 0 and names[r] == "predicted_false_negative"}
+    assert dropped == {i for i in range(7) if not sig.is_positive[i] and expected[i] >= 0.5}
+    assert dropped == {1, 5, 6}
