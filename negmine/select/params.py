@@ -22,53 +22,79 @@ SHORT_POLICIES = ("keep", "drop", "fill")
 
 
 class SelectParams(Params):
-    num_negatives: int = Field(8, ge=1)
+    num_negatives: int = Field(8, ge=1, description="Negatives per query.")
     # main rule. perc_pos (which has a default) applies only under "perc-pos"; margin, max_score/min_score and
     # the rank window apply whenever set, whatever `filter` says, so any combination is expressible.
     # The defaults (filter none + max_pos_sim auto) were chosen on Cranfield and CISI together with hidden positives
     # (scripts/bench_quality.py, docs/BENCHMARKS.md "Mining quality"); perc-pos etc. are one key away (configs/).
-    filter: Annotated[str, one_of(FILTERS)] = "none"
-    perc_pos: float | None = Field(0.95, gt=0)      # TopK-PercPos: keep s < s+ - |s+| * (1 - perc_pos)
-    margin: float | None = None                     # TopK-MarginPos: keep s < s+ - margin
-    max_score: float | None = None                  # TopK-Abs: keep s < max_score
-    min_score: float | None = None                  # TopK-Abs: keep s >= min_score (too-easy negatives out)
-    min_rank: int | None = Field(None, ge=1)        # rank window (1-based, inclusive)
-    max_rank: int | None = Field(None, ge=1)
-    pos_ref: Literal["min", "mean", "max"] = "min"  # s+ over a query's positives
+    filter: Annotated[str, one_of(FILTERS)] = Field("none", description=(
+        f"Main rule: {' | '.join(FILTERS)} (none: the measured default relies on --max-pos-sim). --margin, "
+        "--max-score/--min-score and the rank window apply whenever given."))
+    perc_pos: float | None = Field(0.95, gt=0, description="TopK-PercPos: keep s < s+ - |s+|*(1-perc) (= s+ * perc "
+                                   "for s+ >= 0).")
+    margin: float | None = Field(None, description="TopK-MarginPos: keep s < s+ - margin.")
+    max_score: float | None = Field(None, description="TopK-Abs: keep s < max_score.")
+    min_score: float | None = Field(None, description="Drop too-easy candidates: s < min_score.")
+    min_rank: int | None = Field(None, ge=1, description="Rank window start (1-based, inclusive).")
+    max_rank: int | None = Field(None, ge=1, description="Rank window end (inclusive).")
+    pos_ref: Literal["min", "mean", "max"] = Field("min", description="s+ over several positives: min | mean | max.")
     # similar_to_positive (negmine.select.signals): drop candidates whose document cosine with a positive >= this.
     # "auto" = per run: the pos_sim_quantile quantile of the run's candidate-positive similarities (a seeded
     # sample of its queries, candidates ranked <= 100), so the threshold follows the corpus and the encoder's
-    # cosine scale; a number = that fixed threshold; null = rule off.
-    max_pos_sim: float | Literal["auto"] | None = "auto"
-    pos_sim_quantile: float = Field(0.65, gt=0, lt=1)
-    # encoder for max_pos_sim: None = the packaged all-MiniLM-L6-v2 the default threshold is calibrated for (the
-    # teacher's cached vectors when the teacher is that model); "teacher" = the bi-encoder teacher's own vectors
-    # (re-calibrate max_pos_sim for it); any other value = that model name or path
-    pos_sim_model: str | None = None
+    # cosine scale; a number = that fixed threshold; null (on the command line: off) = rule off.
+    max_pos_sim: float | Literal["auto"] | None = Field("auto", description=(
+        "Drop candidates whose document cosine with a positive document is >= this (similar_to_positive): a "
+        "number, 'auto' (the select.pos_sim_quantile [0.65] quantile of the run's candidate-positive cosines) or "
+        "'off'."))
+    pos_sim_quantile: float = Field(0.65, gt=0, lt=1, description="The quantile --max-pos-sim auto takes.")
+    # encoder for max_pos_sim: None = the packaged all-MiniLM-L6-v2 (the teacher's cached vectors when the teacher
+    # is that model); "teacher" = the bi-encoder teacher's own vectors (re-calibrate a fixed max_pos_sim for it);
+    # any other value = that model name or path
+    pos_sim_model: str | None = Field(None, description="Encoder for --max-pos-sim: a model name or path, or "
+                                      "'teacher' [the packaged all-MiniLM-L6-v2].")
     # lexical_agreement (negmine.select.signals): drop candidates that BM25 (default settings, index cached) also
     # ranks in its top max_lexical_rank for the query: the teacher and a lexical retriever agreeing is a sign of a
     # relevant document (configs/low-fn.yaml; measured in docs/BENCHMARKS.md "Mining quality")
-    max_lexical_rank: int | None = Field(None, ge=1)
+    max_lexical_rank: int | None = Field(None, ge=1, description="Drop candidates that BM25 also ranks in its top N "
+                                         "for the query (lexical_agreement) [off].")
     # predicted_false_negative (negmine.calibrate): "auto" = apply RUN/calibration when the run has one (its
     # model and threshold; the fixed max_pos_sim default then gives way to it unless set explicitly), "off" = never,
     # or the path of another run's calibration directory / model.json
-    calibration: str | None = "auto"
-    dedup: bool = True                              # drop near-duplicates of a positive
-    dedup_threshold: float = Field(0.9, gt=0, le=1)  # character-shingle Jaccard >= threshold = duplicate
-    dedup_shingle: int = Field(5, ge=1, le=8)       # shingle length in bytes of the normalised text
-    sampling: Annotated[str, one_of(SAMPLINGS)] = "top"
-    temperature: float = Field(1.0, gt=0)           # softmax: p ~ exp(s / T)
-    simans_a: float = Field(0.5, gt=0)              # SimANS: p ~ exp(-a * (s - s+ - b)^2)
-    simans_b: float = 0.0
-    seed: int = 0
-    short_policy: Annotated[str, one_of(SHORT_POLICIES)] = "keep"
-    shard_queries: int = NoFP(10_000, gt=0)         # queries per output shard
+    calibration: str | None = Field("auto", description=(
+        "Apply a calibration (rule predicted_false_negative): auto (RUN/calibration when present) | off | PATH of "
+        "another run's calibration."))
+    dedup: bool = Field(True, description="Drop near-duplicates of a positive.")
+    dedup_threshold: float = Field(0.9, gt=0, le=1, description="Character-shingle Jaccard that makes a duplicate.")
+    dedup_shingle: int = Field(5, ge=1, le=8, description="Shingle length in bytes of the normalised text.")
+    sampling: Annotated[str, one_of(SAMPLINGS)] = Field("top", description=f"{' | '.join(SAMPLINGS)}.")
+    temperature: float = Field(1.0, gt=0, description="softmax: p ~ exp(s / T).")
+    simans_a: float = Field(0.5, gt=0, description="SimANS a: p ~ exp(-a * (s - s+ - b)^2).")
+    simans_b: float = Field(0.0, description="SimANS b.")
+    seed: int = Field(0, description="Seed of every random choice.")
+    short_policy: Annotated[str, one_of(SHORT_POLICIES)] = Field("keep", description=(
+        "Queries with fewer than k eligible negatives: keep (fewer) | drop (the query) | fill (from the next "
+        "ranks, flagged `filled`)."))
+    shard_queries: int = NoFP(10_000, gt=0, description="Queries per output shard.")
 
     @field_validator("calibration", mode="before")
     @classmethod
     def _calibration(cls, v):
         if isinstance(v, bool):  # YAML reads a bare off / on / no / yes as a boolean
             return "auto" if v else "off"
+        return v
+
+    @field_validator("max_pos_sim", mode="before")
+    @classmethod
+    def _max_pos_sim_words(cls, v):
+        """The command line's words: ``off`` / ``none`` = null (rule off), ``auto``, or a number."""
+        if isinstance(v, str):
+            word = v.strip().lower()
+            if word in ("off", "none", "null"):
+                return None
+            try:
+                return word if word == "auto" else float(word)
+            except ValueError:
+                return v
         return v
 
     @field_validator("max_pos_sim")
