@@ -28,16 +28,16 @@ from negmine.params_base import Params
 @dataclass(frozen=True)
 class Flag:
     """A field exposed under other option names than ``--field-name`` (``decls``), or with another command-line
-    type than the field's (``type``, e.g. ``str`` for a field that also takes a keyword such as ``off``)."""
+    type than the field's (``as_type``, e.g. ``str`` for a field that also takes a keyword such as ``off``)."""
 
     field: str
     decls: tuple[str, ...] = ()
-    type: type | None = None
+    as_type: type | None = None
 
-    def __init__(self, field: str, *decls: str, type: type | None = None) -> None:
+    def __init__(self, field: str, *decls: str, as_type: type | None = None) -> None:
         object.__setattr__(self, "field", field)
         object.__setattr__(self, "decls", decls)
-        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "as_type", as_type)
 
 
 def _scalar(annotation: Any) -> type:
@@ -73,7 +73,7 @@ def option(cls: type[Params], spec: str | Flag) -> inspect.Parameter:
     """The keyword parameter (annotation + ``typer.Option``) of one field of ``cls``."""
     flag = spec if isinstance(spec, Flag) else Flag(spec)
     f = cls.model_fields[flag.field]
-    kind = flag.type or _scalar(f.annotation)
+    kind = flag.as_type or _scalar(f.annotation)
     dashed = "--" + flag.field.replace("_", "-")
     decls = flag.decls or ((f"{dashed}/--no-{flag.field.replace('_', '-')}",) if kind is bool else (dashed,))
     return inspect.Parameter(flag.field, inspect.Parameter.KEYWORD_ONLY, annotation=kind | None,
