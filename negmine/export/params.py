@@ -13,13 +13,19 @@ FORMATS = ("triplet", "n-tuple", "labeled-pair", "labeled-list", "flagembedding"
 
 
 class ExportParams(Params):
-    format: Annotated[str, one_of(FORMATS)] = "triplet"
-    # output file; default RUN/export/<format>.parquet (.jsonl for flagembedding / tevatron). The four
-    # sentence-transformers formats are written as Parquet, or as JSON lines when the name ends in .jsonl
-    out: str | None = NoFP(None)
-    with_ids: bool = False        # add id columns (query_id, positive_id, negative_id, ...)
-    with_scores: bool = False     # add teacher scores (sentence-transformers: the `scores`/`score` label column)
-    num_negatives: int | None = Field(None, ge=1)  # n-tuple width / cap per query (default: select's)
-    include_filled: bool = True   # export negatives kept by short_policy "fill"
-    prompt: str | None = None     # flagembedding: the "prompt" (query instruction) of every line
-    use_relabel: bool = True      # apply RUN/relabel (removed negatives, promoted positives) when present
+    format: Annotated[str, one_of(FORMATS)] = Field("triplet", description=(
+        f"{' | '.join(FORMATS)}: the first four for sentence-transformers (Parquet), flagembedding and tevatron "
+        "as JSON lines."))
+    # default RUN/export/<format>.parquet (.jsonl for flagembedding / tevatron)
+    out: str | None = NoFP(None, description="Output file [RUN/export/<format>.parquet|jsonl]; a .jsonl name writes "
+                           "the sentence-transformers formats as JSON lines.")
+    with_ids: bool = Field(False, description="Add id columns (query_id, positive_id, negative_id, ...; drop them "
+                           "before training: the trainer reads every non-label column as text).")
+    with_scores: bool = Field(False, description="Add teacher scores (a `scores` label column for MarginMSE; "
+                              "`score` instead of `label` for labeled-pair).")
+    num_negatives: int | None = Field(None, ge=1, description="n-tuple width / negatives per query [select's].")
+    include_filled: bool = Field(True, description="Export negatives added by short_policy fill.")
+    prompt: str | None = Field(None, description="flagembedding: the query instruction (\"prompt\" key) of every "
+                               "line.")
+    use_relabel: bool = Field(True, description="Apply RUN/relabel (removed negatives, promoted positives) when "
+                              "present.")
