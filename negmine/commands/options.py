@@ -64,7 +64,7 @@ def help_text(f: FieldInfo) -> str:
     """The field's description, followed by ``[its default]`` unless the description already ends with one."""
     text = (f.description or "").strip()
     shown = _shown_default(f)
-    if shown is None or text.endswith("]"):
+    if shown is None or text.rstrip(".").endswith("]"):
         return text
     return f"{text} [{shown}]".strip()
 

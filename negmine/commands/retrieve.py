@@ -3,34 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from negmine.commands.common import ConfigOpt, RunArg, SetOpt
+from negmine.commands.options import Flag, stage_options
+from negmine.retrieve.params import RetrieveParams
 
 
+@stage_options(RetrieveParams, Flag("method", "--method", "-m"), "depth", "model", "backend", "index", "fusion",
+               "query_prompt", "doc_prompt", "max_seq_length", "batch_size", "device", "shard_queries")
 def retrieve(
     run: Path = RunArg,
-    method: str | None = typer.Option(None, "--method", "-m", help="bm25 | dense | hybrid (bm25 + dense, "
-                                      "fused) [dense]."),
-    depth: int | None = typer.Option(None, "--depth", "-k", help="Candidates per query [100]."),
-    model: str | None = typer.Option(None, "--model", help="Dense model: sentence-transformers name or local "
-                                     "path [all-MiniLM-L6-v2, packaged]."),
-    backend: str | None = typer.Option(None, "--backend", help="BM25 backend: bm25s | rank-bm25 (slow "
-                                       "reference) [bm25s]."),
-    index: str | None = typer.Option(None, "--index", help="Dense index: flat (exact) | ivf | hnsw [flat]."),
-    fusion: str | None = typer.Option(None, "--fusion", help="Hybrid fusion: rrf | score [rrf]."),
-    query_prompt: str | None = typer.Option(None, "--query-prompt", help="Text put before each query "
-                                            "(e.g. 'query: ')."),
-    doc_prompt: str | None = typer.Option(None, "--doc-prompt", help="Text put before each document."),
-    max_seq_length: int | None = typer.Option(None, "--max-seq-length", help="Truncate model inputs "
-                                              "(tokens) [model default]."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Encoding batch size [64]."),
-    device: str | None = typer.Option(None, "--device", help="cpu | cuda | cuda:1 ... [auto]."),
-    shard_queries: int | None = typer.Option(None, "--shard-queries", help="Queries per shard (unit of "
-                                             "resume) [10000]."),
     config: Path | None = ConfigOpt,
     set_: list[str] | None = SetOpt,
+    *,
+    flags: dict[str, Any],
 ) -> None:
     """Retrieve candidate documents for every query (RUN/ingest → RUN/candidates).
 
@@ -42,9 +31,7 @@ def retrieve(
     from negmine.commands.common import resolve
     from negmine.retrieve.stage import run_retrieve
 
-    cfg = resolve(config, set_, "retrieve", method=method, depth=depth, model=model, backend=backend, index=index,
-                  fusion=fusion, query_prompt=query_prompt, doc_prompt=doc_prompt, max_seq_length=max_seq_length,
-                  batch_size=batch_size, device=device, shard_queries=shard_queries)
+    cfg = resolve(config, set_, "retrieve", **flags)
     res = run_retrieve(run, cfg.retrieve)
     typer.echo(str(res.artifact.path))
 

@@ -32,10 +32,10 @@ class RetrieverConfig(Params):
 
     method: Literal["bm25", "dense"] = "dense"
     name: str | None = None          # label in the `retrievers` column (default: the method)
-    depth: int = Field(100, gt=0)    # candidates per query
+    depth: int = Field(100, gt=0, description="Candidates per query.")
     weight: float = Field(1.0, ge=0)  # weight in fusion
     # -- BM25 ---------------------------------------------------------------------------------------------------
-    backend: Literal["bm25s", "rank-bm25"] = "bm25s"  # rank-bm25 = BM25Okapi, the slow reference implementation
+    backend: Literal["bm25s", "rank-bm25"] = Field("bm25s", description="BM25 backend: bm25s | rank-bm25 (BM25Okapi, the slow reference).")
     bm25_method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = "lucene"  # bm25s scoring variant
     k1: float = Field(1.2, ge=0)
     b: float = Field(0.75, ge=0, le=1)
@@ -43,14 +43,16 @@ class RetrieverConfig(Params):
     stopwords: str | None = "en"     # a bm25s stopword list name (en, de, fr, ...), or null for none
     stemmer: str | None = "english"  # a PyStemmer language, or null for none
     # -- dense --------------------------------------------------------------------------------------------------
-    model: str = DEFAULT_MODEL       # sentence-transformers name or local path
-    query_prompt: str | None = None
+    model: str = Field(DEFAULT_MODEL, description="Dense model: sentence-transformers name or local path "
+                       f"[{DEFAULT_MODEL}, packaged].")
+    query_prompt: str | None = Field(None, description="Text put before each query (e.g. 'query: ').")
     query_prompt_name: str | None = None
-    doc_prompt: str | None = None
+    doc_prompt: str | None = Field(None, description="Text put before each document.")
     doc_prompt_name: str | None = None
-    max_seq_length: int | None = Field(None, gt=0)
+    max_seq_length: int | None = Field(None, gt=0, description="Truncate model inputs (tokens) [model default].")
     normalize: bool = True           # cosine similarity (L2-normalised vectors, inner product)
-    index: Literal["flat", "ivf", "hnsw"] = "flat"  # flat = exact inner product
+    index: Literal["flat", "ivf", "hnsw"] = Field("flat", description="Dense index: flat (exact inner product) | "
+                                                  "ivf | hnsw.")
     ivf_nlist: int | None = Field(None, gt=0)        # default: 4·sqrt(n_docs)
     ivf_nprobe: int = Field(16, gt=0)
     hnsw_m: int = Field(32, gt=1)
@@ -70,13 +72,15 @@ class RetrieverConfig(Params):
 
 
 class RetrieveParams(RetrieverConfig):
-    method: Literal["bm25", "dense", "hybrid"] = "dense"  # type: ignore[assignment]
+    method: Literal["bm25", "dense", "hybrid"] = Field(  # type: ignore[assignment]
+        "dense", description="bm25 | dense | hybrid (bm25 + dense, fused).")
     retrievers: list[dict[str, Any]] | None = None  # several retrievers, fused (overrides `method`)
-    fusion: Literal["rrf", "score"] = "rrf"  # reciprocal-rank fusion, or min-max normalised score sum
+    fusion: Literal["rrf", "score"] = Field("rrf", description="Fusion of several retrievers: rrf (reciprocal "
+                                            "rank) | score (min-max normalised score sum).")
     rrf_k: float = Field(60.0, gt=0)
-    batch_size: int = NoFP(64, gt=0)
-    device: str | None = NoFP(None)
-    shard_queries: int = NoFP(10_000, gt=0)
+    batch_size: int = NoFP(64, gt=0, description="Encoding batch size.")
+    device: str | None = NoFP(None, description="cpu | cuda | cuda:1 ... [auto: CUDA when present].")
+    shard_queries: int = NoFP(10_000, gt=0, description="Queries per shard (the unit of resume).")
 
     @field_validator("retrievers")
     @classmethod
