@@ -212,7 +212,8 @@ def st_configs(run: Path, proto: Path, qrels, work: Path, names: list[str]) -> d
     return out
 
 
-def calibration_rows(pool: Path, data: Path, work: Path, qrels, seeds: list[int]) -> dict[str, dict]:
+def calibration_rows(pool: Path, data: Path, work: Path, qrels, seeds: list[int],
+                     overrides: list[str] | None = None) -> dict[str, dict]:
     """`negmine calibrate` (defaults) against a judge-server at accuracy 0.9, then `negmine select` (defaults)."""
     import shutil
 
@@ -238,7 +239,7 @@ def calibration_rows(pool: Path, data: Path, work: Path, qrels, seeds: list[int]
             shutil.copytree(pool / d, run / d)
         with JudgeServer(ServerState(truth, accuracy=0.9, seed=seed)) as srv:
             cfg = load_config(None, [f"calibrate.tiers=[{{model: judge, base_url: '{srv.base_url}'}}]",
-                                     f"calibrate.seed={seed}", f"select.num_negatives={K}"])
+                                     f"calibrate.seed={seed}", f"select.num_negatives={K}", *(overrides or [])])
             t = time.time()
             cal = run_calibrate(run, cfg, progress=False).artifact
             secs = time.time() - t
@@ -303,7 +304,8 @@ def run_dataset(data: Path, work: Path, args) -> tuple[dict, dict]:
             pools["bm25_100"] = build_pool("bm25_100", proto, work)
         results.update(agreement_configs(pools["dense100"], pools["bm25_100"], qrels))
     if args.calibration_seeds:
-        results.update(calibration_rows(pools["dense100"], data, work, qrels, args.calibration_seeds))
+        results.update(calibration_rows(pools["dense100"], data, work, qrels, args.calibration_seeds,
+                                        args.calibration_set))
     if not args.no_st:
         results.update(st_configs(pools["dense100"], proto, qrels, work, list(ST_CONFIGS)))
     naive = results.get("naive top-8", {}).get("fn_rate")
@@ -339,6 +341,8 @@ def main() -> None:
     ap.add_argument("--dedup-variants", action="store_true", help="also run every row with near-duplicate removal")
     ap.add_argument("--calibration-seeds", type=int, nargs="*", default=[0, 1, 2],
                     help="one calibrated row per seed (none: skip calibration)")
+    ap.add_argument("--calibration-set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="config overrides for the calibration rows, e.g. calibrate.queries=75")
     args = ap.parse_args()
 
     from negmine.cli import setup_logging

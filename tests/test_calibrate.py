@@ -157,6 +157,10 @@ def test_rerun_is_cached_and_reproducible(run_dir, server, cli):
     assert cli("calibrate", str(run_dir), *s)[0] == 0
     assert srv.state.requests == first  # every answer from the response cache
     assert (run_dir / "calibration" / "model.json").read_bytes() == model1
+    # another judge behind the same model name is another calibration (answers cached by content are reused)
+    other = server(accuracy=0.9, seed=2)
+    code, out, _ = cli("calibrate", str(run_dir), *args(*sets(other.base_url)))
+    assert code == 0 and "up to date" not in out
 
 
 def test_dry_run_sends_nothing(run_dir, server, cli):

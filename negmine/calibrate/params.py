@@ -16,10 +16,10 @@ from negmine.params_base import NoFP, Params
 
 
 class CalibrateParams(Params):
-    queries: int = Field(50, ge=2)                  # queries in the judged sample (seeded)
+    queries: int = Field(75, ge=2)                  # queries in the judged sample (seeded)
     fraction: float | None = Field(None, gt=0, le=1)  # or this share of the run's queries (overrides `queries`)
-    top: int = Field(20, ge=1)                      # top-ranked candidates judged per sampled query
-    deep: int = Field(5, ge=0)                      # plus this many random candidates ranked below `top`: the
+    top: int = Field(12, ge=1)                      # top-ranked candidates judged per sampled query
+    deep: int = Field(3, ge=0)                      # plus this many random candidates ranked below `top`: the
     #                                                 model then also knows the deep candidates refills come from
     controls: int = Field(4, ge=0)                  # random documents outside the query's pool, judged too: they
     #                                                 measure how often the judge calls an irrelevant text relevant

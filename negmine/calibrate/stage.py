@@ -273,10 +273,23 @@ def judge_items(run_dir: Path, cfg, items: dict[str, list], ingest: Artifact, pl
 
 # ---- the stage -------------------------------------------------------------------------------------------------
 
+def _endpoint(tier) -> str:
+    """Where a tier's judgments come from (its base_url, else $OPENAI_BASE_URL, else OpenAI), without any
+    user:password: another judge behind the same model name makes a different calibration."""
+    import os
+    from urllib.parse import urlsplit, urlunsplit
+
+    url = tier.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+    u = urlsplit(url)
+    if u.username or u.password:
+        u = u._replace(netloc=(u.hostname or "") + (f":{u.port}" if u.port else ""))
+    return urlunsplit(u)
+
+
 def _fingerprint_params(cfg, sel, features: list[str]) -> dict[str, Any]:
     jp = judge_params(cfg)
     judge = {"tiers": [{"model": t.model, "logprobs": t.logprobs, "max_tokens": t.max_tokens,
-                        "temperature": t.temperature} for t in jp.tiers],
+                        "temperature": t.temperature, "endpoint": _endpoint(t)} for t in jp.tiers],
              **{k: getattr(jp, k) for k in ("prompt", "list_size", "max_positives", "passage_tokens",
                                               "query_tokens", "band", "routing", "escalate_unjudged")}}
     return {"calibrate": cfg.calibrate.fingerprint_dict(), "features": features, "judge": judge,

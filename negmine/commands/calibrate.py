@@ -14,8 +14,8 @@ def calibrate(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print calls, estimated tokens and cost; send nothing."),
     budget_usd: float | None = typer.Option(None, "--budget-usd", help="Stop cleanly before new spending would "
                                                "pass this many USD (exit 3; re-run to continue)."),
-    queries: int | None = typer.Option(None, "--queries", help="Queries in the judged sample [50]."),
-    top: int | None = typer.Option(None, "--top", help="Top candidates judged per sampled query [20] (plus "
+    queries: int | None = typer.Option(None, "--queries", help="Queries in the judged sample [75]."),
+    top: int | None = typer.Option(None, "--top", help="Top candidates judged per sampled query [12] (plus "
                                    "calibrate.deep deeper ones, the positives and calibrate.controls random "
                                    "documents)."),
     target_ratio: float | None = typer.Option(None, "--target-ratio", help="Estimated FN rate at most this "
