@@ -3,44 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from negmine.commands.common import ConfigOpt, RunArg, SetOpt
+from negmine.commands.options import Flag, stage_options
+from negmine.score.params import ScoreParams
 
 
+@stage_options(ScoreParams, Flag("teacher", "--teacher", "-t"), "budget_usd", "batch_size", "device", "max_length",
+               "activation", "query_prompt", "query_prompt_name", "doc_prompt", "doc_prompt_name", "max_seq_length",
+               "shard_queries")
 def score(
     run: Path = RunArg,
-    teacher: str | None = typer.Option(None, "--teacher", "-t", help="bi-encoder | cross-encoder | llm "
-                                          "[bi-encoder]."),
     model: str | None = typer.Option(None, "--model", "-m", help="Teacher model name or local path "
                                         "[all-MiniLM-L6-v2]; a CrossEncoder for --teacher cross-encoder; the chat "
                                         "model (score.llm.model) for --teacher llm."),
     dry_run: bool = typer.Option(False, "--dry-run", help="LLM teacher: print calls, estimated tokens and cost; "
                                  "send nothing."),
-    budget_usd: float | None = typer.Option(None, "--budget-usd", help="LLM teacher: stop before new spending "
-                                               "would pass this many USD (exit 3; answers are cached, re-run to "
-                                               "continue)."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Encode / predict batch size [64]."),
-    device: str | None = typer.Option(None, "--device", help="cpu | cuda | cuda:N [auto]."),
-    max_length: int | None = typer.Option(None, "--max-length", help="Cross-encoder: max tokens of a "
-                                             "(query, document) pair [model's]."),
-    activation: str | None = typer.Option(None, "--activation", help="Cross-encoder: default | none | "
-                                             "sigmoid, applied to the logit [default = the model's own]."),
-    query_prompt: str | None = typer.Option(None, "--query-prompt", help="Bi-encoder: text prepended to "
-                                               "queries [the retriever's, for the same model]."),
-    query_prompt_name: str | None = typer.Option(None, "--query-prompt-name",
-                                                    help="Bi-encoder: a prompt name of the model for queries."),
-    doc_prompt: str | None = typer.Option(None, "--doc-prompt", help="Bi-encoder: text prepended to "
-                                             "documents."),
-    doc_prompt_name: str | None = typer.Option(None, "--doc-prompt-name",
-                                                  help="Bi-encoder: a prompt name of the model for documents."),
-    max_seq_length: int | None = typer.Option(None, "--max-seq-length", help="Bi-encoder: max tokens per "
-                                                 "text [model's]."),
-    shard_queries: int | None = typer.Option(None, "--shard-queries", help="Queries per output shard "
-                                                "(unit of resume) [10000]."),
     config: Path | None = ConfigOpt,
     set_: list[str] | None = SetOpt,
+    *,
+    flags: dict[str, Any],
 ) -> None:
     """Score every candidate and every positive of each query with a teacher model → RUN/scores.
 
@@ -56,10 +41,7 @@ def score(
     """
     from negmine.commands.common import resolve
 
-    cfg = resolve(config, set_, "score", teacher=teacher, batch_size=batch_size, device=device,
-                  max_length=max_length, activation=activation, query_prompt=query_prompt,
-                  query_prompt_name=query_prompt_name, doc_prompt=doc_prompt, doc_prompt_name=doc_prompt_name,
-                  max_seq_length=max_seq_length, shard_queries=shard_queries, budget_usd=budget_usd)
+    cfg = resolve(config, set_, "score", **flags)
     params = cfg.score
     if model is not None:
         if params.teacher == "llm":

@@ -21,22 +21,25 @@ class ScoreParams(Params):
     # cache: when it is the retriever's model nothing is encoded twice); cross-encoder: a sentence-transformers
     # CrossEncoder (name or local path) scoring every (query, document) pair; llm: an OpenAI-compatible chat model
     # through the judge client and its response cache (see negmine/score/llm.py).
-    teacher: Annotated[str, one_of(TEACHER_NAMES)] = "bi-encoder"
+    teacher: Annotated[str, one_of(TEACHER_NAMES)] = Field("bi-encoder", description=" | ".join(TEACHER_NAMES) + ".")
     model: str = DEFAULT_MODEL
     # bi-encoder only. Unset prompts / max_seq_length / normalize are taken from the retrieve stage when the teacher is the
     # retriever's dense model (so the teacher scores what the retriever embedded, from the cache).
-    query_prompt: str | None = None
-    query_prompt_name: str | None = None
-    doc_prompt: str | None = None
-    doc_prompt_name: str | None = None
-    max_seq_length: int | None = None
+    query_prompt: str | None = Field(None, description="Bi-encoder: text prepended to queries [the retriever's, for the same model].")
+    query_prompt_name: str | None = Field(None, description="Bi-encoder: a prompt name of the model for queries.")
+    doc_prompt: str | None = Field(None, description="Bi-encoder: text prepended to documents.")
+    doc_prompt_name: str | None = Field(None, description="Bi-encoder: a prompt name of the model for documents.")
+    max_seq_length: int | None = Field(None, description="Bi-encoder: max tokens per text [model's].")
     normalize: bool = True                         # cosine (normalised vectors); false = raw inner product
     # cross-encoder only
-    max_length: int | None = None                  # tokens of query + document (None: the model's own limit)
-    activation: Literal["default", "none", "sigmoid"] = "default"  # default = the model's own (Sigmoid for 1 label)
-    batch_size: int = NoFP(64, gt=0)
-    device: str | None = NoFP(None)
-    shard_queries: int = NoFP(10_000, gt=0)        # queries per output shard (the unit of resume)
+    max_length: int | None = Field(None, description="Cross-encoder: max tokens of a (query, document) pair "
+                                   "[model's].")
+    activation: Literal["default", "none", "sigmoid"] = Field("default", description=(
+        "Cross-encoder: default | none | sigmoid, applied to the logit [default = the model's own: Sigmoid for one "
+        "label]."))
+    batch_size: int = NoFP(64, gt=0, description="Encode / predict batch size.")
+    device: str | None = NoFP(None, description="cpu | cuda | cuda:N [auto].")
+    shard_queries: int = NoFP(10_000, gt=0, description="Queries per output shard (unit of resume).")
     # llm only. The model: a relabel tier (model, base_url, api_key_env, prices); None = relabel's default first
     # tier (gpt-4o-mini at $OPENAI_BASE_URL with $OPENAI_API_KEY), also the base of keys given without a model
     # (e.g. --set score.llm.base_url=...). Keys never go here: api_key_env names a variable.
@@ -51,7 +54,9 @@ class ScoreParams(Params):
     max_retries: int = NoFP(4, ge=0)               # retries after the first attempt (429, 5xx, timeouts)
     backoff: float = NoFP(1.0, ge=0)               # first backoff in seconds; doubles, with jitter
     max_backoff: float = NoFP(30.0, ge=0)
-    budget_usd: float | None = NoFP(None, gt=0)    # stop before new spending would exceed this (exit 3)
+    budget_usd: float | None = NoFP(None, gt=0, description=(
+        "LLM teacher: stop before new spending would pass this many USD (exit 3; answers are cached, re-run to "
+        "continue)."))
     cache_path: str | None = NoFP(None)            # SQLite response cache; default RUN/.judge-cache.sqlite
     max_unscored: float = NoFP(0.05, ge=0, le=1)   # fail when more than this share of pairs gets no usable answer
 
