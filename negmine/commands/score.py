@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from negmine.commands.common import ConfigOpt, RunArg, SetOpt
-from negmine.commands.options import Flag, stage_options
+from negmine.commands.options import Flag, help_text, stage_options
 from negmine.score.params import ScoreParams
 
 
@@ -17,9 +17,8 @@ from negmine.score.params import ScoreParams
                "shard_queries")
 def score(
     run: Path = RunArg,
-    model: str | None = typer.Option(None, "--model", "-m", help="Teacher model name or local path "
-                                        "[all-MiniLM-L6-v2]; a CrossEncoder for --teacher cross-encoder; the chat "
-                                        "model (score.llm.model) for --teacher llm."),
+    # --model is resolved here, not by the config: for --teacher llm it names the chat model (score.llm.model)
+    model: str | None = typer.Option(None, "--model", "-m", help=help_text(ScoreParams.model_fields["model"])),
     dry_run: bool = typer.Option(False, "--dry-run", help="LLM teacher: print calls, estimated tokens and cost; "
                                  "send nothing."),
     config: Path | None = ConfigOpt,

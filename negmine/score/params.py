@@ -22,7 +22,9 @@ class ScoreParams(Params):
     # CrossEncoder (name or local path) scoring every (query, document) pair; llm: an OpenAI-compatible chat model
     # through the judge client and its response cache (see negmine/score/llm.py).
     teacher: Annotated[str, one_of(TEACHER_NAMES)] = Field("bi-encoder", description=" | ".join(TEACHER_NAMES) + ".")
-    model: str = DEFAULT_MODEL
+    model: str = Field(DEFAULT_MODEL, description=(
+        "Teacher model name or local path; a CrossEncoder for --teacher cross-encoder; the chat model "
+        "(score.llm.model) for --teacher llm."))
     # bi-encoder only. Unset prompts / max_seq_length / normalize are taken from the retrieve stage when the teacher is the
     # retriever's dense model (so the teacher scores what the retriever embedded, from the cache).
     query_prompt: str | None = Field(None, description="Bi-encoder: text prepended to queries [the retriever's, for the same model].")
