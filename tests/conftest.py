@@ -29,7 +29,7 @@ def _read_jsonl(p: Path) -> list[dict]:
     return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def make_beir_subset(src: Path, dst: Path, split: str, n_queries: int, n_docs: int) -> Path:
+def _make_beir_subset(src: Path, dst: Path, split: str, n_queries: int, n_docs: int) -> Path:
     """A deterministic BEIR subset: the first ``n_queries`` queries (qrels order) with all their relevant docs,
     filled with every k-th other document up to ``n_docs`` documents."""
     qrels = [line.split("\t") for line in (src / "qrels" / f"{split}.tsv").read_text().splitlines()[1:]]
@@ -65,15 +65,21 @@ def make_beir_subset(src: Path, dst: Path, split: str, n_queries: int, n_docs: i
 
 
 @pytest.fixture(scope="session")
+def make_beir_subset():
+    """``make_beir_subset(src, dst, split, n_queries, n_docs)``: a deterministic BEIR subset (see above)."""
+    return _make_beir_subset
+
+
+@pytest.fixture(scope="session")
 def cranfield_small(shared_data, tmp_path_factory) -> Path:
     """Cranfield subset in BEIR layout: 50 queries (all their graded relevant docs), 500 docs, split 'test'."""
-    return make_beir_subset(shared_data / "cranfield", tmp_path_factory.mktemp("cranfield_small"), "test", 50, 500)
+    return _make_beir_subset(shared_data / "cranfield", tmp_path_factory.mktemp("cranfield_small"), "test", 50, 500)
 
 
 @pytest.fixture(scope="session")
 def scifact_small(shared_data, tmp_path_factory) -> Path:
     """SciFact subset in BEIR layout: 60 train queries with their positives, 300 docs, split 'train'."""
-    return make_beir_subset(shared_data / "scifact", tmp_path_factory.mktemp("scifact_small"), "train", 60, 300)
+    return _make_beir_subset(shared_data / "scifact", tmp_path_factory.mktemp("scifact_small"), "train", 60, 300)
 
 
 @pytest.fixture(scope="session")

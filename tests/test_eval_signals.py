@@ -98,11 +98,10 @@ def test_select_defaults_are_the_measured_configuration():
 
 
 @pytest.mark.slow
-def test_eval_hidden_positives_end_to_end(shared_data, tmp_path, cli):
+def test_eval_hidden_positives_end_to_end(shared_data, tmp_path, cli, make_beir_subset):
     """An 8-query Cranfield subset: BM25 candidates, MiniLM teacher, similar_to_positive on. The protocol builds
     the input, mines, and scores against the full qrels; the FN count is re-derived here from the artifacts."""
     import pyarrow.compute as pc
-    from conftest import make_beir_subset
 
     from negmine.io.store import Artifact
     from negmine.report.protocol import read_qrels
@@ -166,12 +165,10 @@ def test_lexical_agreement_rule_hand_made():
 
 
 @pytest.mark.slow
-def test_lexical_agreement_matches_the_retrieve_stage_bm25(shared_data, tmp_path, cli):
+def test_lexical_agreement_matches_the_retrieve_stage_bm25(shared_data, tmp_path, cli, make_beir_subset):
     """BM25 candidates (default settings) on an 8-query Cranfield subset: select's lexical_agreement uses its own
     BM25 ranking (negmine.select.signals.LexicalRanker), which must agree with the retrieve stage's ranks: every
     candidate ranked 1..5 that no earlier rule dropped is dropped as lexical_agreement, and none ranked lower is."""
-    from conftest import make_beir_subset
-
     from negmine.io.store import Artifact
 
     data = make_beir_subset(shared_data / "cranfield", tmp_path / "cran", "test", 8, 60)

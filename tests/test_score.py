@@ -212,10 +212,9 @@ def test_score_without_candidates_is_an_input_error(scifact_small, tmp_path, cli
     assert code == 2 and "negmine retrieve" in err
 
 
-def test_bi_encoder_teacher_reuses_the_retrievers_embeddings(tmp_path, shared_data, monkeypatch, caplog):
+def test_bi_encoder_teacher_reuses_the_retrievers_embeddings(tmp_path, shared_data, monkeypatch, caplog,
+                                                             make_beir_subset):
     """With the retriever's model, the teacher reads every vector from the embedding cache: 0 texts encoded."""
-    from conftest import make_beir_subset
-
     from negmine.retrieve.embed import encode_texts
     from negmine.score.stage import run_score
 

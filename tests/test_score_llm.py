@@ -24,9 +24,7 @@ N_QUERIES = 12
 
 
 @pytest.fixture(scope="module")
-def base(cranfield_small, tmp_path_factory):
-    from conftest import make_beir_subset
-
+def base(cranfield_small, tmp_path_factory, make_beir_subset):
     from negmine.io.ingest import run_ingest
     from negmine.io.params import IngestParams
     from negmine.retrieve.params import RetrieveParams
