@@ -32,7 +32,7 @@ from tqdm import tqdm
 from negmine.errors import InputError
 from negmine.export.params import ExportParams
 from negmine.export.writers import WRITERS, Doc, Example, Options
-from negmine.io.store import Artifact, hash_json, sha256_file, write_json_atomic
+from negmine.io.store import Artifact, check_inputs, hash_json, sha256_file, write_json_atomic
 from negmine.select.params import SelectParams
 from negmine.select.stage import read_parquet
 
@@ -189,6 +189,7 @@ def run_export(run_dir: str | Path, params: ExportParams | None = None) -> Expor
     writer = WRITERS[params.format]
     select = Artifact.open(run_dir / "negatives", stage="select", hint="run `negmine select` first")
     ingest = Artifact.open(run_dir / "ingest", stage="ingest", hint="run `negmine ingest` first")
+    check_inputs(select, ingest)
     relabel = _relabel(run_dir, select, params.use_relabel)
     out = Path(params.out) if params.out else default_out(run_dir, params.format)
     container = _container(out, params.format)

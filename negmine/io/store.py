@@ -68,6 +68,13 @@ def sha256_file(path: str | os.PathLike) -> str:
     return _hash_file(path, hashlib.sha256())
 
 
+def xxh3_file(path: str | os.PathLike) -> str:
+    """xxh3-128 of a file's bytes: the shard checksum verified on every read (~10 GB/s; docs/BENCHMARKS.md)."""
+    import xxhash
+
+    return _hash_file(path, xxhash.xxh3_128())
+
+
 def stage_fingerprint(stage: str, params: Mapping[str, Any], inputs: Mapping[str, str]) -> str:
     return hash_json({"stage": stage, "schema_version": SCHEMA_VERSION, "params": params, "inputs": inputs})
 
@@ -199,6 +206,152 @@ class Artifact:
             return parts[0]
         return pa.concat_tables(parts)
 
+    def damaged(self) -> list[tuple[str, Path, str]]:
+        """(table, shard path, what is wrong) of every shard that is missing or whose bytes no longer match the
+        xxh3 checksum its manifest records (artifacts written before checksums were recorded: existence only)."""
+        out = []
+        for table in self.tables:
+            _, t = self._table(table)
+            base = self.path / t["dir"]
+            for s in t["shards"]:
+                p = base / s["file"]
+                if not p.is_file():
+                    out.append((table, p, "missing"))
+                elif "xxh3" in s and xxh3_file(p) != s["xxh3"]:
+                    out.append((table, p, "checksum mismatch"))
+        return out
+
+    def verify(self) -> None:
+        """Raise an ``InputError`` naming the stage, the first damaged shard and the command that rebuilds it."""
+        if bad := self.damaged():
+            _table, path, why = bad[0]
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise InputError(f"damaged {self.stage} shard ({why}){more}: re-run `{rerun_command(self)}` to rebuild "
+                             "it", path)
+
+
+# the directory, inside RUN, of each name a stage gives its inputs in the manifest
+INPUT_DIRS = {"ingest": "ingest", "candidates": "candidates", "scores": "scores", "calibration": "calibration",
+              "negatives": "negatives", "select": "negatives", "relabel": "relabel"}
+STAGE_ORDER = ("ingest", "retrieve", "score", "calibrate", "select", "relabel")
+
+
+def rerun_command(art: Artifact) -> str:
+    """The command that rebuilds ``art`` in its run directory."""
+    run = art.path.parent
+    if art.stage == "ingest":
+        return f"negmine ingest {art.params.get('path') or 'INPUT'} --out {run}"
+    if art.stage == "relabel":
+        return f"negmine relabel {run} --config FILE"
+    return f"negmine {art.stage} {run}"
+
+
+def _upstream(art: Artifact, name: str) -> Artifact | None:
+    """The artifact now in ``art``'s run directory under the input ``name`` (None: not there, or not from it)."""
+    d = INPUT_DIRS.get(name)
+    if d is None or (name == "calibration" and str(art.params.get("calibration", "auto")).lower() != "auto"):
+        return None  # a calibration applied from another run's PATH
+    path = art.path.parent / d
+    if path == art.path or not (path / MANIFEST).is_file():
+        return None
+    try:
+        return Artifact.open(path)
+    except InputError:
+        return None
+
+
+def stale_inputs(*arts: Artifact) -> list[tuple[Artifact, str]]:
+    """(artifact, input name) of every artifact reachable from ``arts`` whose manifest names an input
+    fingerprint that differs from the artifact now in the run directory, most upstream stage first."""
+    stale: list[tuple[Artifact, str]] = []
+    seen: set[Path] = set()
+    todo = list(arts)
+    while todo:
+        art = todo.pop(0)
+        if art.path in seen:
+            continue
+        seen.add(art.path)
+        for name, fp in (art.manifest.get("inputs") or {}).items():
+            up = _upstream(art, name)
+            if up is None:
+                continue
+            if up.fingerprint != fp:
+                stale.append((art, name))
+            todo.append(up)
+    rank = {s: i for i, s in enumerate(STAGE_ORDER)}
+    return sorted(stale, key=lambda x: rank.get(x[0].stage, len(rank)))
+
+
+def check_inputs(*arts: Artifact) -> None:
+    """What a stage calls on its input artifacts before reading them: refuse (``InputError``, exit 2) when one of
+    them, or an artifact they were built from, was built from an older version of its own inputs (the lineage
+    check), or when one of their shards is missing or damaged."""
+    if stale := stale_inputs(*arts):
+        art, name = stale[0]
+        raise InputError(f"was built from an older {name}: re-run `{rerun_command(art)}` and the stages after it "
+                         "(or `negmine mine`)", art.path)
+    for art in arts:
+        art.verify()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# locking
+
+LOCK_WAIT_ENV = "NEGMINE_LOCK_WAIT"  # seconds a stage waits for another process's lock before giving up [0]
+_HELD: dict[str, int] = {}  # lock file -> descriptor held by this process
+
+
+def acquire_lock(path: Path, stage: str) -> None:
+    """Take the advisory lock ``path`` (fcntl.flock) for ``stage``, or raise an ``InputError`` naming the pid of
+    the process that holds it (after waiting ``$NEGMINE_LOCK_WAIT`` seconds). A lock this process still holds (a
+    stage that failed before releasing it) is taken over."""
+    import fcntl
+
+    release_lock(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        wait = float(os.environ.get(LOCK_WAIT_ENV) or 0)
+    except ValueError:
+        wait = 0.0
+    deadline = time.monotonic() + max(0.0, wait)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            # the holder removed the file as it released it: lock the file that is there now
+            os.close(fd)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                try:
+                    holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+                finally:
+                    os.close(fd)
+                raise InputError(f"another process (pid {holder}) is running `negmine {stage}` on this run; wait for "
+                                 f"it to finish (or set {LOCK_WAIT_ENV}=SECONDS to wait for it)",
+                                 path.parent) from None
+            time.sleep(0.2)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    _HELD[str(path)] = fd
+
+
+def release_lock(path: Path) -> None:
+    fd = _HELD.pop(str(path), None)
+    if fd is not None:
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                path.unlink()  # no lock file left behind (a waiting process notices and locks afresh)
+        except OSError:
+            pass
+        os.close(fd)  # closing the descriptor releases the flock
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # writing
@@ -256,7 +409,9 @@ class StageWriter:
             return None
         if art.manifest.get("fingerprint") != self.fingerprint:
             return None
-        if not all(p.is_file() for t in art.tables for p in art.shard_paths(t)):
+        if bad := art.damaged():
+            log.warning("%s: %d damaged shard(s) (%s: %s), rebuilding them", self.stage, len(bad), bad[0][1],
+                        bad[0][2])
             return None
         return art
 
@@ -265,12 +420,18 @@ class StageWriter:
             raise ValueError(f"stage {self.stage} declared no table {table!r}")
         return root if table == self.main_table else root / table
 
+    @property
+    def lock_path(self) -> Path:
+        return self.out_dir.parent / f".{self.out_dir.name}.lock"
+
     def begin(self) -> None:
-        """Create (or resume) the staging directory; discard stale staging dirs of other fingerprints."""
+        """Take the run's lock for this stage, then create (or resume) the staging directory; discard stale staging
+        dirs of other fingerprints."""
         self._started = time.time()
         self._started_iso = _now()
         parent = self.out_dir.parent
         parent.mkdir(parents=True, exist_ok=True)
+        acquire_lock(self.lock_path, self.stage)
         prefix = f".{self.out_dir.name}.staging-"
         for p in parent.glob(prefix + "*"):
             if p != self.staging:
@@ -295,10 +456,34 @@ class StageWriter:
             write_json_atomic(pending, {"stage": self.stage, "fingerprint": self.fingerprint,
                                         "resume_params": _jsonable(self.resume_params),
                                         "started": self._started_iso})
+        self._keep_intact_shards()
         done = [(t, i) for t in self.schemas for i in self._existing_shards(t)]
         self._resumed = set(done)
         if done:
             log.info("%s: resuming, %d finished shard(s) kept", self.stage, len(done))
+
+    def _keep_intact_shards(self) -> None:
+        """When the published artifact has this fingerprint but damaged shards (``up_to_date`` said no), link its
+        intact shards into the staging directory, so that only the damaged ones are computed again."""
+        try:
+            art = Artifact.open(self.out_dir)
+        except InputError:
+            return
+        if (art.manifest.get("fingerprint") != self.fingerprint
+                or art.manifest.get("resume_params") != _jsonable(self.resume_params)):
+            return
+        bad = {p for _t, p, _why in art.damaged()}
+        for t in art.tables:
+            if t not in self.schemas:
+                continue
+            for src in art.shard_paths(t):
+                dst = self._table_dir(t, self.staging) / src.name
+                if src in bad or dst.exists():
+                    continue
+                try:
+                    os.link(src, dst)
+                except OSError:
+                    shutil.copy2(src, dst)
 
     def _existing_shards(self, table: str) -> list[int]:
         d = self._table_dir(table, self.staging)
@@ -343,7 +528,7 @@ class StageWriter:
             for i in idx:
                 p = d / shard_name(i)
                 rows = pq.ParquetFile(p).metadata.num_rows
-                shards.append({"file": p.name, "rows": rows, "sha256": sha256_file(p)})
+                shards.append({"file": p.name, "rows": rows, "sha256": sha256_file(p), "xxh3": xxh3_file(p)})
                 rows_t += rows
             rel = "." if t == self.main_table else t
             tables[t] = {"dir": rel, "rows": rows_t, "shards": shards,
@@ -361,6 +546,7 @@ class StageWriter:
             "tables": tables,
             "rows": total,
             "resumed_shards": len(self._resumed),
+            "resume_params": _jsonable(self.resume_params),
             "started": self._started_iso or _now(),
             "finished": _now(),
             "seconds": round(finished - self._started, 3) if self._started else None,
@@ -373,6 +559,7 @@ class StageWriter:
         write_json_atomic(self.staging / MANIFEST, manifest)
         _fsync_dir(self.staging)
         self._swap_into_place()
+        release_lock(self.lock_path)
         return Artifact(self.out_dir, manifest)
 
     def _swap_into_place(self) -> None:
@@ -388,6 +575,7 @@ class StageWriter:
     def discard(self) -> None:
         """Remove the staging directory (used when the input turned out to be bad: nothing to resume)."""
         shutil.rmtree(self.staging, ignore_errors=True)
+        release_lock(self.lock_path)
 
 
 @dataclass

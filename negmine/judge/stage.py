@@ -29,7 +29,14 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow as pa
 
 from negmine.errors import InputError, NegmineError
-from negmine.io.store import Artifact, StageResult, StageWriter, write_json_atomic, write_parquet_atomic
+from negmine.io.store import (
+    Artifact,
+    StageResult,
+    StageWriter,
+    check_inputs,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from negmine.judge import schemas
 from negmine.judge.cascade import Policy, decide_query, get_router, pick_refill
 from negmine.judge.client import JudgeClient
@@ -346,6 +353,7 @@ def _open_inputs(run_dir: Path, params: RelabelParams) -> tuple[Artifact, Artifa
         else:
             log.warning("relabel: no RUN/scores to refill from (run `negmine score`): removed negatives are not "
                         "replaced")
+    check_inputs(neg, ingest, *([scores] if scores is not None else []))
     return neg, ingest, scores
 
 

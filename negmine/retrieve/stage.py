@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from negmine.errors import InputError
 from negmine.io import schemas
-from negmine.io.store import Artifact, StageResult, StageWriter, hash_json
+from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs, hash_json
 from negmine.retrieve.params import RetrieveParams, RetrieverConfig
 from negmine.retrieve.ranking import rank_of
 
@@ -161,6 +161,7 @@ def run_retrieve(run_dir: str | Path, params: RetrieveParams) -> StageResult:
     run_dir = Path(run_dir)
     t0 = time.time()
     ingest = Artifact.open(run_dir / "ingest", stage="ingest", hint="run `negmine ingest` first")
+    check_inputs(ingest)
     retrievers = params.resolved()
     for r in retrievers:
         if r.method == "dense":

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from negmine.errors import InputError
 from negmine.io import schemas
-from negmine.io.store import Artifact, StageResult, StageWriter
+from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs
 from negmine.score.bi_encoder import BiEncoderTeacher
 from negmine.score.cross_encoder import CrossEncoderTeacher
 from negmine.score.llm import LLMTeacher
@@ -242,6 +242,7 @@ def run_score(run_dir: str | Path, params: ScoreParams) -> StageResult:
     run_dir = Path(run_dir)
     ingest = Artifact.open(run_dir / "ingest", stage="ingest", hint="run `negmine ingest` first")
     cands = Artifact.open(run_dir / "candidates", stage="retrieve", hint="run `negmine retrieve` first")
+    check_inputs(ingest, cands)
     params = effective_params(params, cands.params)
     fp = _fingerprint(params)
     writer = StageWriter(run_dir / "scores", STAGE, _public_params(params),
@@ -294,6 +295,7 @@ def plan_score(run_dir: str | Path, params: ScoreParams) -> dict[str, Any]:
                          "(use --teacher llm)", "--dry-run")
     ingest = Artifact.open(run_dir / "ingest", stage="ingest", hint="run `negmine ingest` first")
     cands = Artifact.open(run_dir / "candidates", stage="retrieve", hint="run `negmine retrieve` first")
+    check_inputs(ingest, cands)
     inputs = _Inputs(ingest)
     teacher = _teacher(params, run_dir, plan=True)
     n_q = n_rows = n_cand = 0

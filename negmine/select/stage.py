@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from negmine.errors import InputError
 from negmine.io import schemas
-from negmine.io.store import Artifact, StageResult, StageWriter, hash_json
+from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs, hash_json
 from negmine.select.core import select_batch
 from negmine.select.dedup import Signature, duplicate_of, signature
 from negmine.select.filters import NOT_SAMPLED, reasons
@@ -506,6 +506,7 @@ def run_select(run_dir: str | Path, params: SelectParams | None = None) -> Stage
     t0 = time.time()
     ingest_art = Artifact.open(run_dir / "ingest", stage="ingest", hint="run `negmine ingest` first")
     scores = Artifact.open(run_dir / "scores", stage="score", hint="run `negmine score` first")
+    check_inputs(ingest_art, scores)
     inputs = {"ingest": ingest_art.fingerprint, "scores": scores.fingerprint}
     cal = None
     if params.calibration is not None and params.calibration.lower() not in ("off", "none", "false"):
