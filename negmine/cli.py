@@ -18,7 +18,7 @@ from negmine import __version__
 from negmine.errors import NegmineError
 
 COMMAND_MODULES = ["ingest", "retrieve", "score", "calibrate", "select", "export", "mine", "relabel", "eval",
-                   "report", "judge_server"]
+                   "report", "verify", "judge_server"]
 
 HELP = """Mine, filter, relabel and export hard negatives for training retrieval and reranking models.
 

@@ -294,6 +294,64 @@ def check_inputs(*arts: Artifact) -> None:
         art.verify()
 
 
+def verify_run(run_dir: str | os.PathLike) -> list[tuple[Path, str | None]]:
+    """Check every artifact of a run directory: each shard against its recorded checksum, each manifest's inputs
+    against the artifacts now in the run (lineage). One (artifact path, problem or None when intact) per artifact,
+    in stage order; a problem names the shard or the stale input and the command that repairs it."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError("not a run directory", run_dir)
+    arts: list[Artifact | InputError] = []
+    for d in sorted(p for p in run_dir.iterdir() if (p / MANIFEST).is_file()):
+        try:
+            arts.append(Artifact.open(d))
+        except InputError as e:  # an unreadable manifest
+            arts.append(e)
+    rank = {s: i for i, s in enumerate(STAGE_ORDER)}
+    out: list[tuple[Path, str | None]] = []
+    for art in sorted(arts, key=lambda a: (rank.get(a.stage, len(rank)) if isinstance(a, Artifact) else -1,
+                                           str(getattr(a, "path", "")))):
+        if isinstance(art, InputError):
+            out.append((Path(art.where or run_dir), art.message))
+            continue
+        if bad := art.damaged():
+            _t, path, why = bad[0]
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            out.append((art.path, f"damaged shard {path.relative_to(art.path)} ({why}){more}: re-run "
+                                  f"`{rerun_command(art)}` to rebuild it"))
+        elif stale := [name for a, name in stale_inputs(art) if a.path == art.path]:
+            out.append((art.path, f"built from an older {stale[0]}: re-run `{rerun_command(art)}` (or `negmine "
+                                  "mine`)"))
+        else:
+            out.append((art.path, None))
+    current = {a.stage: a.fingerprint for a in arts if isinstance(a, Artifact)}
+    for sidecar in sorted(run_dir.glob("export/*" + EXPORT_SIDECAR)):
+        out.append(_verify_export(run_dir, sidecar, current))
+    return out
+
+
+EXPORT_SIDECAR = ".negmine.json"
+
+
+def _verify_export(run_dir: Path, sidecar: Path, current: Mapping[str, str]) -> tuple[Path, str | None]:
+    """An exported file against its sidecar: its sha256, and the select / ingest / relabel it was made from."""
+    path = sidecar.with_name(sidecar.name[: -len(EXPORT_SIDECAR)])
+    fix = f"re-run `negmine export {run_dir} --out {path}`"
+    try:
+        info = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        return sidecar, f"unreadable export sidecar ({e}): {fix}"
+    if not path.is_file():
+        return path, f"missing exported file: {fix}"
+    if info.get("sha256") != sha256_file(path):
+        return path, f"damaged exported file (checksum mismatch): {fix}"
+    for name, fp in (info.get("inputs") or {}).items():
+        now = current.get(name)
+        if now is not None and now != fp:
+            return path, f"built from an older {name}: {fix}"
+    return path, None
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # locking
 
