@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from negmine.commands.common import ConfigOpt, RunArg, SetOpt
+from negmine.commands.options import stage_options
+from negmine.judge.params import RelabelParams
 
 
+@stage_options(RelabelParams, "budget_usd", "prompt", "concurrency", "refill")
 def relabel(
     run: Path = RunArg,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print calls, estimated tokens and cost per tier; send "
                                  "nothing."),
-    budget_usd: float | None = typer.Option(None, "--budget-usd", help="Stop cleanly before new spending would "
-                                               "pass this many USD (exit 3; re-run to continue)."),
     batch: str | None = typer.Option(None, "--batch", help="OpenAI Batch API: submit | status | collect."),
-    prompt: str | None = typer.Option(None, "--prompt", help="listwise | pointwise [listwise]."),
-    concurrency: int | None = typer.Option(None, "--concurrency", help="Requests in flight [16]."),
-    refill: bool | None = typer.Option(None, "--refill/--no-refill", help="Replace removed and promoted "
-                                          "negatives with the next candidates of RUN/scores (judged too), round "
-                                          "after round until each query keeps k or its pool is exhausted [on]."),
     config: Path | None = ConfigOpt,
     set_: list[str] | None = SetOpt,
+    *,
+    flags: dict[str, Any],
 ) -> None:
     """Judge mined negatives with a cascade of LLMs (any OpenAI-compatible server); promote or remove false
     negatives, refill what they replace to keep k per query, and print coverage before / after and what the
@@ -36,8 +35,7 @@ def relabel(
 
     if batch is not None and batch not in ("submit", "status", "collect"):
         raise InputError(f"--batch must be submit, status or collect, not {batch!r}", "--batch")
-    cfg = resolve(config, set_, "relabel", budget_usd=budget_usd, prompt=prompt, concurrency=concurrency,
-                  refill=refill)
+    cfg = resolve(config, set_, "relabel", **flags)
     if dry_run:
         from negmine.judge.stage import format_plan, plan_requests
 

@@ -44,7 +44,7 @@ class RelabelParams(Params):
     tiers: list[Tier] = Field(default_factory=lambda: [
         Tier(model="gpt-4o-mini", price_input=0.15, price_output=0.60, logprobs=True),
         Tier(model="gpt-4o", price_input=2.50, price_output=10.0, logprobs=True)])
-    prompt: Literal["listwise", "pointwise"] = "listwise"
+    prompt: Literal["listwise", "pointwise"] = Field("listwise", description="listwise | pointwise.")
     list_size: int = Field(10, ge=1, le=50)        # m: candidates per listwise request (local ids 1..m)
     max_positives: int = Field(2, ge=0)            # known positives shown as reference in a listwise prompt
     passage_tokens: int = Field(256, ge=32)        # each passage is truncated to this many tokens
@@ -63,7 +63,9 @@ class RelabelParams(Params):
     # ^ RLHN's drop rule: a query whose MINED negatives (refill candidates do not count) hold more relevant labels
     #   than this is dropped; None = off: its relevant documents are promoted (on_relevant) and the query kept
     num_negatives: int | None = Field(None, ge=1)  # k to keep per query; None = select's num_negatives
-    refill: bool = True                            # replace removed / promoted negatives with the next candidates
+    refill: bool = Field(True, description=(     # replace removed / promoted negatives with the next candidates
+        "Replace removed and promoted negatives with the next candidates of RUN/scores (judged too), round after "
+        "round until each query keeps k or its pool is exhausted."))
     refill_rounds: int | None = Field(None, ge=0)  # refill candidates are judged too; None = as many rounds as it
     #                                                takes to reach k or exhaust the pool (an int caps the rounds)
     refill_depth: int | None = Field(None, ge=1)   # candidates per query (by rank) the refill may take; None = all
@@ -76,13 +78,14 @@ class RelabelParams(Params):
     #   (similar_to_positive, lexical_agreement, predicted_false_negative) may refill, in rank order, because the
     #   judge vets every refill: skipping them made the negatives easier (docs/BENCHMARKS.md, cascade section)
     shard_queries: int = NoFP(2000, ge=1)          # queries per output shard (the unit of resume)
-    concurrency: int = NoFP(16, ge=1)
+    concurrency: int = NoFP(16, ge=1, description="Requests in flight.")
     timeout: float = NoFP(60.0, gt=0)              # seconds per request
     max_retries: int = NoFP(4, ge=0)               # retries after the first attempt (429, 5xx, timeouts)
     backoff: float = NoFP(1.0, ge=0)               # first backoff in seconds; doubles, with jitter
     max_backoff: float = NoFP(30.0, ge=0)
     cache_path: str | None = NoFP(None)         # SQLite response cache; default RUN/.judge-cache.sqlite
-    budget_usd: float | None = NoFP(None, gt=0)  # stop cleanly before new spending would exceed this
+    budget_usd: float | None = NoFP(None, gt=0, description=(
+        "Stop cleanly before new spending would pass this many USD (exit 3; re-run to continue)."))
 
     @field_validator("routing")
     @classmethod
