@@ -80,9 +80,14 @@ def option(cls: type[Params], spec: str | Flag) -> inspect.Parameter:
                              default=typer.Option(None, *decls, help=help_text(f), show_default=False))
 
 
-def stage_options(cls: type[Params], *specs: str | Flag) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorate a command whose signature ends with ``*, flags``: the listed fields of ``cls`` become its options
-    and reach it as ``flags`` (field name → value, None when not given)."""
+def stage_options(cls: type[Params], *specs: str | Flag, every_field: bool = False,
+                  exclude: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a command whose signature ends with ``*, flags``: the listed fields of ``cls`` (with
+    ``every_field``: all its fields but ``exclude``, in declaration order, a listed ``Flag`` overriding its field's
+    default spelling) become its options and reach it as ``flags`` (field name → value, None when not given)."""
+    if every_field:
+        given = {s.field if isinstance(s, Flag) else s: s for s in specs}
+        specs = tuple(given.get(name, name) for name in cls.model_fields if name not in exclude)
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         hints = typing.get_type_hints(fn, include_extras=True)

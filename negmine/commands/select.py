@@ -12,10 +12,8 @@ from negmine.commands.options import Flag, stage_options
 from negmine.select.params import SelectParams
 
 
-@stage_options(SelectParams, "filter", "perc_pos", "margin", "max_score", "min_score", "min_rank", "max_rank",
-               Flag("max_pos_sim", as_type=str), "pos_sim_model", "max_lexical_rank", "pos_ref", "calibration",
-               "dedup", "dedup_threshold", Flag("num_negatives", "--num-negatives", "-k"), "sampling",
-               "temperature", "simans_a", "simans_b", "seed", "short_policy", "shard_queries")
+@stage_options(SelectParams, Flag("max_pos_sim", as_type=str), Flag("num_negatives", "--num-negatives", "-k"),
+               every_field=True)
 def select(
     run: Path = RunArg,
     no_calibration: bool = typer.Option(False, "--no-calibration", help="Same as --calibration off."),
