@@ -1,13 +1,13 @@
 """The `negmine` command line. Thin: parse options, build the config, call the stage.
 
-Each subcommand lives in ``negmine/commands/<name>.py`` with a ``register(app)`` function; command modules import
-only typer, pydantic and the standard library at module level, so ``negmine --help`` stays instant. Heavy
-libraries (torch, sentence-transformers, faiss) are imported inside the stage functions.
+Each subcommand lives in ``negmine/commands/<name>.py`` with a ``register(app)`` function, imported below;
+command modules import only typer, pydantic (the params classes their options come from) and the standard
+library at module level, so ``negmine --help`` stays instant. Heavy libraries (numpy, pyarrow, torch,
+sentence-transformers, faiss) are imported inside the command and stage functions.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -15,10 +15,23 @@ import sys
 import typer
 
 from negmine import __version__
+from negmine.commands import (
+    calibrate,
+    export,
+    ingest,
+    judge_server,
+    mine,
+    relabel,
+    report,
+    retrieve,
+    score,
+    select,
+    verify,
+)
+from negmine.commands import eval as eval_
 from negmine.errors import NegmineError
 
-COMMAND_MODULES = ["ingest", "retrieve", "score", "calibrate", "select", "export", "mine", "relabel", "eval",
-                   "report", "verify", "judge_server"]
+COMMANDS = (ingest, retrieve, score, calibrate, select, export, mine, relabel, eval_, report, verify, judge_server)
 
 HELP = """Mine, filter, relabel and export hard negatives for training retrieval and reranking models.
 
@@ -73,19 +86,8 @@ def setup_logging(level: int = logging.INFO) -> None:
         logger.propagate = False
 
 
-def _register_all() -> None:
-    for name in COMMAND_MODULES:
-        modname = f"negmine.commands.{name}"
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as e:
-            if e.name == modname:
-                continue
-            raise
-        mod.register(app)
-
-
-_register_all()
+for _command in COMMANDS:  # in the order `negmine --help` lists them
+    _command.register(app)
 
 
 def run(argv: list[str] | None = None) -> int:
