@@ -47,7 +47,10 @@ def eval_(
         raise InputError(f"--k must be >= 1, got {k}", "--k")
     extra = None
     if protocol == "hidden-positives":
-        extra = _mine_hidden_positives(run, qrels, data, config, set_, min_grade)
+        from negmine.commands.common import resolve
+        from negmine.report.protocol import mine_hidden_positives
+
+        extra = mine_hidden_positives(run, qrels, resolve(config, set_, "input"), data, min_grade)
     out = evaluate_run(run, qrels, k=k, min_grade=min_grade, extra=extra)
     if as_json:
         typer.echo(json.dumps(out["metrics"], indent=2))
@@ -55,24 +58,6 @@ def eval_(
         typer.echo(metrics_markdown(out["metrics"]))
         typer.echo(f"\nwritten: {Path(run) / 'report' / 'metrics.json'}")
 
-
-def _mine_hidden_positives(run: Path, qrels: Path, data: Path | None, config: Path | None,
-                           set_: list[str] | None, min_grade: float) -> dict:
-    from negmine.commands.common import resolve
-    from negmine.errors import InputError
-    from negmine.pipeline import run_mine
-    from negmine.report.protocol import hidden_positives
-
-    src = data if data is not None else qrels.resolve().parent.parent
-    split = qrels.name.split(".")[0]
-    if not (src / "qrels" / qrels.name).is_file() and data is None:
-        raise InputError("hidden-positives needs the qrels inside a BEIR directory (DATA/qrels/SPLIT.tsv), "
-                         "or --data DIR", qrels)
-    proto_dir = Path(run) / "protocol"
-    summary = hidden_positives(src, split, proto_dir, min_grade=min_grade)
-    cfg = resolve(config, set_, "input", path=str(proto_dir), format="beir", split=split)
-    run_mine(cfg, run)
-    return {"protocol": summary}
 
 
 def register(app: typer.Typer) -> None:

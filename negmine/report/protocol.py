@@ -11,7 +11,8 @@ integer id sorts before a non-integer one). Relevant documents that have no text
 (ingest skips empty documents, which would leave the query without a positive).
 
 :func:`split_hidden` is the pure rule; :func:`hidden_positives` writes a BEIR directory with the reduced qrels
-(corpus and queries are linked, not copied) that `negmine ingest` / `negmine mine` read like any other.
+(corpus and queries are linked, not copied) that `negmine ingest` / `negmine mine` read like any other;
+:func:`mine_hidden_positives` does both and mines it (`negmine eval --protocol hidden-positives`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import shutil
 from collections.abc import Container
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -162,6 +164,26 @@ def hidden_positives(beir_dir: str | os.PathLike, split: str, out_dir: str | os.
         f.write("\n")
     return summary
 
+
+
+def mine_hidden_positives(run_dir: str | os.PathLike, qrels_path: str | os.PathLike, cfg: Any,
+                          data: str | os.PathLike | None = None, min_grade: float = 1.0) -> dict:
+    """`negmine eval --protocol hidden-positives`: write the hidden-positives input of the BEIR dataset that holds
+    ``qrels_path`` (``DATA/qrels/SPLIT.tsv``, or ``data``) into ``RUN/protocol``, mine it into ``run_dir`` with the
+    config ``cfg`` (its ``input`` section pointed at that input) and return ``{"protocol": summary}``."""
+    from negmine.pipeline import run_mine
+
+    qrels_path = Path(qrels_path)
+    src = Path(data) if data is not None else qrels_path.resolve().parent.parent
+    split = qrels_path.name.split(".")[0]
+    if not (src / "qrels" / qrels_path.name).is_file() and data is None:
+        raise InputError("hidden-positives needs the qrels inside a BEIR directory (DATA/qrels/SPLIT.tsv), "
+                         "or --data DIR", qrels_path)
+    proto_dir = Path(run_dir) / "protocol"
+    summary = hidden_positives(src, split, proto_dir, min_grade=min_grade)
+    source = cfg.input.model_copy(update={"path": str(proto_dir), "format": "beir", "split": split})
+    run_mine(cfg.model_copy(update={"input": source}), Path(run_dir))
+    return {"protocol": summary}
 
 def _write_tsv(path: Path, t: pa.Table) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
