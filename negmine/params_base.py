@@ -43,6 +43,24 @@ def NoFP(default: Any = ..., **kw: Any) -> Any:  # noqa: N802 - reads like Field
     return Field(default, json_schema_extra=extra, **kw)
 
 
+
+# settings several stages share (none changes a stage's output, so none is fingerprinted): one definition each
+
+
+def ShardQueries(default: int = 10_000) -> Any:  # noqa: N802 - reads like Field
+    """``shard_queries``: queries per output shard, the unit of resume."""
+    return NoFP(default, gt=0, description="Queries per output shard (the unit of resume).")
+
+
+def BatchSize(default: int = 64) -> Any:  # noqa: N802
+    """``batch_size`` of a model's encode / predict calls."""
+    return NoFP(default, gt=0, description="Encode / predict batch size.")
+
+
+def Device() -> Any:  # noqa: N802
+    """``device`` a model runs on."""
+    return NoFP(None, description="cpu | cuda | cuda:N [auto: CUDA when present].")
+
 def one_of(names: Iterable[str]) -> AfterValidator:
     """Validator of a field whose value names an entry of a registry (export formats, samplers, teachers, input
     readers): ``Annotated[str, one_of(FORMATS)]``. The registry is the one list of names; the error reads like

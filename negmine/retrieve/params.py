@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from negmine.params_base import NoFP, Params
+from negmine.params_base import BatchSize, Device, Params, ShardQueries
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
@@ -78,9 +78,9 @@ class RetrieveParams(RetrieverConfig):
     fusion: Literal["rrf", "score"] = Field("rrf", description="Fusion of several retrievers: rrf (reciprocal "
                                             "rank) | score (min-max normalised score sum).")
     rrf_k: float = Field(60.0, gt=0)
-    batch_size: int = NoFP(64, gt=0, description="Encoding batch size.")
-    device: str | None = NoFP(None, description="cpu | cuda | cuda:1 ... [auto: CUDA when present].")
-    shard_queries: int = NoFP(10_000, gt=0, description="Queries per shard (the unit of resume).")
+    batch_size: int = BatchSize()
+    device: str | None = Device()
+    shard_queries: int = ShardQueries()
 
     @field_validator("retrievers")
     @classmethod

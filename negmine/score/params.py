@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from negmine.judge.params import RelabelParams, Tier
-from negmine.params_base import NoFP, Params, one_of
+from negmine.params_base import BatchSize, Device, NoFP, Params, ShardQueries, one_of
 from negmine.retrieve.params import DEFAULT_MODEL
 
 # the teachers: each has a class registered under its name in negmine/score/stage.py:TEACHERS
@@ -39,9 +39,9 @@ class ScoreParams(Params):
     activation: Literal["default", "none", "sigmoid"] = Field("default", description=(
         "Cross-encoder: default | none | sigmoid, applied to the logit [default = the model's own: Sigmoid for one "
         "label]."))
-    batch_size: int = NoFP(64, gt=0, description="Encode / predict batch size.")
-    device: str | None = NoFP(None, description="cpu | cuda | cuda:N [auto].")
-    shard_queries: int = NoFP(10_000, gt=0, description="Queries per output shard (unit of resume).")
+    batch_size: int = BatchSize()
+    device: str | None = Device()
+    shard_queries: int = ShardQueries()
     # llm only. The model: a relabel tier (model, base_url, api_key_env, prices); None = relabel's default first
     # tier (gpt-4o-mini at $OPENAI_BASE_URL with $OPENAI_API_KEY), also the base of keys given without a model
     # (e.g. --set score.llm.base_url=...). Keys never go here: api_key_env names a variable.

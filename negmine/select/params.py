@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from negmine.params_base import NoFP, Params, one_of
+from negmine.params_base import BatchSize, Device, Params, ShardQueries, one_of
 
 FILTERS = ("perc-pos", "margin-pos", "abs", "none")
 # the samplers: each registered under its name in negmine/select/sampling.py
@@ -74,7 +74,10 @@ class SelectParams(Params):
     short_policy: Annotated[str, one_of(SHORT_POLICIES)] = Field("keep", description=(
         "Queries with fewer than k eligible negatives: keep (fewer) | drop (the query) | fill (from the next "
         "ranks, flagged `filled`)."))
-    shard_queries: int = NoFP(10_000, gt=0, description="Queries per output shard.")
+    shard_queries: int = ShardQueries()
+    # the --max-pos-sim encoder (the similarities are computed through the embedding cache)
+    batch_size: int = BatchSize()
+    device: str | None = Device()
 
     @field_validator("calibration", mode="before")
     @classmethod

@@ -178,7 +178,7 @@ def _pos_sim(ingest: _Ingest, params: SelectParams, spec: dict[str, Any] | None,
 
     doc_ids = d_arr.to_pylist()
     return block_pos_sim(corpus_texts(ingest.art, set(doc_ids)), doc_ids, group, is_pos,
-                         spec or embedding_spec({}, params.pos_sim_model))
+                         spec or embedding_spec({}, params.pos_sim_model), params.batch_size, params.device)
 
 
 def _lex_rank(ingest: _Ingest, params: SelectParams, lexical: Any, q_arr: pa.Array,
