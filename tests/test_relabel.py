@@ -354,7 +354,8 @@ def test_unparseable_answers_get_exactly_one_reask_and_never_a_label(base, run_d
     from negmine.judge.stage import run_relabel
 
     srv = server(faults=1.0, fault_kinds=("bad_json", "truncated"))
-    res = run_relabel(run_dir, params(srv, tiers=[Tier(model="cheap", base_url=srv.base_url)]), progress=False)
+    res = run_relabel(run_dir, params(srv, tiers=[Tier(model="cheap", base_url=srv.base_url)], max_unjudged=1.0),
+                      progress=False)  # every negative unjudged is allowed here (the default fails the stage)
     audit = judged_pairs(res.artifact)
     groups = N_QUERIES * 2  # 8 negatives in lists of 4
     assert srv.state.requests == 2 * groups  # the first answer + one re-ask, no more

@@ -20,9 +20,15 @@ def request_key(model: str, messages: list[dict[str, str]], params: dict[str, An
     return hash_json({"model": model, "messages": messages, "params": params, "prompt_version": prompt_version})
 
 
+# the largest answer stored: a judge's answer is a few KB (a listwise answer with logprobs of 512 tokens ~200 KB); a
+# server that sends megabytes is broken, and caching its answers would grow the cache without bound
+MAX_ANSWER_BYTES = 1 << 20
+
+
 class ResponseCache:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, max_answer_bytes: int = MAX_ANSWER_BYTES):
         self.path = Path(path)
+        self.max_answer_bytes = max_answer_bytes
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -43,10 +49,14 @@ class ResponseCache:
         return self.db.execute("SELECT 1 FROM responses WHERE key = ?", (key,)).fetchone() is not None
 
     def put(self, key: str, model: str, response: dict[str, Any], prompt_tokens: int, completion_tokens: int,
-            cost_usd: float, source: str = "online") -> None:
+            cost_usd: float, source: str = "online") -> bool:
+        """Store an answer; False (nothing stored) when it is larger than ``max_answer_bytes``."""
+        text = json.dumps(response, separators=(",", ":"))
+        if len(text.encode("utf-8")) > self.max_answer_bytes:
+            return False
         self.db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (key, model, json.dumps(response, separators=(",", ":")), prompt_tokens,
-                         completion_tokens, cost_usd, source, time.time()))
+                        (key, model, text, prompt_tokens, completion_tokens, cost_usd, source, time.time()))
+        return True
 
     def __len__(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]

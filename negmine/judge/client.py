@@ -21,6 +21,7 @@ import random
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from negmine.errors import InputError, RuntimeFailure
 from negmine.judge.cache import ResponseCache, request_key
@@ -140,6 +141,7 @@ class JudgeClient:
         self._sem: asyncio.Semaphore | None = None
         self._format = [t.structured for t in tiers]  # "auto" settles on the first format the server accepts
         self._rng = random.Random(seed)
+        self.last_error: str | None = None  # the last request that got no answer, for a failure's message
 
     # -- requests -----------------------------------------------------------------------------------------------
     def make_request(self, tier_idx: int, kind: str, messages: list[dict[str, str]], prompt_version: str,
@@ -183,13 +185,15 @@ class JudgeClient:
                                      "relabel.tiers")
                 key = NO_KEY
             base_url = tier.base_url or os.environ.get("OPENAI_BASE_URL") or None
+            if base_url and (urlsplit(base_url).username or urlsplit(base_url).password):
+                raise InputError(f"the base_url of tier {tier_idx + 1} holds credentials (user:password@): give the "
+                                 "key through the tier's api_key_env instead", "relabel.tiers")
             self._sdk[tier_idx] = AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout,
                                               http_client=_http_client(self.timeout))
         return self._sdk[tier_idx]
 
     def endpoint(self, tier_idx: int) -> str:
-        tier = self.tiers[tier_idx]
-        return tier.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        return tier_endpoint(self.tiers[tier_idx])
 
     async def aclose(self) -> None:
         for c in self._sdk.values():
@@ -243,14 +247,21 @@ class JudgeClient:
             self._reserved -= worst
         if data is None:
             st.failed += 1
+            self.last_error = f"tier {req.tier + 1} ({self.tiers[req.tier].model} at {self.endpoint(req.tier)}): {err}"
             return Answer(req.key, error=err, attempts=attempts)
         ans = self._answer(req, data, False, attempts, None)
-        self.cache.put(req.key, req.body["model"], data, ans.prompt_tokens, ans.completion_tokens, ans.cost_usd)
-        st.answered += 1
         st.prompt_tokens += ans.prompt_tokens
         st.completion_tokens += ans.completion_tokens
         st.cost_usd += ans.cost_usd
-        self.spent += ans.cost_usd
+        self.spent += ans.cost_usd  # paid for, whether usable or not
+        if not self.cache.put(req.key, req.body["model"], data, ans.prompt_tokens, ans.completion_tokens,
+                              ans.cost_usd):
+            st.failed += 1
+            err = (f"answer larger than the cache's cap of {self.cache.max_answer_bytes:,} bytes "
+                   f"({len(json.dumps(data)):,} bytes): not stored, not used")
+            self.last_error = f"tier {req.tier + 1} ({self.tiers[req.tier].model} at {self.endpoint(req.tier)}): {err}"
+            return Answer(req.key, error=err, attempts=attempts)
+        st.answered += 1
         return ans
 
     def _delay(self, attempt: int) -> float:
@@ -290,10 +301,8 @@ class JudgeClient:
             except openai.RateLimitError as e:
                 err = "http 429 (rate limited)"
                 delay = parse_retry_after(getattr(e.response, "headers", None))
-            except openai.APITimeoutError:
-                err = f"timeout after {self.timeout:g}s"
-            except openai.APIConnectionError as e:
-                err = f"connection error: {_short(e)}"
+            except openai.APIConnectionError as e:  # APITimeoutError too: the SDK calls a refused connection a
+                err = transport_error(e, self.timeout)  # timeout, so the cause decides
             except openai.APIStatusError as e:
                 if self._downgrade_format(req, e):  # llama.cpp's server rejects json_schema with a 500
                     continue
@@ -358,8 +367,10 @@ class JudgeClient:
             usage = body.get("usage") or {}
             pt, ct = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
             cost = tier_cost(tier, pt, ct) * BATCH_DISCOUNT
-            self.cache.put(row["custom_id"], tier.model, body, pt, ct, cost, source="batch")
-            ok += 1
+            if self.cache.put(row["custom_id"], tier.model, body, pt, ct, cost, source="batch"):
+                ok += 1
+            else:
+                bad += 1  # larger than the cache's cap
         return ok, bad
 
 
@@ -379,6 +390,49 @@ def _about_format(e: Exception) -> bool:
     return "response_format" in text or "json_schema" in text or "structured" in text
 
 
-def _short(e: Exception) -> str:
+def tier_endpoint(tier: Tier) -> str:
+    """Where a tier's requests go, without credentials (for messages and fingerprints)."""
+    return public_url(tier.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1")
+
+
+def public_url(url: str) -> str:
+    """``url`` without ``user:password@``."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def transport_error(e: BaseException, timeout: float) -> str:
+    """What went wrong under an SDK connection error, from the chain of causes: connection refused, TLS, name
+    resolution, reset, or a real timeout."""
+    import socket
+    import ssl
+
+    chain: list[BaseException] = []
+    x: BaseException | None = e
+    while x is not None and len(chain) < 12:
+        chain.append(x)
+        x = x.__cause__ or x.__context__
+    names = " ".join(type(c).__name__ for c in chain)
+    for c in chain:
+        if isinstance(c, ConnectionRefusedError):
+            return "connection refused (is the judge server running?)"
+        if isinstance(c, ssl.SSLError) or "SSL" in type(c).__name__ or "Certificate" in type(c).__name__:
+            return f"TLS error: {_short(c)}"
+        if isinstance(c, socket.gaierror):
+            return f"cannot resolve the host name: {_short(c)}"
+        if isinstance(c, ConnectionResetError):
+            return "connection reset by the server"
+    if "Timeout" in names or isinstance(e, TimeoutError):
+        return f"timeout after {timeout:g}s"
+    return f"connection error: {_short(chain[-1])}"
+
+
+def _short(e: BaseException) -> str:
     msg = getattr(e, "message", None) or str(e)
     return msg.splitlines()[0][:200] if msg else type(e).__name__

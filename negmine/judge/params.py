@@ -86,6 +86,9 @@ class RelabelParams(Params):
     cache_path: str | None = NoFP(None)         # SQLite response cache; default RUN/.judge-cache.sqlite
     budget_usd: float | None = NoFP(None, gt=0, description=(
         "Stop cleanly before new spending would pass this many USD (exit 3; re-run to continue)."))
+    max_unjudged: float = NoFP(0.05, ge=0, le=1, description=(
+        "Fail (exit 1, nothing published) when the judge gives no usable answer for more than this share of a "
+        "shard's negatives (an unreachable or broken judge); re-run to retry."))
 
     @field_validator("routing")
     @classmethod

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 
-from negmine.errors import InputError, NegmineError
+from negmine.errors import InputError, NegmineError, RuntimeFailure
 from negmine.io.store import (
     Artifact,
     StageResult,
@@ -39,7 +39,7 @@ from negmine.io.store import (
 )
 from negmine.judge import schemas
 from negmine.judge.cascade import Policy, decide_query, get_router, pick_refill
-from negmine.judge.client import JudgeClient
+from negmine.judge.client import JudgeClient, tier_endpoint
 from negmine.judge.engine import Judge, Judgment, Work
 from negmine.judge.params import RelabelParams
 from negmine.judge.prompts import VERSIONS, prompt_hash
@@ -64,6 +64,30 @@ class BudgetExhausted(NegmineError):
 
 def cache_path(run_dir: Path, params: RelabelParams) -> Path:
     return Path(params.cache_path) if params.cache_path else run_dir / ".judge-cache.sqlite"
+
+
+class JudgeFailure(RuntimeFailure):
+    """The judge gave no usable answer for too many negatives (unreachable, broken): exit 1, nothing published."""
+
+
+SPENT_FILE = "_spent.json"
+
+
+def _check_unjudged(audit: pa.Table, shard: int, n_shards: int, params: RelabelParams, client: JudgeClient) -> None:
+    """Raise ``JudgeFailure`` when more than ``max_unjudged`` of a shard's negatives got no usable verdict."""
+    import pyarrow.compute as pc
+
+    decided = audit.filter(pc.is_valid(audit["action"]))
+    n = decided.num_rows
+    unjudged = n - int(pc.sum(pc.is_valid(decided["label"])).as_py() or 0)
+    if n and unjudged > params.max_unjudged * n:
+        errors = [e for e in decided.filter(pc.is_null(decided["label"]))["error"].to_pylist() if e]
+        last = client.last_error or (f"unusable answer ({errors[0]})" if errors else "unusable answers")
+        raise JudgeFailure(
+            f"relabel: the judge gave no usable answer for {unjudged:,} of the {n:,} negatives of shard "
+            f"{shard + 1}/{n_shards} ({unjudged / n:.0%}, more than relabel.max_unjudged={params.max_unjudged:g}); "
+            f"last error: {last}; nothing published (answers so far are "
+            "cached): re-run when the judge works")
 
 
 def _public_params(params: RelabelParams) -> dict[str, Any]:
@@ -395,7 +419,8 @@ def run_relabel(run_dir: str | Path, params: RelabelParams, *, progress: bool = 
     if scores is not None:
         inputs["scores"] = scores.fingerprint
     fp_params = params.fingerprint_dict() | {"prompt_version": VERSIONS[params.prompt],
-                                             "prompt_hash": prompt_hash(params.prompt), "tokenizer": tok.name}
+                                             "prompt_hash": prompt_hash(params.prompt), "tokenizer": tok.name,
+                                             "endpoints": [tier_endpoint(t) for t in params.tiers]}
     writer = StageWriter(run_dir / "relabel", STAGE, _public_params(params), inputs, TABLES, main_table="negatives",
                          fingerprint_params=fp_params)
     done = writer.up_to_date()
@@ -407,6 +432,11 @@ def run_relabel(run_dir: str | Path, params: RelabelParams, *, progress: bool = 
     writer.begin()
     client, cache = _client(params, run_dir, plan=False)
     shards = _shards(list(inp.negatives), params.shard_queries)
+    spent_file = writer.staging / SPENT_FILE  # what earlier runs of this staging directory spent (budget stops)
+    try:
+        spent_before = float(json.loads(spent_file.read_text(encoding="utf-8"))["spent_usd"])
+    except (OSError, ValueError, KeyError, TypeError):
+        spent_before = 0.0
 
     async def main() -> None:
         bar = tqdm(total=None, desc="relabel", unit="judgment", disable=None if progress else True)
@@ -416,12 +446,14 @@ def run_relabel(run_dir: str | Path, params: RelabelParams, *, progress: bool = 
                 if all(writer.has_shard(t, i) for t in TABLES):
                     continue  # finished before an interruption
                 tables = await judge_shard(judge, inp, qids, params)
+                write_json_atomic(spent_file, {"spent_usd": spent_before + client.spent})
                 if client.budget_hit:
                     write_parquet_atomic(tables["audit"], run_dir / PARTIAL_AUDIT)
                     raise BudgetExhausted(
                         f"budget of ${params.budget_usd:g} reached after spending ${client.spent:.4f}: shards "
                         f"{i}/{len(shards)} finished, answers cached in {cache.path}, partial audit in "
                         f"{run_dir / PARTIAL_AUDIT}; re-run to continue", "--budget-usd")
+                _check_unjudged(tables["audit"], i, len(shards), params, client)
                 for t, table in tables.items():
                     writer.write_shard(t, i, table)
         finally:
@@ -430,14 +462,19 @@ def run_relabel(run_dir: str | Path, params: RelabelParams, *, progress: bool = 
 
     try:
         asyncio.run(main())
+    except JudgeFailure:
+        if not any(writer.has_shard(t, j) for t in TABLES for j in range(len(shards))):
+            writer.discard()  # nothing finished to resume from (the answers are in the cache anyway)
+        raise
     finally:
         cache.close()
+    spent_file.unlink(missing_ok=True)
     (run_dir / PARTIAL_AUDIT).unlink(missing_ok=True)
     counts = _shard_counts(writer, len(shards))
     tiers = _tier_stats(client, params)
     stats = dict(counts) | {
         "queries": len(inp.negatives), "negatives_in": sum(len(v) for v in inp.negatives.values()),
-        "tokenizer": tok.name, "spent_usd": round(client.spent, 6), "tiers": tiers,
+        "tokenizer": tok.name, "spent_usd": round(spent_before + client.spent, 6), "tiers": tiers,
         "requests_sent": sum(s.requests for s in client.stats)}
     j1 = counts.get("judgments_tier1", 0)
     later = sum(v for k, v in counts.items() if k.startswith("judgments_tier") and k != "judgments_tier1")
