@@ -512,6 +512,8 @@ def run_select(run_dir: str | Path, params: SelectParams | None = None) -> Stage
     if params.calibration is not None and params.calibration.lower() not in ("off", "none", "false"):
         from negmine.calibrate.stage import find_calibration, select_params_for
 
+        if params.calibration.lower() == "auto" and (run_dir / "calibration" / "_manifest.json").is_file():
+            check_inputs(Artifact.open(run_dir / "calibration", stage="calibrate"))  # not fitted on older scores
         cal = find_calibration(run_dir, params.calibration)
         if cal is not None:
             params = select_params_for(params, calibrated=True)
