@@ -165,7 +165,8 @@ def sample_queries(scores: Artifact, ingest: Artifact, params: CalibrateParams) 
     rng = np.random.default_rng(params.seed)
     pick = np.sort(rng.choice(len(eligible), size=n, replace=False))
     sample = [eligible[i] for i in pick]
-    rest = [q for i, q in enumerate(eligible) if i not in set(pick.tolist())]
+    picked = set(pick.tolist())
+    rest = [q for i, q in enumerate(eligible) if i not in picked]
     if len(rest) > params.coverage_queries:
         keep = np.sort(rng.choice(len(rest), size=params.coverage_queries, replace=False))
         rest = [rest[i] for i in keep]
