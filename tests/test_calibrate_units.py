@@ -170,3 +170,21 @@ def test_calibrated_rule_drops_what_its_model_predicts_on_hand_made_rows(tmp_pat
     dropped = {i for i, r in enumerate(sel.reason) if r >= 0 and names[r] == "predicted_false_negative"}
     assert dropped == {i for i in range(7) if not sig.is_positive[i] and expected[i] >= 0.5}
     assert dropped == {1, 5, 6}
+
+
+def test_choose_threshold_takes_the_least_aggressive_one_within_the_limits():
+    from negmine.calibrate.stage import choose_threshold
+
+    def c(t, est, cov=1.0, hard=0.95):
+        return {"threshold": t, "est_fn": est, "coverage": cov, "hardness_proxy": hard}
+
+    curve = [c(0.1, 0.02, cov=0.90), c(0.2, 0.05, hard=0.85), c(0.3, 0.08), c(0.4, 0.10), c(0.5, 0.14),
+             c(math.inf, 0.2)]
+    chosen, why = choose_threshold(curve, 0.11, 0.95, 0.88, True)
+    assert chosen["threshold"] == 0.4 and why is None          # the highest threshold whose estimate meets 0.11
+    chosen, why = choose_threshold(curve, 0.04, 0.95, 0.88, True)
+    assert chosen["threshold"] == 0.3 and "no threshold meets" in why  # 0.1 and 0.2 break coverage / hardness
+    chosen, why = choose_threshold(curve, 0.04, 0.95, None, True)
+    assert chosen["threshold"] == 0.2                           # without the hardness floor
+    chosen, why = choose_threshold(curve, 0.04, 0.95, 0.88, False)
+    assert math.isinf(chosen["threshold"]) and why is None      # no false negatives flagged: drop nothing

@@ -297,6 +297,84 @@ def _fingerprint_params(cfg, sel, features: list[str]) -> dict[str, Any]:
             "select": sel.fingerprint_dict()}
 
 
+@dataclass
+class Labels:
+    """The judge's usable labels by kind: candidates (row index into Rows, flagged), controls and positives (their
+    query index, flagged)."""
+
+    cand_rows: np.ndarray
+    y: np.ndarray
+    ctl_y: np.ndarray
+    ctl_g: np.ndarray
+    pos_y: np.ndarray
+    pos_g: np.ndarray
+
+
+def collect_labels(items: dict[str, list], verdict: dict, flagged_labels: tuple[str, ...],
+                   qpos: dict[str, int]) -> Labels:
+    """Usable final verdicts of the judged items, split by kind (an unjudged pair is left out)."""
+    out: dict[str, list] = {"cand_rows": [], "y": [], "ctl_y": [], "ctl_g": [], "pos_y": [], "pos_g": []}
+    for q, v in items.items():
+        for d, kind, i in v:
+            j = verdict.get((q, d))
+            if j is None or j.label is None:
+                continue
+            f = j.label in flagged_labels
+            if kind == "candidate":
+                out["cand_rows"].append(i)
+                out["y"].append(f)
+            elif kind == "control":
+                out["ctl_y"].append(f)
+                out["ctl_g"].append(qpos[q])
+            else:
+                out["pos_y"].append(f)
+                out["pos_g"].append(qpos[q])
+    return Labels(np.asarray(out["cand_rows"], dtype=np.int64), np.asarray(out["y"], dtype=np.float64),
+                  np.asarray(out["ctl_y"], dtype=np.float64), np.asarray(out["ctl_g"], dtype=np.int64),
+                  np.asarray(out["pos_y"], dtype=np.float64), np.asarray(out["pos_g"], dtype=np.int64))
+
+
+def threshold_curve(rows: Rows, sel, k: int, p_sel: np.ndarray, p_all: np.ndarray, est_row: np.ndarray,
+                    in_sample: np.ndarray, naive, naive_est: float) -> list[dict[str, Any]]:
+    """For each threshold (quantiles of the candidates' predictions, then off = inf): the estimated FN rate of the
+    simulated selection on the sample, its ratio to naive top-k's, the coverage over every loaded query and the
+    hardness proxy (mean kept teacher score ÷ naive top-k's)."""
+    cands = ~rows.is_pos
+    naive_score = float(rows.sig.scores[naive.kept].mean()) if naive.kept.any() else float("nan")
+    has_cand = np.bincount(rows.group[cands], minlength=len(rows.qids)) > 0
+    grid = np.unique(np.quantile(p_all[cands], np.linspace(0, 1, 101))) if cands.any() else np.zeros(0)
+    curve = []
+    for t in [*grid.tolist(), math.inf]:
+        selx = simulate(rows, sel, k, p_sel, None if math.isinf(t) else t)
+        ks = selx.kept & in_sample
+        est = float(est_row[ks].mean()) if ks.any() else float("nan")
+        cov = float((selx.n_kept[has_cand] >= k).mean()) if has_cand.any() else 0.0
+        hard = float(rows.sig.scores[selx.kept].mean() / naive_score) if selx.kept.any() and naive_score > 0 \
+            else float("nan")
+        curve.append({"threshold": t, "est_fn": est, "est_fn_ratio": est / naive_est if naive_est > 0 else math.nan,
+                      "coverage": cov, "kept": int(selx.kept.sum()), "hardness_proxy": hard})
+    return curve
+
+
+def choose_threshold(curve: list[dict[str, Any]], target: float, min_coverage: float, min_hardness: float | None,
+                     any_flagged: bool) -> tuple[dict[str, Any], str | None]:
+    """The least aggressive threshold (highest) whose estimate meets ``target`` within the coverage and hardness
+    limits; when none does, the lowest estimate within the limits, with the warning to give ({k} = k)."""
+    if not any_flagged:
+        return curve[-1], None
+    feasible = [c for c in curve if c["coverage"] >= min_coverage and (
+        min_hardness is None or math.isnan(c["hardness_proxy"]) or c["hardness_proxy"] >= min_hardness)]
+    meets = [c for c in feasible if c["est_fn"] <= target + 1e-12]
+    if meets:
+        return max(meets, key=lambda c: c["threshold"]), None
+    chosen = min(feasible or curve, key=lambda c: (c["est_fn"], -c["threshold"]))
+    floor = "" if min_hardness is None else f" and the negatives keep {min_hardness:g} of naive top-k's mean score"
+    return chosen, (f"no threshold meets the target (estimated FN <= {target:.3f}) while {min_coverage:.0%} of the "
+                    f"queries keep {{k}} negatives{floor}; chose the lowest estimate within those limits "
+                    f"({chosen['est_fn']:.3f}, coverage {chosen['coverage']:.3f}, hardness "
+                    f"{chosen['hardness_proxy']:.3f})")
+
+
 def run_calibrate(run_dir: str | Path, cfg, *, dry_run: bool = False, progress: bool = True):
     """The stage. Returns a StageResult, or with ``dry_run`` the plan dict (calls, tokens, cost per tier)."""
     from negmine.judge.stage import BudgetExhausted, _public_params, _tier_stats
@@ -359,26 +437,8 @@ def run_calibrate(run_dir: str | Path, cfg, *, dry_run: bool = False, progress: 
     if n_judged < 0.5 * n_items:
         log.warning("calibrate: only %d of %d judged pairs got a usable label", n_judged, n_items)
 
-    # labels by kind
-    cand_rows, cand_y, ctl_y, ctl_g, pos_y, pos_g = [], [], [], [], [], []
-    qpos = {q: i for i, q in enumerate(rows.qids)}
-    for q, v in items.items():
-        for d, kind, i in v:
-            j = verdict.get((q, d))
-            if j is None or j.label is None:
-                continue
-            f = j.label in flagged_labels
-            if kind == "candidate":
-                cand_rows.append(i)
-                cand_y.append(f)
-            elif kind == "control":
-                ctl_y.append(f)
-                ctl_g.append(qpos[q])
-            else:
-                pos_y.append(f)
-                pos_g.append(qpos[q])
-    cand_rows_a = np.asarray(cand_rows, dtype=np.int64)
-    y = np.asarray(cand_y, dtype=np.float64)
+    lab = collect_labels(items, verdict, flagged_labels, {q: i for i, q in enumerate(rows.qids)})
+    cand_rows_a, y, ctl_y, ctl_g, pos_y, pos_g = lab.cand_rows, lab.y, lab.ctl_y, lab.ctl_g, lab.pos_y, lab.pos_g
     if len(ctl_y) >= 10 and np.mean(ctl_y) > 0.5:
         raise InputError(f"the judge called {int(np.sum(ctl_y))} of {len(ctl_y)} random control documents "
                          "relevant: it cannot tell relevant from irrelevant text, so no model is fitted (try a "
@@ -417,38 +477,11 @@ def run_calibrate(run_dir: str | Path, cfg, *, dry_run: bool = False, progress: 
     naive = simulate(rows, sel, k, None, None, naive=True)
     nk = naive.kept & in_sample
     naive_est = float(est_row[nk].mean()) if nk.any() else float("nan")
-    naive_score = float(rows.sig.scores[naive.kept].mean()) if naive.kept.any() else float("nan")
     target = params.target_fn if params.target_fn is not None else cast(float, params.target_ratio) * naive_est
-    cands = ~rows.is_pos
-    grid = np.unique(np.quantile(p_all[cands], np.linspace(0, 1, 101))) if cands.any() else np.zeros(0)
-    curve = []
-    for t in [*grid.tolist(), math.inf]:
-        selx = simulate(rows, sel, k, p_sel, None if math.isinf(t) else t)
-        ks = selx.kept & in_sample
-        est = float(est_row[ks].mean()) if ks.any() else float("nan")
-        has_cand = np.bincount(rows.group[cands], minlength=len(rows.qids)) > 0
-        cov = float((selx.n_kept[has_cand] >= k).mean()) if has_cand.any() else 0.0
-        hard = float(rows.sig.scores[selx.kept].mean() / naive_score) if selx.kept.any() and naive_score > 0 \
-            else float("nan")
-        curve.append({"threshold": t, "est_fn": est, "est_fn_ratio": est / naive_est if naive_est > 0 else math.nan,
-                      "coverage": cov, "kept": int(selx.kept.sum()), "hardness_proxy": hard})
-    feasible = [c for c in curve if c["coverage"] >= params.min_coverage and (
-        params.min_hardness is None or not c["hardness_proxy"] == c["hardness_proxy"]
-        or c["hardness_proxy"] >= params.min_hardness)]
-    meets = [c for c in feasible if c["est_fn"] <= target + 1e-12]
-    if y.sum() == 0:
-        chosen = curve[-1]
-    elif meets:
-        chosen = max(meets, key=lambda c: c["threshold"])
-    else:
-        pool = feasible or curve
-        chosen = min(pool, key=lambda c: (c["est_fn"], -c["threshold"]))
-        floor = "" if params.min_hardness is None else f" and the negatives keep {params.min_hardness:g} of naive " \
-            "top-k's mean score"
-        warnings.append(f"no threshold meets the target (estimated FN <= {target:.3f}) while "
-                        f"{params.min_coverage:.0%} of the queries keep {k} negatives{floor}; chose the lowest "
-                        f"estimate within those limits ({chosen['est_fn']:.3f}, coverage {chosen['coverage']:.3f}, "
-                        f"hardness {chosen['hardness_proxy']:.3f})")
+    curve = threshold_curve(rows, sel, k, p_sel, p_all, est_row, in_sample, naive, naive_est)
+    chosen, why = choose_threshold(curve, target, params.min_coverage, params.min_hardness, bool(y.sum()))
+    if why:
+        warnings.append(why.replace("{k}", str(k)))
         log.warning("calibrate: %s", warnings[-1])
     threshold = None if math.isinf(chosen["threshold"]) else float(chosen["threshold"])
     ci, ratio_ci = _bootstrap(rows, sel, k, p_sel, threshold, est_row, n_s, naive, params.seed)
