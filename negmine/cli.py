@@ -94,20 +94,28 @@ def run(argv: list[str] | None = None) -> int:
     """Run the CLI in-process and return its exit code (used by `main` and by tests)."""
     import click
 
+    # typer >= 0.29 raises the exceptions of its vendored click (typer._click); older typer raises click's own
+    usage, exits, aborts = _click_exceptions()
     try:
         rv = app(args=argv, prog_name="negmine", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except NegmineError as e:
         print(f"negmine: error: {e}", file=sys.stderr)
         return e.exit_code
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.exceptions.Abort:
+    except exits as e:
+        return int(getattr(e, "exit_code", 0) or 0)
+    except aborts:
         print("negmine: aborted", file=sys.stderr)
         return 130
+    except usage as e:
+        if type(e).__name__ == "NoArgsIsHelpError" and not argv:  # a bare `negmine`: the help, on stdout
+            typer.echo(e.format_message())
+            return 0
+        e.show()  # click's usage line, the hint to --help, then the error
+        return 2  # usage errors are bad input
     except click.ClickException as e:
         e.show()
-        return 2  # usage errors are bad input
+        return 2
     except KeyboardInterrupt:
         print("negmine: interrupted", file=sys.stderr)
         return 130
@@ -118,6 +126,25 @@ def run(argv: list[str] | None = None) -> int:
         print(f"negmine: runtime error: {type(e).__name__}: {msg} (set NEGMINE_DEBUG=1 for a traceback)",
               file=sys.stderr)
         return 1
+
+
+def _click_exceptions() -> tuple[tuple[type[BaseException], ...], ...]:
+    """(usage errors, exits, aborts) of click and of the click that typer vendors, when it does."""
+    import click
+
+    usage: list[type[BaseException]] = [click.ClickException]
+    exits: list[type[BaseException]] = [click.exceptions.Exit]
+    aborts: list[type[BaseException]] = [click.exceptions.Abort]
+    try:
+        from typer import _click as vendored  # type: ignore[attr-defined]
+        from typer import exceptions as typer_exc
+    except ImportError:
+        pass
+    else:
+        usage.append(vendored.exceptions.ClickException)
+        exits.append(getattr(typer_exc, "Exit", click.exceptions.Exit))
+        aborts.append(getattr(typer_exc, "Abort", click.exceptions.Abort))
+    return tuple(usage), tuple(exits), tuple(aborts)
 
 
 def main() -> None:
