@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any
 
 import typer
 
@@ -108,10 +109,11 @@ def run(argv: list[str] | None = None) -> int:
         print("negmine: aborted", file=sys.stderr)
         return 130
     except usage as e:
+        err: Any = e
         if type(e).__name__ == "NoArgsIsHelpError" and not argv:  # a bare `negmine`: the help, on stdout
-            typer.echo(e.format_message())
+            typer.echo(err.format_message())
             return 0
-        e.show()  # click's usage line, the hint to --help, then the error
+        err.show()  # click's usage line, the hint to --help, then the error
         return 2  # usage errors are bad input
     except click.ClickException as e:
         e.show()
@@ -136,7 +138,7 @@ def _click_exceptions() -> tuple[tuple[type[BaseException], ...], ...]:
     exits: list[type[BaseException]] = [click.exceptions.Exit]
     aborts: list[type[BaseException]] = [click.exceptions.Abort]
     try:
-        from typer import _click as vendored  # type: ignore[attr-defined]
+        from typer import _click as vendored
         from typer import exceptions as typer_exc
     except ImportError:
         pass
