@@ -133,7 +133,7 @@ def test_skip_when_unchanged_and_rewrite_when_needed(run, tmp_path, caplog):
     with negmine_log(caplog, logging.INFO):
         again = run_export(run, ExportParams(format="triplet", out=str(out)))
     assert again.skipped and "up to date" in caplog.text and again.rows == first.rows
-    assert json.loads((tmp_path / "t.parquet.negmine.json").read_text())["rows"] == first.rows
+    assert json.loads((tmp_path / ".t.parquet.negmine.json").read_text())["rows"] == first.rows
     assert not run_export(run, ExportParams(format="triplet", out=str(out), with_ids=True)).skipped
     out.write_bytes(b"tampered")
     assert not run_export(run, ExportParams(format="triplet", out=str(out))).skipped

@@ -15,7 +15,7 @@ from negmine.export.params import ExportParams
 @stage_options(ExportParams, Flag("format", "--format", "-f"), Flag("out", "--out", "-o"),
                Flag("with_ids", "--with-ids"), Flag("with_scores", "--with-scores"),
                Flag("num_negatives", "--num-negatives", "-k"),
-               Flag("include_filled", "--include-filled/--exclude-filled"), "prompt",
+               Flag("include_filled", "--include-filled/--exclude-filled"), "prompt", "split", "license",
                Flag("use_relabel", "--relabel/--no-relabel"))
 def export(
     run: Path = RunArg,

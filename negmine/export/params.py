@@ -17,8 +17,9 @@ class ExportParams(Params):
         f"{' | '.join(FORMATS)}: the first four for sentence-transformers (Parquet), flagembedding and tevatron "
         "as JSON lines."))
     # default RUN/export/<format>.parquet (.jsonl for flagembedding / tevatron)
-    out: str | None = NoFP(None, description="Output file [RUN/export/<format>.parquet|jsonl]; a .jsonl name writes "
-                           "the sentence-transformers formats as JSON lines.")
+    out: str | None = NoFP(None, description="Output file [RUN/export/<format>.parquet|jsonl]; a .jsonl, .jsonl.gz "
+                           "or .jsonl.zst name writes JSON lines (compressed), also for the sentence-transformers "
+                           "formats. A dataset card README.md is written beside it.")
     with_ids: bool = Field(False, description="Add id columns (query_id, positive_id, negative_id, ...; drop them "
                            "before training: the trainer reads every non-label column as text).")
     with_scores: bool = Field(False, description="Add teacher scores (a `scores` label column for MarginMSE; "
@@ -27,5 +28,9 @@ class ExportParams(Params):
     include_filled: bool = Field(True, description="Export negatives added by short_policy fill.")
     prompt: str | None = Field(None, description="flagembedding: the query instruction (\"prompt\" key) of every "
                                "line.")
+    split: str | None = Field(None, description="Hold out a seeded fraction of the queries as a second split, "
+                              "e.g. eval=0.05: writes NAME-train and NAME-eval files (by query: no query in both).")
+    license: str | None = NoFP(None, description="The dataset card's license field (an SPDX id such as cc-by-4.0) "
+                               "[unknown].")
     use_relabel: bool = Field(True, description="Apply RUN/relabel (removed negatives, promoted positives) when "
                               "present.")

@@ -1,8 +1,12 @@
 """`negmine export`: ``RUN/negatives`` (+ ``RUN/relabel`` when present) → one training file.
 
-The output is written to a temporary name beside the target and renamed when complete, then a sidecar
-``<out>.negmine.json`` records the fingerprint (select + ingest [+ relabel] fingerprints and the export
-parameters), rows and sha256: an export whose inputs, parameters and file are unchanged is skipped.
+The output is written to a temporary name beside the target and renamed when complete, then a hidden sidecar
+``.<out>.negmine.json`` (a dot-file: ``datasets.load_dataset(EXPORT_DIR)`` skips it) records the fingerprint
+(select + ingest [+ relabel] fingerprints and the export parameters), rows and sha256: an export whose inputs,
+parameters and file are unchanged is skipped. ``split: eval=0.05`` writes ``<name>-train`` and ``<name>-eval``
+files instead (queries assigned by a seeded hash, each file with its sidecar), and a dataset card ``README.md``
+(``negmine/export/card.py``) is rewritten beside the export, so the directory loads and uploads as a dataset.
+JSON lines go to ``.jsonl``, ``.jsonl.gz`` or ``.jsonl.zst`` (compressed accordingly); other suffixes are refused.
 
 Relabel overlay: when ``RUN/relabel`` exists (stage ``relabel``) and was made from the current select artifact,
 its ``negatives`` table replaces each query's negatives (the survivors, plus any candidates relabel took to
@@ -11,7 +15,8 @@ refill, in relabel's order) and the documents of its ``positives`` table are add
 A relabel artifact made from an older select run is stale: it is ignored with a warning (re-run
 ``negmine relabel``).
 
-A query without any negative left is not exported (counted in the result as ``queries_without_negatives``).
+A query without any negative left is not exported (counted in the result as ``queries_without_negatives``, and
+named in a warning line with the number of queries left out).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,6 +35,7 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from negmine.errors import InputError
+from negmine.export import card
 from negmine.export.params import ExportParams
 from negmine.export.writers import WRITERS, Doc, Example, Options
 from negmine.io.store import Artifact, check_inputs, hash_json, sha256_file, write_json_atomic
@@ -38,7 +44,7 @@ from negmine.select.stage import read_parquet
 
 log = logging.getLogger("negmine")
 
-SIDECAR_SUFFIX = ".negmine.json"
+SIDECAR_SUFFIX = card.SIDECAR_SUFFIX  # the sidecar of FILE is .FILE.negmine.json (card.sidecar_path)
 EXPORT_VERSION = 1
 
 
@@ -48,15 +54,41 @@ def default_out(run_dir: Path, fmt: str) -> Path:
 
 
 def _container(path: Path, fmt: str) -> str:
-    if WRITERS[fmt].kind == "jsonl":
-        return "jsonl"
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return "parquet"
-    if suffix in (".jsonl", ".json"):
-        return "jsonl"
-    raise InputError(f"format {fmt} is written as .parquet or .jsonl, not {suffix or 'a file without suffix'}",
-                     "--out")
+    """``parquet``, ``jsonl``, ``jsonl.gz`` or ``jsonl.zst`` from the output's suffix (JSON lines formats cannot be
+    Parquet; any other suffix is an InputError)."""
+    return card.container(path, WRITERS[fmt].kind == "jsonl", fmt)
+
+
+def _split_files(out: Path, split: tuple[str, float] | None) -> dict[str, Path]:
+    """Split name → the file it is written to."""
+    if split is None:
+        return {"train": out}
+    return {"train": card.split_path(out, "train"), split[0]: card.split_path(out, split[0])}
+
+
+def _up_to_date(files: dict[str, Path], fp: str) -> dict[str, Any] | None:
+    """The sidecar of the train file when every file exists with a sidecar of this fingerprint and its sha256."""
+    infos = []
+    for path in files.values():
+        try:
+            info = json.loads(card.sidecar_path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not path.is_file() or info.get("fingerprint") != fp or info.get("sha256") != sha256_file(path):
+            return None
+        infos.append(info)
+    return infos[0]
+
+
+def _remove_replaced(out_dir: Path, name: str, files: dict[str, Path]) -> None:
+    """Remove the files (and sidecars) an earlier export named ``name`` wrote into ``out_dir`` that this one does
+    not write (e.g. ``name.parquet`` after switching to ``--split``)."""
+    keep = {p.name for p in files.values()}
+    for info in card.read_sidecars(out_dir):
+        if info.get("export") == name and info["file"] not in keep:
+            stale = out_dir / info["file"]
+            stale.unlink(missing_ok=True)
+            card.sidecar_path(stale).unlink(missing_ok=True)
 
 
 def _relabel(run_dir: Path, select: Artifact, use: bool) -> Artifact | None:
@@ -179,6 +211,7 @@ class ExportResult:
     skipped: bool
     rows: int
     info: dict[str, Any]  # the sidecar: fingerprint, format, rows, sha256, inputs, params, counts
+    paths: dict[str, Path] = field(default_factory=dict)  # split name -> file (train only without --split)
 
 
 def run_export(run_dir: str | Path, params: ExportParams | None = None) -> ExportResult:
@@ -193,21 +226,18 @@ def run_export(run_dir: str | Path, params: ExportParams | None = None) -> Expor
     relabel = _relabel(run_dir, select, params.use_relabel)
     out = Path(params.out) if params.out else default_out(run_dir, params.format)
     container = _container(out, params.format)
+    split = card.parse_split(params.split) if params.split else None
+    files = _split_files(out, split)
     k = params.num_negatives or int(select.params.get("num_negatives", SelectParams().num_negatives))
     opts = Options(with_ids=params.with_ids, with_scores=params.with_scores, num_negatives=k, prompt=params.prompt)
     inputs = {"select": select.fingerprint, "ingest": ingest.fingerprint,
               **({"relabel": relabel.fingerprint} if relabel is not None else {})}
     fp = hash_json({"version": EXPORT_VERSION, "inputs": inputs, "params": params.fingerprint_dict(),
                     "container": container, "num_negatives": k})
-    sidecar = out.with_name(out.name + SIDECAR_SUFFIX)
-    if out.is_file() and sidecar.is_file():
-        try:
-            info = json.loads(sidecar.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            info = {}
-        if info.get("fingerprint") == fp and info.get("sha256") == sha256_file(out):
-            log.info("export: %s is up to date, skipped", out)
-            return ExportResult(out, True, int(info.get("rows", 0)), info)
+    info = _up_to_date(files, fp)
+    if info is not None:
+        log.info("export: %s is up to date, skipped", out)
+        return ExportResult(files["train"], True, int(info.get("rows_total", info.get("rows", 0))), info, files)
 
     overlay = _Relabel(relabel) if relabel is not None else None
     need: set[str] = overlay.doc_ids() if overlay is not None else set()
@@ -220,34 +250,74 @@ def run_export(run_dir: str | Path, params: ExportParams | None = None) -> Expor
                             "queries_short_for_n_tuple", "filled_left_out", "negatives_removed_by_relabel",
                             "negatives_added_by_relabel", "positives_promoted_by_relabel"), 0)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    rows = 0
+    held: set[str] = set()
+    if split is not None:
+        qids = read_parquet(select.shard_paths("queries"), ["query_id"])["query_id"].to_pylist()
+        held = card.held_out(qids, split[1], int(select.params.get("seed", 0) or 0))
+    tmps = {s: f.with_name(f".{f.name}.tmp-{uuid.uuid4().hex[:8]}") for s, f in files.items()}
+    rows_by = dict.fromkeys(files, 0)
+    queries_by = dict.fromkeys(files, 0)
+    schema = writer.schema(opts) if writer.schema else None
+    seen_schema = schema
     try:
         with tqdm(total=select.num_rows("queries"), desc="export", unit="q", disable=None) as bar:
-            sink = _Sink(tmp, container, writer.schema(opts) if writer.schema else None)
+            sinks = {s: _Sink(tmps[s], container, schema) for s in files}
             for batch in _examples(select, texts, overlay, params.include_filled, counts):
                 counts["queries"] += len(batch)
                 if params.format == "n-tuple":
                     counts["queries_short_for_n_tuple"] += sum(len(ex.negatives) < k for ex in batch)
-                rows += sink.write(writer.rows(batch, opts))
+                parts: dict[str, list[Example]] = {}
+                for ex in batch:
+                    parts.setdefault(split[0] if split is not None and ex.query_id in held else "train", []).append(ex)
+                for s, part in parts.items():
+                    data = writer.rows(part, opts)
+                    if seen_schema is None and len(data):
+                        seen_schema = data.schema if isinstance(data, pa.Table) else pa.Table.from_pylist(data).schema
+                    rows_by[s] += sinks[s].write(data)
+                    queries_by[s] += len(part)
                 bar.update(len(batch))
-            sink.close()
-        os.replace(tmp, out)
+            for sink in sinks.values():
+                sink.close()
+        for s, f in files.items():
+            os.replace(tmps[s], f)
     finally:
-        tmp.unlink(missing_ok=True)
-    if params.format == "n-tuple" and counts["queries_short_for_n_tuple"]:
-        log.warning("export: %d queries have fewer than %d negatives and are not in the n-tuple file "
-                    "(select with short_policy fill or drop, or export --num-negatives smaller)",
-                    counts["queries_short_for_n_tuple"], k)
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
+    rows = sum(rows_by.values())
+    _warn_left_out(out, counts, params.format, k)
     if rows == 0:
         log.warning("export: %s has no rows (no query has both a positive and enough negatives)", out)
-    info = {"fingerprint": fp, "format": params.format, "container": container, "rows": rows,
-            "sha256": sha256_file(out), "inputs": inputs, "params": params.model_dump(mode="json"),
-            "counts": counts, "relabel_applied": relabel is not None, "seconds": round(time.time() - t0, 3)}
-    write_json_atomic(sidecar, info)
-    log.info("export: %s → %s (%d rows, %d queries)", params.format, out, rows,
-             counts["queries"] - counts["queries_short_for_n_tuple"])
-    return ExportResult(out, False, rows, info)
+    name = card.export_name(out)
+    features = card.features_yaml(seen_schema) if seen_schema is not None else None
+    info = {}
+    for s, f in files.items():
+        info_s = {"fingerprint": fp, "format": params.format, "container": container, "rows": rows_by[s],
+                  "sha256": sha256_file(f), "inputs": inputs, "params": params.model_dump(mode="json"),
+                  "counts": counts, "relabel_applied": relabel is not None, "seconds": round(time.time() - t0, 3),
+                  "export": name, "file": f.name, "split": s, "split_queries": queries_by[s],
+                  "features": features, "rows_total": rows}
+        write_json_atomic(card.sidecar_path(f), info_s)
+        info = info or info_s
+    _remove_replaced(out.parent, name, files)
+    card.write_card(out.parent, run_dir, default=name, license=params.license)
+    log.info("export: %s → %s (%d rows, %d queries%s)", params.format,
+             out if split is None else ", ".join(str(f) for f in files.values()), rows,
+             counts["queries"] - counts["queries_short_for_n_tuple"],
+             "" if split is None else f"; {split[0]}: {queries_by[split[0]]} queries")
+    return ExportResult(files["train"], False, rows, info, files)
+
+
+def _warn_left_out(out: Path, counts: dict[str, int], fmt: str, k: int) -> None:
+    """One warning line with the number of queries the export leaves out, and why."""
+    why = [(counts["queries_without_negatives"], "no negative left"),
+           (counts["queries_without_positives"], "no positive"),
+           (counts["queries_short_for_n_tuple"] if fmt == "n-tuple" else 0,
+            f"fewer than {k} negatives for n-tuple: select with short_policy fill or drop, or export "
+            "--num-negatives smaller")]
+    total = sum(n for n, _ in why)
+    if total:
+        log.warning("export: %d queries left out of %s (%s)", total, out,
+                    "; ".join(f"{n} with {reason}" for n, reason in why if n))
 
 
 class _Sink:
@@ -256,11 +326,19 @@ class _Sink:
     def __init__(self, path: Path, container: str, schema: pa.Schema | None) -> None:
         self.path = path
         self.pw: Any = None  # pyarrow.parquet.ParquetWriter
-        self.fh: IO[bytes] | None = None
+        self.fh: IO[bytes] | Any = None
         if container == "parquet":
             import pyarrow.parquet as pq
 
             self.pw = pq.ParquetWriter(str(path), schema, compression="zstd")
+        elif container == "jsonl.gz":
+            import gzip
+
+            self.fh = gzip.open(path, "wb")
+        elif container == "jsonl.zst":
+            import zstandard
+
+            self.fh = zstandard.open(path, "wb")
         else:
             self.fh = open(path, "wb")
 

@@ -335,7 +335,8 @@ EXPORT_SIDECAR = ".negmine.json"
 
 def _verify_export(run_dir: Path, sidecar: Path, current: Mapping[str, str]) -> tuple[Path, str | None]:
     """An exported file against its sidecar: its sha256, and the select / ingest / relabel it was made from."""
-    path = sidecar.with_name(sidecar.name[: -len(EXPORT_SIDECAR)])
+    name = sidecar.name[: -len(EXPORT_SIDECAR)]
+    path = sidecar.with_name(name[1:] if name.startswith(".") else name)  # .FILE.negmine.json is FILE's sidecar
     fix = f"re-run `negmine export {run_dir} --out {path}`"
     try:
         info = json.loads(sidecar.read_text(encoding="utf-8"))
