@@ -65,7 +65,7 @@ CASES = {
                    "missing field '_id'"),
     "missing_text": (lambda t: [beir(t, corpus=jl({"_id": "d1", "title": "only a title"}) + CORPUS)],
                      "corpus.jsonl", "1", "missing field 'text'"),
-    "non_string_id": (lambda t: [beir(t, queries=QUERIES + jl({"_id": 3, "text": "third"}))],
+    "non_string_id": (lambda t: [beir(t, queries=QUERIES + jl({"_id": 3.5, "text": "third"}))],
                       "queries.jsonl", "3", "must be a string id"),
     "non_string_text": (lambda t: [beir(t, corpus=CORPUS + jl({"_id": "d4", "text": ["a", "b"]}))],
                         "corpus.jsonl", "4", "field 'text' must be a string"),

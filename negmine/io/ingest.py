@@ -214,11 +214,16 @@ class Canon:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def detect_format(path: Path) -> str:
+def detect_format(path: Path, split: str = "train") -> str:
     if path.is_dir():
         if any(path.glob("corpus.jsonl*")) or (path / "qrels").is_dir() or any(path.glob("queries.jsonl*")):
             return "beir"
-        raise InputError("directory is not in BEIR layout (missing corpus.jsonl)", path / "corpus.jsonl")
+        from negmine.io.readers.hf import data_files
+
+        if data_files(path, split) is not None:  # a Hugging Face dataset folder: pairs in Parquet / Arrow / JSONL
+            return "pairs"
+        raise InputError("directory is neither in BEIR layout (missing corpus.jsonl) nor a Hugging Face dataset "
+                         "folder (no .parquet, .arrow or .jsonl files)", path / "corpus.jsonl")
     from negmine.io.readers import sniff_file_format
 
     return sniff_file_format(path)
@@ -288,7 +293,7 @@ def run_ingest(params: IngestParams, run_dir: str | Path) -> StageResult:
         raise InputError("input not found", src)
     run_dir = Path(run_dir)
     _check_out_dir(run_dir)
-    fmt = params.format if params.format != "auto" else detect_format(src)
+    fmt = params.format if params.format != "auto" else detect_format(src, params.split)
     reader = get_reader(fmt)
     files = reader.input_files(src, params)
 

@@ -168,17 +168,19 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
 # ----------------------------------------------------------------------------------------------------------------
 # tabular records: JSONL, CSV/TSV, Parquet
 
-TABULAR_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".parquet")
+TABULAR_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".parquet", ".arrow")
 
 
 def record_kind(path: str | os.PathLike) -> str:
-    """``jsonl`` | ``csv`` | ``tsv`` | ``parquet`` from the file's suffix (compression suffix ignored)."""
+    """``jsonl`` | ``csv`` | ``tsv`` | ``parquet`` | ``arrow`` from the file's suffix (compression suffix
+    ignored; ``.arrow`` is an Arrow IPC stream or file, as ``datasets`` writes them)."""
     s = base_suffix(path)
     if s in (".jsonl", ".json", ".ndjson"):
         return "jsonl"
-    if s in (".csv", ".tsv", ".parquet"):
+    if s in (".csv", ".tsv", ".parquet", ".arrow"):
         return s[1:]
-    raise InputError(f"unknown file type '{s or '(no suffix)'}' (expected .jsonl, .csv, .tsv or .parquet)", path)
+    raise InputError(f"unknown file type '{s or '(no suffix)'}' (expected .jsonl, .csv, .tsv, .parquet or .arrow)",
+                     path)
 
 
 def columns_of(path: str | os.PathLike) -> list[str] | None:
@@ -186,6 +188,8 @@ def columns_of(path: str | os.PathLike) -> list[str] | None:
     kind = record_kind(path)
     if kind == "parquet":
         return _parquet_file(path).schema_arrow.names
+    if kind == "arrow":
+        return list(_arrow_batches(path, schema_only=True).names)
     if kind in ("csv", "tsv"):
         for _n, header in _csv_rows(path, kind):
             return header
@@ -248,6 +252,30 @@ def _parquet_file(path: str | os.PathLike):
         raise InputError(f"not a readable Parquet file: {e}", p) from None
 
 
+def _arrow_batches(path: str | os.PathLike, schema_only: bool = False) -> Any:
+    """The record batches of an Arrow IPC stream or file (``datasets``' cache / ``save_to_disk`` files are
+    streams); with ``schema_only`` its schema."""
+    import pyarrow as pa
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("file not found", p)
+    errors = []
+    for opener in (pa.ipc.open_stream, pa.ipc.open_file):
+        try:
+            src = pa.memory_map(str(p))
+            reader = opener(src)
+        except (pa.ArrowInvalid, OSError) as e:
+            errors.append(str(e))
+            continue
+        if schema_only:
+            return reader.schema
+        if hasattr(reader, "num_record_batches"):
+            return (reader.get_batch(i) for i in range(reader.num_record_batches))
+        return iter(reader)
+    raise InputError(f"not a readable Arrow file: {errors[-1]}", p)
+
+
 def iter_records(path: str | os.PathLike, columns: list[str] | None = None
                  ) -> Iterator[tuple[dict[str, int], dict[str, Any]]]:
     """Yield ``(location, record)``: location is ``{"line": n}`` (JSONL) or ``{"row": n}`` (CSV, Parquet).
@@ -274,6 +302,16 @@ def iter_records(path: str | os.PathLike, columns: list[str] | None = None
             raise InputError("file is empty", path)
         if r == 0:
             raise InputError("file has a header but no rows", path)
+    elif kind == "arrow":
+        r = 0
+        for batch in _arrow_batches(path):
+            if columns is not None:
+                batch = batch.select(columns)
+            for rec in batch.to_pylist():
+                r += 1
+                yield {"row": r}, rec
+        if r == 0:
+            raise InputError("Arrow file has no rows", path)
     else:
         pf = _parquet_file(path)
         if pf.metadata.num_rows == 0:

@@ -23,11 +23,12 @@ def sniff_file_format(path: Path) -> str:
     from negmine.io.textio import base_suffix, iter_jsonl
 
     suffix = base_suffix(path)
-    if suffix in (".parquet", ".csv", ".tsv"):
+    if suffix in (".parquet", ".arrow", ".csv", ".tsv"):
         return "pairs"
     if suffix not in (".jsonl", ".json", ".ndjson"):
         raise InputError(f"unknown input format for suffix '{suffix or '(none)'}' "
-                         "(expected a BEIR directory, .jsonl, .parquet or .csv; or pass --format)", path)
+                         "(expected a BEIR directory, a Hugging Face dataset folder, .jsonl, .parquet, .arrow or .csv; or pass "
+                         "--format)", path)
     for _n, obj in iter_jsonl(path):
         if "positive_passages" in obj:
             return "tevatron"

@@ -11,8 +11,9 @@ from negmine.errors import InputError
 
 
 def get_id(obj: dict, key: str, where: Any, loc: dict[str, int], *, typed_ints: bool = False) -> str:
-    """A required, non-empty string id. JSON numbers are refused (``007`` vs ``7`` would silently merge ids);
-    with ``typed_ints`` (Parquet integer columns) integers are written in decimal."""
+    """A required, non-empty string id. Integers (JSON numbers without a fraction, Parquet integer columns) are
+    written in decimal, the way every reader and the BEIR qrels (text) spell them, so ``7`` and ``"7"`` are one
+    id; other numbers are refused. ``typed_ints`` is kept for callers that pass it."""
     if key not in obj or obj[key] is None:
         raise InputError(f"missing field '{key}'", where, **loc)
     v = obj[key]
@@ -20,7 +21,7 @@ def get_id(obj: dict, key: str, where: Any, loc: dict[str, int], *, typed_ints: 
         if not v.strip():
             raise InputError(f"field '{key}' is empty", where, **loc)
         return v
-    if type(v) is int and typed_ints:
+    if type(v) is int:
         return str(v)
     if type(v) in (int, float):
         raise InputError(f"field '{key}' must be a string id, got a number ({v}); quote it", where, **loc)

@@ -12,7 +12,12 @@ Columns (all configurable, config section ``input``):
   ``negative_column`` (text, or list of texts, of given negatives, e.g. ``negative`` in (anchor, positive,
   negative) triplets; they go to ``given_negatives`` and the corpus).
 
-Errors name the line (JSONL) or the data row (Parquet, CSV: the header is not counted).
+With the default column names, sentence-transformers' usual columns are found without flags: ``anchor`` for the
+query when there is no ``query`` column, ``answer`` for the positive when there is no ``positive`` column, and a
+``negative`` column as given negatives. ``src`` may be a Hugging Face dataset folder (sharded Parquet,
+``save_to_disk`` output, ``.arrow``; ``negmine/io/readers/hf.py``): its split's files are read in order.
+
+Errors name the file and the line (JSONL) or the data row (Parquet, Arrow, CSV: the header is not counted).
 """
 
 from __future__ import annotations
@@ -27,12 +32,49 @@ from negmine.io.ingest import text_id
 from negmine.io.params import IngestParams
 from negmine.io.readers.corpus import corpus_file, read_extra_corpus, text_doc
 from negmine.io.readers.fields import get_grade, get_id, get_text
-from negmine.io.textio import iter_records, record_kind, require_columns
+from negmine.io.textio import columns_of, iter_records, record_kind, require_columns
+
+
+def _sources(src: Path, params: IngestParams) -> list[Path]:
+    if src.is_dir():
+        from negmine.io.readers.hf import data_files
+
+        files = data_files(src, params.split)
+        if not files:
+            raise InputError("no data files (.parquet, .arrow, .jsonl, .csv) in the folder", src)
+        return files
+    return [src]
 
 
 def input_files(src: Path, params: IngestParams) -> list[Path]:
-    record_kind(src)
-    return [src, *corpus_file(params)]
+    files = _sources(src, params)
+    for f in files:
+        record_kind(f)
+    return [*files, *corpus_file(params)]
+
+
+def _first_columns(src: Path) -> list[str]:
+    cols = columns_of(src)
+    if cols is not None:
+        return cols
+    for _loc, rec in iter_records(src):
+        return list(rec)
+    return []
+
+
+def auto_columns(src: Path, params: IngestParams) -> IngestParams:
+    """``params`` with sentence-transformers' column names when the defaults are absent from ``src``."""
+    defaults = IngestParams()
+    cols = set(_first_columns(src))
+    changes: dict[str, str] = {}
+    if params.query_column == defaults.query_column and "query" not in cols and "anchor" in cols:
+        changes["query_column"] = "anchor"
+    if params.positive_column == defaults.positive_column and not params.positive_id_column \
+            and "positive" not in cols and "answer" in cols:
+        changes["positive_column"] = "answer"
+    if params.negative_column is None and "negative" in cols:
+        changes["negative_column"] = "negative"
+    return params.model_copy(update=changes) if changes else params
 
 
 def _columns(params: IngestParams) -> dict[str, str]:
@@ -64,15 +106,20 @@ def _texts(rec: dict, key: str, where: Any, loc: dict[str, int]) -> list[str]:
 
 
 def read(src: Path, params: IngestParams, canon: Any) -> None:
+    by_text = read_extra_corpus(params, canon)
+    files = _sources(src, params)
+    params = auto_columns(files[0], params)
+    for path in files:
+        _read_file(path, params, canon, by_text)
+
+
+def _read_file(src: Path, params: IngestParams, canon: Any, by_text: Any) -> None:
     needed = _columns(params)
     require_columns(src, needed)
-    by_text = read_extra_corpus(params, canon)
     kind = record_kind(src)
-    typed = kind == "parquet"
+    typed = kind in ("parquet", "arrow")
     want = list(needed) + ([params.positive_column] if params.positive_id_column else [])
-    if kind == "parquet":
-        from negmine.io.textio import columns_of
-
+    if typed:
         have = set(columns_of(src) or [])
         want = [c for c in dict.fromkeys(want) if c in have]
     q_col, p_col, pid_col = params.query_column, params.positive_column, params.positive_id_column
