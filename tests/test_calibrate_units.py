@@ -10,7 +10,7 @@ import pytest
 from negmine.calibrate.features import LEX_ABSENT, Signals, feature_matrix, needed_signals
 from negmine.calibrate.model import FNModel, JudgeNoise, auc, fit, fold_of, reliability
 from negmine.select.core import select_batch
-from negmine.select.filters import reasons
+from negmine.select.rules import reasons
 
 
 def _sig(**kw):

@@ -30,7 +30,7 @@ def test_max_sim_to_positives_hand_made():
 
 def test_rule_inside_select_batch():
     from negmine.select.core import select_batch
-    from negmine.select.filters import reasons
+    from negmine.select.rules import reasons
 
     # one query: positive + 4 candidates; candidate 1 is the hardest but a near-copy of the positive's topic
     scores = np.array([0.9, 0.85, 0.8, 0.7, 0.6])
@@ -140,7 +140,7 @@ def test_eval_hidden_positives_end_to_end(shared_data, tmp_path, cli, make_beir_
 def test_lexical_agreement_rule_hand_made():
     from negmine.retrieve.ranking import rank_of
     from negmine.select.core import select_batch
-    from negmine.select.filters import reasons
+    from negmine.select.rules import reasons
     from negmine.select.signals import lexical_agreement
 
     # the rank lookup LexicalRanker uses: BM25 lists q1 = [a, b, c], q2 = [b] (docs a, b, c = 0, 1, 2; -1 = empty);

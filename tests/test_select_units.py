@@ -26,7 +26,7 @@ from negmine.select import (
     shingles,
     signature,
 )
-from negmine.select.filters import Batch
+from negmine.select.rules import Batch
 from negmine.select.sampling import query_seeds
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -2,27 +2,34 @@
 
 Rows are the scored candidates (and scored positives) of several queries; ``group`` gives each row's query index.
 The result says, for every row, whether it is kept (sampled or filled) or why it was dropped.
+
+:func:`select_table` is the one entry point from a table of scored rows with a ``SelectParams``: the select stage
+(per block), the report's re-selection and its sensitivity curves all call it (or :func:`table_rows` +
+:func:`select_rows` when the stage adds the ingest positives), so they keep exactly the same negatives.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
-from negmine.select.filters import NOT_SAMPLED, Batch, apply_rules, fillable, pos_reference, reasons
-from negmine.select.params import SHORT_POLICIES
-from negmine.select.sampling import group_order, group_topk, gumbel, row_uniforms, sample_keys
+from negmine.select.filters import pos_reference
+from negmine.select.params import SHORT_POLICIES, SelectParams
+from negmine.select.rules import NOT_SAMPLED, Batch, apply_rules, fillable, reasons
+from negmine.select.sampling import group_order, group_topk, gumbel, query_seeds, row_uniforms, sample_keys
 
 _NO_RANK = np.iinfo(np.int64).max // 4
+_SIGNALS = {f.name for f in fields(Batch)} - {"scores", "ranks", "pos_score", "is_positive", "is_duplicate"}
 
 
 @dataclass
 class Selection:
-    reason: np.ndarray       # per row: index into filters.reasons() of the drop reason, -1 if kept
+    reason: np.ndarray       # per row: index into rules.reasons() of the drop reason, -1 if kept
     filled: np.ndarray       # per row: kept only to fill a short query (its would-be reason in `fill_reason`)
-    fill_reason: np.ndarray  # per row: index into filters.reasons() the filled row failed, -1 otherwise
+    fill_reason: np.ndarray  # per row: index into rules.reasons() the filled row failed, -1 otherwise
     pos_ref: np.ndarray      # per group: reference positive score s+ (NaN without a scored positive)
     n_kept: np.ndarray       # per group: kept negatives (sampled + filled)
     short: np.ndarray        # per group: fewer than k eligible negatives
@@ -36,12 +43,13 @@ class Selection:
 def select_batch(group: np.ndarray, n_groups: int, query_seeds: np.ndarray, scores: np.ndarray,
                  ranks: np.ndarray, doc_code: np.ndarray, is_positive: np.ndarray, is_duplicate: np.ndarray,
                  *, rules: dict[str, Any], k: int, sampling: str = "top", sampling_params: dict[str, Any] | None = None,
-                 short_policy: str = "keep", pos_ref: str = "min", pos_sim: np.ndarray | None = None,
-                 lex_rank: np.ndarray | None = None, fn_prob: np.ndarray | None = None) -> Selection:
+                 short_policy: str = "keep", pos_ref: str = "min", **signals: np.ndarray | None) -> Selection:
     """Select up to ``k`` negatives per group.
 
     ``ranks`` are 1-based (0 = not retrieved); ``doc_code`` is any integer order of the doc ids (ties of equal
     scores and ranks are broken by it); ``query_seeds`` holds one uint64 per group (see sampling.query_seeds).
+    ``signals``: the per-row arrays rules need besides scores and ranks (``pos_sim``, ``lex_rank``, ``fn_prob``:
+    fields of rules.Batch).
     """
     if short_policy not in SHORT_POLICIES:
         raise ValueError(f"unknown short_policy {short_policy!r} ({' | '.join(SHORT_POLICIES)})")
@@ -55,8 +63,11 @@ def select_batch(group: np.ndarray, n_groups: int, query_seeds: np.ndarray, scor
     ref = pos_reference(group, s, is_pos, n_groups, pos_ref)
     row_ref = ref[group] if n else np.zeros(0)
     batch = Batch(scores=s, ranks=r, pos_score=row_ref, is_positive=is_pos,
-                  is_duplicate=np.asarray(is_duplicate, dtype=bool), pos_sim=pos_sim, lex_rank=lex_rank,
-                  fn_prob=fn_prob)
+                  is_duplicate=np.asarray(is_duplicate, dtype=bool))
+    for name, values in signals.items():
+        if name not in _SIGNALS:
+            raise TypeError(f"unknown signal {name!r} (known: {', '.join(sorted(_SIGNALS))})")
+        setattr(batch, name, values)
     reason = apply_rules(batch, rules)
     eligible = reason < 0
 
@@ -102,3 +113,62 @@ def fill_order(group: np.ndarray, n_groups: int, r_sort: np.ndarray, eligible: n
     bound = np.where(bound < 0, default, bound)[group]
     after = rc > bound
     return np.where(after, rc - bound, 2 * cap + (bound - rc)).astype(np.float64)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# a table of scored rows
+
+
+@dataclass
+class Rows:
+    """Scored rows (columns query_id, doc_id, rank, teacher_score, is_positive) as the arrays selection reads."""
+
+    qids: list[str]           # group index -> query id
+    group: np.ndarray         # per row: index into qids
+    scores: np.ndarray        # teacher scores, float64 (NaN = unscored)
+    ranks: np.ndarray         # int64, 0 = not retrieved
+    is_positive: np.ndarray   # bool
+    doc_code: np.ndarray      # dense rank of the doc id: the last tie-break
+
+
+def table_rows(table: Any, qids: Sequence[str] | None = None) -> Rows:
+    """The arrays of ``table`` (a pyarrow Table); ``qids`` orders the groups (default: order of first appearance;
+    it may list queries without rows)."""
+    import pyarrow.compute as pc
+
+    q_list = table["query_id"].to_pylist()
+    order = list(dict.fromkeys(q_list)) if qids is None else list(qids)
+    index = {q: i for i, q in enumerate(order)}
+    n = len(q_list)
+    group = np.fromiter((index[q] for q in q_list), dtype=np.int64, count=n)
+    if not n:
+        return Rows(order, group, np.zeros(0), np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, np.int64))
+    return Rows(order, group,
+                table["teacher_score"].to_numpy().astype(np.float64),
+                pc.fill_null(table["rank"], 0).to_numpy().astype(np.int64),
+                pc.fill_null(table["is_positive"], False).to_numpy().astype(bool),
+                pc.rank(table["doc_id"], sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64))
+
+
+def select_rows(rows: Rows, params: SelectParams, signals: Mapping[str, np.ndarray | None] | None = None,
+                rule_values: Mapping[str, Any] | None = None) -> Selection:
+    """:func:`select_batch` as ``params`` say. ``signals``: ``is_duplicate`` (default none) and the per-row arrays
+    the rules in force need; ``rule_values``: values of rules that are not select keys (a calibration's
+    ``fn_threshold``)."""
+    extra = dict(signals or {})
+    is_dup = extra.pop("is_duplicate", None)
+    return select_batch(rows.group, len(rows.qids), query_seeds(params.seed, rows.qids), rows.scores, rows.ranks,
+                        rows.doc_code, rows.is_positive,
+                        np.zeros(len(rows.group), dtype=bool) if is_dup is None else is_dup,
+                        rules={**params.rules(), **(rule_values or {})}, k=params.num_negatives,
+                        sampling=params.sampling,
+                        sampling_params={"temperature": params.temperature, "simans_a": params.simans_a,
+                                         "simans_b": params.simans_b},
+                        short_policy=params.short_policy, pos_ref=params.pos_ref, **extra)
+
+
+def select_table(table: Any, params: SelectParams, signals: Mapping[str, np.ndarray | None] | None = None,
+                 qids: Sequence[str] | None = None) -> tuple[Rows, Selection]:
+    """Select from a table of scored rows with ``params``: the rows' arrays and the selection."""
+    rows = table_rows(table, qids)
+    return rows, select_rows(rows, params, signals)

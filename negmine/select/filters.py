@@ -3,17 +3,7 @@
 Every rule returns a boolean *keep* mask. They work on one query's candidates or, with a per-row ``pos_score``
 array (the query's reference positive score broadcast to its rows), on a whole shard of queries at once.
 
-Rules, in the order in which they explain a drop (the first failing rule is the candidate's drop reason):
-
-=========================  ====================================================================================
-``positive``               the candidate is a labelled positive of the query (masked by id)
-``duplicate_of_positive``  its normalised text equals a positive's, or their shingle Jaccard >= threshold
-``out_of_window``          rank outside ``[min_rank, max_rank]`` (1-based, inclusive)
-``above_abs``              TopK-Abs: ``s >= max_score``
-``below_abs``              ``s < min_score`` (too easy)
-``above_margin``           TopK-MarginPos: ``s >= s+ - margin``
-``above_perc``             TopK-PercPos: ``s >= s+ - |s+| * (1 - perc)``
-=========================  ====================================================================================
+The rules that use them, their order and their config keys are declared in :mod:`negmine.select.rules`.
 
 TopK-PercPos (NV-Retriever, arXiv 2407.15831) is written ``s < s+ * perc`` for positive similarity scores. That
 form is wrong when scores can be negative (cross-encoder logits, some dot products): for ``s+ = -2`` it would
@@ -29,10 +19,6 @@ All comparisons are strict (``s < threshold`` keeps): a candidate scoring exactl
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -112,100 +98,3 @@ def pos_reference(group: np.ndarray, scores: np.ndarray, is_positive: np.ndarray
     ref[counts == 0] = np.nan
     return ref
 
-
-# ----------------------------------------------------------------------------------------------------------------
-# rule registry: name (= drop reason) -> rule over a batch of candidates
-
-
-@dataclass
-class Batch:
-    """Candidate rows of one or more queries (the arrays a rule needs). ``rank`` uses 0 for a missing rank."""
-
-    scores: np.ndarray        # teacher scores (float)
-    ranks: np.ndarray         # int, 0 = not retrieved
-    pos_score: np.ndarray     # per-row reference positive score s+
-    is_positive: np.ndarray   # bool
-    is_duplicate: np.ndarray  # bool: near-duplicate of one of the query's positives
-    pos_sim: np.ndarray | None = None  # optional: candidate-positive document similarity (signals.py)
-    lex_rank: np.ndarray | None = None  # optional: BM25 rank of the candidate for its query, 0 = not in its top-N
-    fn_prob: np.ndarray | None = None  # optional: calibrated p(false negative) (negmine.calibrate)
-
-
-Rule = Callable[[Batch, dict[str, Any]], "np.ndarray | None"]
-RULES: dict[str, Rule] = {}
-
-
-def register_rule(reason: str) -> Callable[[Rule], Rule]:
-    """Register a rule under its drop reason; rules are evaluated in registration order."""
-
-    def deco(fn: Rule) -> Rule:
-        RULES[reason] = fn
-        return fn
-
-    return deco
-
-
-@register_rule("positive")
-def _rule_positive(b: Batch, _p: dict[str, Any]) -> np.ndarray:
-    return ~b.is_positive
-
-
-@register_rule("duplicate_of_positive")
-def _rule_duplicate(b: Batch, _p: dict[str, Any]) -> np.ndarray:
-    return ~b.is_duplicate
-
-
-@register_rule("out_of_window")
-def _rule_window(b: Batch, p: dict[str, Any]) -> np.ndarray | None:
-    if p.get("min_rank") is None and p.get("max_rank") is None:
-        return None
-    return rank_window(b.ranks, p.get("min_rank"), p.get("max_rank"))
-
-
-@register_rule("above_abs")
-def _rule_above_abs(b: Batch, p: dict[str, Any]) -> np.ndarray | None:
-    return None if p.get("max_score") is None else abs_max(b.scores, p["max_score"])
-
-
-@register_rule("below_abs")
-def _rule_below_abs(b: Batch, p: dict[str, Any]) -> np.ndarray | None:
-    return None if p.get("min_score") is None else abs_min(b.scores, p["min_score"])
-
-
-@register_rule("above_margin")
-def _rule_margin(b: Batch, p: dict[str, Any]) -> np.ndarray | None:
-    return None if p.get("margin") is None else margin_pos(b.scores, b.pos_score, p["margin"])
-
-
-@register_rule("above_perc")
-def _rule_perc(b: Batch, p: dict[str, Any]) -> np.ndarray | None:
-    return None if p.get("perc_pos") is None else perc_pos(b.scores, b.pos_score, p["perc_pos"])
-
-
-NOT_SAMPLED = "not_sampled"
-_PROTECTED = ("positive", "duplicate_of_positive")
-
-
-def reasons() -> tuple[str, ...]:
-    """Every drop reason a rule index can name: the registered rules in order, then ``not_sampled``."""
-    return (*RULES, NOT_SAMPLED)
-
-
-def fillable() -> tuple[str, ...]:
-    """Reasons whose candidates may fill a short query (never positives or their duplicates)."""
-    return tuple(r for r in RULES if r not in _PROTECTED)
-
-
-def apply_rules(batch: Batch, rules: dict[str, Any]) -> np.ndarray:
-    """Index into :func:`reasons` of each row's first failing rule, or -1 when the row passes every rule."""
-    n = len(batch.scores)
-    reason = np.full(n, -1, dtype=np.int8)
-    for i, fn in enumerate(RULES.values()):
-        keep = fn(batch, rules)
-        if keep is None:
-            continue
-        reason[(reason < 0) & ~keep] = i
-    return reason
-
-
-from negmine.select import signals as _signals  # noqa: E402,F401  (registers similar_to_positive after the above)

@@ -32,8 +32,6 @@ from typing import Any
 
 import numpy as np
 
-from negmine.select.filters import Batch, register_rule
-
 DEFAULT_POS_SIM_MODEL = "all-MiniLM-L6-v2"
 
 
@@ -66,16 +64,6 @@ def similar_to_positive(pos_sim: np.ndarray, max_pos_sim: float) -> np.ndarray:
     """Keep mask: ``pos_sim < max_pos_sim``; a row without a positive to compare with (NaN) is kept."""
     ps = np.asarray(pos_sim, dtype=np.float64)
     return ~(ps >= max_pos_sim)
-
-
-@register_rule("similar_to_positive")
-def _rule_similar_to_positive(b: Batch, p: dict[str, Any]) -> np.ndarray | None:
-    if p.get("max_pos_sim") is None:
-        return None
-    ps = getattr(b, "pos_sim", None)
-    if ps is None:
-        raise ValueError("select.max_pos_sim needs candidate-positive similarities (pos_sim) for the batch")
-    return similar_to_positive(ps, p["max_pos_sim"])
 
 
 AUTO_MAX_QUERIES = 2000  # queries whose candidates set the per-run threshold of max_pos_sim: auto
@@ -146,29 +134,9 @@ def lexical_agreement(lex_rank: np.ndarray, max_lexical_rank: int) -> np.ndarray
     return ~((r > 0) & (r <= max_lexical_rank))
 
 
-@register_rule("lexical_agreement")
-def _rule_lexical_agreement(b: Batch, p: dict[str, Any]) -> np.ndarray | None:
-    if p.get("max_lexical_rank") is None:
-        return None
-    lr = getattr(b, "lex_rank", None)
-    if lr is None:
-        raise ValueError("select.max_lexical_rank needs the BM25 rank of every candidate (lex_rank) for the batch")
-    return lexical_agreement(lr, p["max_lexical_rank"])
-
-
 def predicted_false_negative(fn_prob: np.ndarray, threshold: float) -> np.ndarray:
     """Keep mask: drop a row whose calibrated p(false negative) is >= ``threshold`` (NaN: kept)."""
     return ~(np.asarray(fn_prob, dtype=np.float64) >= threshold)
-
-
-@register_rule("predicted_false_negative")
-def _rule_predicted_false_negative(b: Batch, p: dict[str, Any]) -> np.ndarray | None:
-    if p.get("fn_threshold") is None:
-        return None
-    fp = getattr(b, "fn_prob", None)
-    if fp is None:
-        raise ValueError("a calibrated threshold needs p(false negative) (fn_prob) for the batch")
-    return predicted_false_negative(fp, p["fn_threshold"])
 
 
 class LexicalRanker:
@@ -177,9 +145,9 @@ class LexicalRanker:
     score of 0 (no query term) are not ranked."""
 
     def __init__(self, ingest) -> None:
+        from negmine.io.corpus import Corpus
         from negmine.retrieve.bm25 import open_bm25
         from negmine.retrieve.params import RetrieverConfig
-        from negmine.retrieve.stage import Corpus
 
         self.corpus = Corpus(ingest)
         self.searcher = open_bm25(RetrieverConfig(method="bm25"), self.corpus.fingerprint, self.corpus.texts)

@@ -32,11 +32,10 @@ from tqdm import tqdm
 from negmine.errors import InputError
 from negmine.io import schemas
 from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs, hash_json
-from negmine.select.core import select_batch
+from negmine.select.core import select_rows, table_rows
 from negmine.select.dedup import Signature, duplicate_of, signature
-from negmine.select.filters import NOT_SAMPLED, reasons
 from negmine.select.params import SelectParams
-from negmine.select.sampling import query_seeds
+from negmine.select.rules import NOT_SAMPLED, reasons
 
 log = logging.getLogger("negmine")
 
@@ -223,15 +222,11 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
     qpos = {q: i for i, q in enumerate(qids)}
     q_arr = rows["query_id"].combine_chunks() if rows.num_rows else pa.array([], pa.string())
     d_arr = rows["doc_id"].combine_chunks() if rows.num_rows else pa.array([], pa.string())
-    group = np.fromiter((qpos[q] for q in q_arr.to_pylist()), dtype=np.int64, count=len(q_arr))
-    scores = rows["teacher_score"].to_numpy().astype(np.float64) if rows.num_rows else np.zeros(0)
-    ranks = rows["rank"].fill_null(0).to_numpy().astype(np.int64) if rows.num_rows else np.zeros(0, np.int64)
-    flag = rows["is_positive"].fill_null(False).to_numpy() if rows.num_rows else np.zeros(0, bool)
     keys = _pair_keys(q_arr, d_arr)
-    is_pos = np.asarray(flag, dtype=bool) | pc.is_in(keys, value_set=ingest.pos_keys).to_numpy(
-        zero_copy_only=False).astype(bool)
-    doc_code = pc.rank(d_arr, sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64) \
-        if len(d_arr) else np.zeros(0, np.int64)
+    arrays = table_rows(rows, qids)
+    arrays.is_positive |= pc.is_in(keys, value_set=ingest.pos_keys).to_numpy(zero_copy_only=False).astype(bool)
+    group, scores, ranks, is_pos, doc_code = (arrays.group, arrays.scores, arrays.ranks, arrays.is_positive,
+                                              arrays.doc_code)
 
     # positives of the block (ingest positives + any row flagged positive), with their scores
     want = pa.array(qids, pa.string())
@@ -263,17 +258,10 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
     pos_sim = _pos_sim(ingest, params, pos_sim_spec, d_arr, group, is_pos, "pos_sim" in needs)
     lex_rank = _lex_rank(ingest, params, lexical, q_arr, d_arr,
                          max(params.max_lexical_rank or 0, cal.lexical_depth) if "lex_rank" in needs else None)
-    rules = params.rules()
-    if cal is not None:
-        rules["fn_threshold"] = cal.model.threshold
-    sel = select_batch(group, n_q, query_seeds(params.seed, qids), scores, ranks, doc_code, is_pos, is_dup,
-                       rules=rules, k=params.num_negatives, sampling=params.sampling,
-                       sampling_params={"temperature": params.temperature, "simans_a": params.simans_a,
-                                        "simans_b": params.simans_b},
-                       short_policy=params.short_policy, pos_ref=params.pos_ref,
-                       pos_sim=pos_sim, lex_rank=lex_rank,
-                       fn_prob=_fn_prob(cal, params, group, n_q, scores, ranks, is_pos, rows, pos_sim, lex_rank,
-                                        keys))
+    fn_prob = _fn_prob(cal, params, group, n_q, scores, ranks, is_pos, rows, pos_sim, lex_rank, keys)
+    sel = select_rows(arrays, params, {"is_duplicate": is_dup, "pos_sim": pos_sim, "lex_rank": lex_rank,
+                                       "fn_prob": fn_prob},
+                      None if cal is None else {"fn_threshold": cal.model.threshold})
     names = (*reasons(), QUERY_SHORT)
     reason = sel.reason.astype(np.int64)
     kept = reason < 0
