@@ -57,6 +57,22 @@ def _key_lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
     return out
 
 
+def _check_duplicate_keys(node: yaml.Node, path: Path, prefix: tuple = ()) -> None:
+    """A key given twice in one mapping is an error naming its second line (YAML itself keeps the last)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for k, v in node.value:
+            key = prefix + (k.value,)
+            if k.value in seen and k.value != "<<":
+                raise InputError(f"duplicate key '{'.'.join(map(str, key))}' (first given on line {seen[k.value]})",
+                                 path, line=k.start_mark.line + 1)
+            seen[k.value] = k.start_mark.line + 1
+            _check_duplicate_keys(v, path, key)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _check_duplicate_keys(v, path, prefix + (i,))
+
+
 def _describe(err: Mapping[str, Any]) -> tuple[tuple, str]:
     loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
     dotted = ".".join(str(x) for x in loc)
@@ -92,6 +108,8 @@ def read_yaml(path: str | os.PathLike) -> tuple[dict[str, Any], dict[tuple, int]
         line = mark.line + 1 if mark is not None else None
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise InputError(f"invalid YAML: {problem}", p, line=line) from None
+    if node is not None:
+        _check_duplicate_keys(node, p)
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -13,7 +13,7 @@ class Params(BaseModel):
     """A config section. Unknown keys are errors. Fields declared with ``NoFP(...)`` do not change output
     (batch size, device, shard sizes) and are left out of the stage fingerprint."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # no NaN / inf anywhere
 
     def fingerprint_dict(self) -> dict[str, Any]:
         out = {}

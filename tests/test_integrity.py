@@ -281,3 +281,78 @@ def test_lock_released_and_retaken_in_one_process(tmp_path):
     release_lock(lock)
     assert not lock.exists()
     assert os.listdir(tmp_path) == []
+
+
+# ---- no leftovers ---------------------------------------------------------------------------------------------
+
+def test_kill_between_publish_renames_keeps_the_finished_artifact_and_removes_trash(tmp_path, monkeypatch):
+    import pyarrow as pa
+
+    from negmine.io import store
+    from negmine.io.store import StageWriter
+
+    schema = pa.schema([("x", pa.int64())])
+
+    def writer(k: int) -> StageWriter:
+        return StageWriter(tmp_path / "out", "test", {"k": k}, {}, {"t": schema}, main_table="t")
+
+    def build(k: int) -> Artifact:
+        w = writer(k)
+        w.begin()
+        w.write_shard("t", 0, pa.table({"x": [k]}, schema=schema))
+        return w.finish()
+
+    build(1)
+    real_replace = os.replace
+
+    def killed_after_first_rename(src, dst):
+        if Path(dst) == tmp_path / "out" and ".staging-" in str(src):
+            raise KeyboardInterrupt  # the kill: the old artifact is in .trash-*, the new one still staged
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(store.os, "replace", killed_after_first_rename)
+    with pytest.raises(KeyboardInterrupt):
+        build(2)
+    monkeypatch.setattr(store.os, "replace", real_replace)
+    assert not (tmp_path / "out").exists() and list(tmp_path.glob(".out.trash-*"))
+    done = writer(2).up_to_date()  # the next run publishes the finished staging directory instead of redoing it
+    assert done is not None and done.read()["x"].to_pylist() == [2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_killed_export_temp_file_is_removed_at_the_next_export(cli, run_dir):
+    out = run_dir / "export" / "triplet.parquet"
+    stale = out.with_name(f".{out.name}.tmp-deadbeef")
+    stale.write_bytes(b"x" * 1000)  # what a kill -9 during the write leaves
+    code, _o, err = cli("export", run_dir)
+    assert code == 0 and "up to date" in err, err
+    assert not stale.exists()
+    stale.write_bytes(b"x" * 1000)
+    assert cli("export", run_dir, "--with-ids")[0] == 0
+    assert not stale.exists() and not list(out.parent.glob(".*.lock"))
+
+
+def test_export_out_naming_a_directory_is_bad_input(cli, run_dir):
+    code, _o, err = cli("export", run_dir, "--out", run_dir / "negatives")
+    assert code == 2, err
+    m = _one_error(err)
+    assert m["where"] == "--out" and "directory" in m["msg"]
+
+
+def test_select_refuses_a_calibration_fitted_on_older_scores(cli, run_dir):
+    import pyarrow as pa
+
+    from negmine.io.store import StageWriter
+
+    ingest = Artifact.open(run_dir / "ingest")
+    schema = pa.schema([("query_id", pa.string())])
+    w = StageWriter(run_dir / "calibration", "calibrate", {}, {"ingest": ingest.fingerprint, "scores": "0" * 64},
+                    {"judged": schema}, main_table="judged")
+    w.begin()
+    w.finish()
+    code, _out, err = cli("select", run_dir, "-k", "2")
+    assert code == 2, err
+    m = _one_error(err)
+    assert m["where"].endswith("calibration") and "older scores" in m["msg"] and "negmine calibrate" in m["msg"]
+    code, _out, err = cli("select", run_dir, "-k", "2", "--no-calibration")
+    assert code == 0, err

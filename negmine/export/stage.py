@@ -38,7 +38,15 @@ from negmine.errors import InputError
 from negmine.export import card
 from negmine.export.params import ExportParams
 from negmine.export.writers import WRITERS, Doc, Example, Options
-from negmine.io.store import Artifact, check_inputs, hash_json, sha256_file, write_json_atomic
+from negmine.io.store import (
+    Artifact,
+    acquire_lock,
+    check_inputs,
+    hash_json,
+    release_lock,
+    sha256_file,
+    write_json_atomic,
+)
 from negmine.select.params import SelectParams
 from negmine.select.stage import read_parquet
 
@@ -225,6 +233,8 @@ def run_export(run_dir: str | Path, params: ExportParams | None = None) -> Expor
     check_inputs(select, ingest)
     relabel = _relabel(run_dir, select, params.use_relabel)
     out = Path(params.out) if params.out else default_out(run_dir, params.format)
+    if out.is_dir():
+        raise InputError("names a directory: give the path of the file to write", "--out")
     container = _container(out, params.format)
     split = card.parse_split(params.split) if params.split else None
     files = _split_files(out, split)
@@ -237,6 +247,7 @@ def run_export(run_dir: str | Path, params: ExportParams | None = None) -> Expor
     info = _up_to_date(files, fp)
     if info is not None:
         log.info("export: %s is up to date, skipped", out)
+        _remove_stale_temps(out, locked=False)
         return ExportResult(files["train"], True, int(info.get("rows_total", info.get("rows", 0))), info, files)
 
     overlay = _Relabel(relabel) if relabel is not None else None
@@ -250,6 +261,9 @@ def run_export(run_dir: str | Path, params: ExportParams | None = None) -> Expor
                             "queries_short_for_n_tuple", "filled_left_out", "negatives_removed_by_relabel",
                             "negatives_added_by_relabel", "positives_promoted_by_relabel"), 0)
     out.parent.mkdir(parents=True, exist_ok=True)
+    lock = out.with_name(f".{out.name}.lock")
+    acquire_lock(lock, "export")  # one export of a file at a time; then a temporary file left by a kill is stale
+    _remove_stale_temps(out, locked=True)
     held: set[str] = set()
     if split is not None:
         qids = read_parquet(select.shard_paths("queries"), ["query_id"])["query_id"].to_pylist()
@@ -283,6 +297,7 @@ def run_export(run_dir: str | Path, params: ExportParams | None = None) -> Expor
     finally:
         for tmp in tmps.values():
             tmp.unlink(missing_ok=True)
+        release_lock(lock)
     rows = sum(rows_by.values())
     _warn_left_out(out, counts, params.format, k)
     if rows == 0:
@@ -318,6 +333,23 @@ def _warn_left_out(out: Path, counts: dict[str, int], fmt: str, k: int) -> None:
     if total:
         log.warning("export: %d queries left out of %s (%s)", total, out,
                     "; ".join(f"{n} with {reason}" for n, reason in why if n))
+
+
+def _remove_stale_temps(out: Path, locked: bool) -> None:
+    """Remove the temporary files a killed export of ``out`` left (``locked``: this process holds the file's export
+    lock; otherwise it is taken for the moment, and nothing is removed while another export of the file runs)."""
+    lock = out.with_name(f".{out.name}.lock")
+    if not locked:
+        try:
+            acquire_lock(lock, "export")
+        except InputError:
+            return
+    try:
+        for stale in out.parent.glob(f".{out.name}.tmp-*"):
+            stale.unlink(missing_ok=True)
+    finally:
+        if not locked:
+            release_lock(lock)
 
 
 class _Sink:

@@ -459,6 +459,7 @@ class StageWriter:
     # -- skip / resume ------------------------------------------------------------------------------------------
     def up_to_date(self) -> Artifact | None:
         """The existing artifact if its fingerprint matches (the stage can be skipped), else None."""
+        self._recover_publish()
         mf = self.out_dir / MANIFEST
         if not mf.is_file():
             return None
@@ -473,6 +474,29 @@ class StageWriter:
                         bad[0][2])
             return None
         return art
+
+    def _recover_publish(self) -> None:
+        """Finish what a kill interrupted while publishing: a staging directory of this fingerprint that holds its
+        manifest is a finished artifact (swapped into place now, not discarded), and ``.NAME.trash-*`` (the old
+        artifact, moved aside) is removed."""
+        parent = self.out_dir.parent
+        if (self.staging / MANIFEST).is_file():
+            try:
+                acquire_lock(self.lock_path, self.stage)
+            except InputError:
+                return  # another process is publishing it
+            try:
+                if (self.staging / MANIFEST).is_file():
+                    art = Artifact.open(self.staging)
+                    if art.fingerprint == self.fingerprint and not art.damaged():
+                        self._swap_into_place()
+                        log.info("%s: published the finished artifact an interrupted run left", self.stage)
+            except InputError:
+                pass
+            finally:
+                release_lock(self.lock_path)
+        for trash in parent.glob(f".{self.out_dir.name}.trash-*"):
+            shutil.rmtree(trash, ignore_errors=True)
 
     def _table_dir(self, table: str, root: Path) -> Path:
         if table not in self.schemas:

@@ -98,8 +98,11 @@ def read_qrels(path: Path, params: IngestParams, canon) -> None:
 
     BEIR's own loader drops the first row unconditionally, losing a pair when the header is missing. Here the
     first row is a header only when its third column is not a number (``score``); a first row with a numeric
-    score is data (counted as ``qrels_without_header``).
+    score is data (counted as ``qrels_without_header``). The format is decided once, by the first row: a file
+    with a header is BEIR (query-id, corpus-id, score; later columns ignored), a file without one whose first row
+    has 4 columns, the second and the fourth numbers, is TREC (query-id, iteration, doc-id, score).
     """
+    trec: bool | None = None
     for n, line in tqdm(iter_lines(path), desc="qrels", unit=" rows", disable=None, leave=False):
         if not line.strip():
             continue
@@ -109,8 +112,14 @@ def read_qrels(path: Path, params: IngestParams, canon) -> None:
         if len(parts) < 3:
             raise InputError(f"expected 3 tab-separated columns (query-id, corpus-id, score), got {len(parts)}",
                              path, line=n)
-        if len(parts) == 4 and parse_number(parts[2]) is not None and parse_number(parts[3]) is not None:
-            parts = [parts[0], parts[2], parts[3]]  # TREC qrels: query-id, iteration, doc-id, score
+        if trec is None:  # the first row: a header (BEIR), or TREC's numeric iteration and score columns
+            trec = (len(parts) == 4 and parse_number(parts[1].strip()) is not None
+                    and parse_number(parts[3].strip()) is not None)
+        if trec:
+            if len(parts) != 4:
+                raise InputError(f"expected 4 columns (TREC qrels: query-id, iteration, doc-id, score, as on the "
+                                 f"first line), got {len(parts)}", path, line=n)
+            parts = [parts[0], parts[2], parts[3]]
         qid, did, raw = parts[0].strip(), parts[1].strip(), parts[2].strip()
         grade = parse_number(raw)
         if n == 1 and grade is None:
