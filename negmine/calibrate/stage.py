@@ -240,7 +240,7 @@ def judge_items(run_dir: Path, cfg, items: dict[str, list], ingest: Artifact, pl
     client, cache = _client(jp, run_dir, plan=plan)
     bar = None
     if progress and not plan:
-        from tqdm import tqdm
+        from negmine.progress import tqdm
 
         bar = tqdm(total=sum(len(v) for v in work.items.values()), desc="calibrate: judge", unit="pair",
                    disable=None)

@@ -408,7 +408,7 @@ def _tier_stats(client: JudgeClient, params: RelabelParams) -> list[dict[str, An
 
 
 def run_relabel(run_dir: str | Path, params: RelabelParams, *, progress: bool = True) -> StageResult:
-    from tqdm import tqdm
+    from negmine.progress import tqdm
 
     run_dir = Path(run_dir)
     get_router(params.routing)  # unknown routing → error before any work

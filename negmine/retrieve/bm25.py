@@ -89,7 +89,7 @@ class RankBm25Searcher(BM25Searcher):
         self.okapi = BM25Okapi([t or ["\x00"] for t in doc_tokens], k1=cfg.k1, b=cfg.b)
 
     def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        from tqdm.auto import tqdm
+        from negmine.progress import tqdm
 
         tokens = tokenize(queries, self.cfg)
         k = min(k, self.n_docs)

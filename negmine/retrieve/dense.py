@@ -79,7 +79,7 @@ class FaissSearch:
     k_limit: int = GPU_K_LIMIT
 
     def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        from tqdm.auto import tqdm
+        from negmine.progress import tqdm
 
         k = min(k, self.cpu.ntotal)
         index = self.accel if self.accel is not None and k <= self.k_limit else self.cpu

@@ -218,9 +218,8 @@ def encode_texts(texts: Sequence[str], *, model: str, kind: Literal["query", "do
 def _encode_missing(texts: list[str], keys: np.ndarray, *, model: str, kind: str, prompt: str | None,
                     prompt_name: str | None, max_seq_length: int | None, batch_size: int, device: str | None,
                     normalize: bool, cache: EmbeddingCache | None, desc: str | None) -> np.ndarray:
-    from tqdm.auto import tqdm
-
     from negmine.models import load_bi_encoder
+    from negmine.progress import tqdm
 
     st = load_bi_encoder(model, device, max_seq_length)
     encode = _encode_fn(st, kind)

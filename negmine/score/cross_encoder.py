@@ -66,7 +66,7 @@ class CrossEncoderTeacher:
         return self._model
 
     def score(self, queries: Sequence[str], docs: Sequence[str], qi: np.ndarray, di: np.ndarray) -> np.ndarray:
-        from tqdm.auto import tqdm
+        from negmine.progress import tqdm
 
         if len(qi) == 0:
             return np.empty(0, dtype=np.float32)

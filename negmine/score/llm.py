@@ -261,7 +261,7 @@ class LLMTeacher:
 
     def score(self, queries: Sequence[str], docs: Sequence[str], qi: np.ndarray, di: np.ndarray) -> np.ndarray:
         """P(relevant) in [0, 1] for the pairs ``(queries[qi[r]], docs[di[r]])``; NaN where no usable answer."""
-        from tqdm.auto import tqdm
+        from negmine.progress import tqdm
 
         out = np.full(len(qi), np.nan, dtype=np.float32)
         if len(qi) == 0:

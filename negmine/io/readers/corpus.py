@@ -13,13 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from negmine.errors import InputError
 from negmine.io.ingest import text_id
 from negmine.io.params import IngestParams
 from negmine.io.readers.fields import get_id, get_text
 from negmine.io.textio import columns_of, iter_records, record_kind
+from negmine.progress import tqdm
 
 ID_COLUMNS = ("_id", "doc_id", "docid", "id")
 

@@ -25,14 +25,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from negmine.errors import InputError
 from negmine.io.ingest import text_id
 from negmine.io.params import IngestParams
 from negmine.io.readers.corpus import corpus_file, read_extra_corpus, text_doc
 from negmine.io.readers.fields import get_grade, get_id, get_text
 from negmine.io.textio import columns_of, iter_records, record_kind, require_columns
+from negmine.progress import tqdm
 
 
 def _sources(src: Path, params: IngestParams) -> list[Path]:

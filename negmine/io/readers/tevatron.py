@@ -13,14 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from negmine.errors import InputError
 from negmine.io.ingest import text_id
 from negmine.io.params import IngestParams
 from negmine.io.readers.corpus import corpus_file, read_extra_corpus, text_doc
 from negmine.io.readers.fields import get_id, get_list, get_text
 from negmine.io.textio import iter_jsonl
+from negmine.progress import tqdm
 
 
 def input_files(src: Path, params: IngestParams) -> list[Path]:
