@@ -8,9 +8,9 @@ is recorded in the manifest of every stage that ran.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,17 +24,24 @@ log = logging.getLogger("negmine")
 @dataclass(frozen=True)
 class Stage:
     name: str
-    section: str                    # config section holding its params
-    entry: str                      # "module:function" of the stage function
+    section: str                    # config section holding its params (docs/ARCHITECTURE.md: the one mapping)
 
 
-STAGES: tuple[Stage, ...] = (
-    Stage("ingest", "input", "negmine.io.ingest:run_ingest"),
-    Stage("retrieve", "retrieve", "negmine.retrieve.stage:run_retrieve"),
-    Stage("score", "score", "negmine.score.stage:run_score"),
-    Stage("select", "select", "negmine.select.stage:run_select"),
-    Stage("export", "export", "negmine.export.stage:run_export"),
-)
+STAGES: tuple[Stage, ...] = (Stage("ingest", "input"), Stage("retrieve", "retrieve"), Stage("score", "score"),
+                             Stage("select", "select"), Stage("export", "export"))
+
+
+def stage_functions() -> dict[str, Callable[[Path, Any], Any]]:
+    """The stage function of each stage, ``run_<stage>(run_dir, params)``; imported on call, so that importing
+    this module (and `negmine --help`) stays light."""
+    from negmine.export.stage import run_export
+    from negmine.io.ingest import run_ingest
+    from negmine.retrieve.stage import run_retrieve
+    from negmine.score.stage import run_score
+    from negmine.select.stage import run_select
+
+    return {"ingest": run_ingest, "retrieve": run_retrieve, "score": run_score, "select": run_select,
+            "export": run_export}
 
 
 @dataclass
@@ -55,12 +62,7 @@ class MineResult:
 def run_stage(cfg: Config, name: str, run_dir: str | Path) -> Any:
     """Run one stage of the graph with its section of ``cfg`` (skipped by the stage itself when up to date)."""
     stage = next(s for s in STAGES if s.name == name)
-    mod, _, fn = stage.entry.partition(":")
-    func = getattr(importlib.import_module(mod), fn)
-    params = getattr(cfg, stage.section)
-    if stage.name == "ingest":
-        return func(params, Path(run_dir))  # run_ingest(params, run_dir): the foundation's argument order
-    return func(Path(run_dir), params)
+    return stage_functions()[name](Path(run_dir), getattr(cfg, stage.section))
 
 
 def _record_config(result: Any, config: dict[str, Any]) -> None:

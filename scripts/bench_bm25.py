@@ -81,7 +81,7 @@ def main() -> None:
     from negmine.retrieve.ranking import topk_rows
 
     run = work / "run"
-    run_ingest(IngestParams(path=str(data), split="train"), run)
+    run_ingest(run, IngestParams(path=str(data), split="train"))
     params = RetrieveParams(method="bm25", depth=DEPTH)
     cfg = params.resolved()[0]
     ingest = Artifact.open(run / "ingest")

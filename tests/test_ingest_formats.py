@@ -319,9 +319,9 @@ def test_gc_is_paused_only_while_reading(tmp_path, monkeypatch):
     real = beir_reader.read_qrels
     monkeypatch.setattr(beir_reader, "read_qrels", lambda *a: (seen.append(gc.isenabled()), real(*a)))
     src = make_beir(tmp_path / "beir")
-    run_ingest(IngestParams(path=str(src)), tmp_path / "run")
+    run_ingest(tmp_path / "run", IngestParams(path=str(src)))
     assert seen == [False] and gc.isenabled()
     (src / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tnope\t1\n")
     with pytest.raises(InputError):
-        run_ingest(IngestParams(path=str(src)), tmp_path / "run")
+        run_ingest(tmp_path / "run", IngestParams(path=str(src)))
     assert gc.isenabled()

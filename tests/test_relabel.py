@@ -208,7 +208,7 @@ def test_injected_instructions_do_not_change_other_labels(base, server, tmp_path
                     r["title"], r["text"] = "", text
             (src / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         run = tmp_path / name / "run"
-        ing = run_ingest(IngestParams(path=str(src), split="test"), run).artifact
+        ing = run_ingest(run, IngestParams(path=str(src), split="test")).artifact
         write_negatives(run, ing.fingerprint, {q: docs})
         srv = server(accuracy=1.0)
         res = run_relabel(run, params(srv, list_size=len(docs)), progress=False)

@@ -30,7 +30,7 @@ def data(cranfield_small, tmp_path_factory):
     work = tmp_path_factory.mktemp("refill")
     src = hidden_copy(cranfield_small, work / "hidden")
     run = work / "base"
-    ing = run_ingest(IngestParams(path=str(src), split="test"), run).artifact
+    ing = run_ingest(run, IngestParams(path=str(src), split="test")).artifact
     qrels = read_qrels(cranfield_small / "qrels" / "test.tsv")
     best = best_only(qrels)
     rel_all = {(q, d) for q, d, _ in qrels}

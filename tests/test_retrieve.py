@@ -22,7 +22,7 @@ def _ingest(src: Path, run: Path) -> Path:
     from negmine.io.ingest import run_ingest
     from negmine.io.params import IngestParams
 
-    run_ingest(IngestParams(path=str(src), split="test"), run)
+    run_ingest(run, IngestParams(path=str(src), split="test"))
     return run
 
 

@@ -43,7 +43,7 @@ def handmade(scifact_small, tmp_path_factory):
     even queries have their first positive at rank 1, odd ones no positive among the candidates, the last query
     no candidates at all (its positives must still be scored)."""
     run = tmp_path_factory.mktemp("score_run")
-    run_ingest(IngestParams(path=str(scifact_small), split="train"), run)
+    run_ingest(run, IngestParams(path=str(scifact_small), split="train"))
     ing = Artifact.open(run / "ingest")
     qids = ing.read("queries")["query_id"].to_pylist()[:N_QUERIES]
     pos: dict[str, list[str]] = {}
@@ -207,7 +207,7 @@ def test_cross_encoder_rejects_a_bi_encoder_model(handmade, minilm, tmp_path, cl
 
 
 def test_score_without_candidates_is_an_input_error(scifact_small, tmp_path, cli):
-    run_ingest(IngestParams(path=str(scifact_small), split="train"), tmp_path)
+    run_ingest(tmp_path, IngestParams(path=str(scifact_small), split="train"))
     code, out, err = cli("score", tmp_path)
     assert code == 2 and "negmine retrieve" in err
 
@@ -221,7 +221,7 @@ def test_bi_encoder_teacher_reuses_the_retrievers_embeddings(tmp_path, shared_da
     monkeypatch.setenv("NEGMINE_CACHE_DIR", str(tmp_path / "cache"))  # cold: only what this test embeds
     data = make_beir_subset(shared_data / "scifact", tmp_path / "data", "train", 6, 40)
     run = tmp_path / "run"
-    run_ingest(IngestParams(path=str(data), split="train"), run)
+    run_ingest(run, IngestParams(path=str(data), split="train"))
     ing = Artifact.open(run / "ingest")
     from negmine.models import doc_text
 

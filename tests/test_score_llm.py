@@ -33,7 +33,7 @@ def base(cranfield_small, tmp_path_factory, make_beir_subset):
     work = tmp_path_factory.mktemp("score_llm")
     data = make_beir_subset(cranfield_small, work / "data", "test", N_QUERIES, 150)
     run = work / "run"
-    run_ingest(IngestParams(path=str(data), split="test"), run)
+    run_ingest(run, IngestParams(path=str(data), split="test"))
     run_retrieve(run, RetrieveParams(method="bm25", depth=8))
     qrels = {}
     for line in (data / "qrels" / "test.tsv").read_text().splitlines()[1:]:

@@ -110,7 +110,7 @@ def rule_params(**kw) -> SelectParams:
 
 def build_run(tmp: Path, rows=SCORE_ROWS, shards: int = 1) -> Path:
     run = tmp / "run"
-    run_ingest(IngestParams(path=str(write_beir(tmp / "beir")), split="train"), run)
+    run_ingest(run, IngestParams(path=str(write_beir(tmp / "beir")), split="train"))
     write_scores(run, scores_table(rows), shards)
     return run
 

@@ -41,7 +41,7 @@ def ingest(
     from negmine.io.ingest import run_ingest
 
     cfg = resolve(config, set_, "input", path=str(input) if input else None, **flags)
-    res = run_ingest(cfg.input, out)
+    res = run_ingest(out, cfg.input)
     typer.echo(str(res.artifact.path))
 
 

@@ -281,7 +281,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def run_ingest(params: IngestParams, run_dir: str | Path) -> StageResult:
+def run_ingest(run_dir: str | Path, params: IngestParams) -> StageResult:
     """Read ``params.path`` in its format and write ``RUN/ingest``; skipped when inputs and params are unchanged."""
     from negmine.io.readers import get_reader
     from negmine.io.store import input_fingerprint

@@ -88,7 +88,7 @@ def build_hidden_run(src: Path, work: Path, n_queries: int, per_query: int = 8, 
 
     hidden_dir = hidden_copy(src, work / "hidden")
     run = work / "run"
-    ing = run_ingest(IngestParams(path=str(hidden_dir), split="test"), run).artifact
+    ing = run_ingest(run, IngestParams(path=str(hidden_dir), split="test")).artifact
     qrels = read_qrels(src / "qrels" / "test.tsv")
     best = best_only(qrels)
     rel: dict[str, list[str]] = {}
