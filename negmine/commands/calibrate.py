@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from negmine.calibrate.params import CalibrateParams
 from negmine.commands.common import ConfigOpt, RunArg, SetOpt
+from negmine.commands.options import stage_options
 
 
+@stage_options(CalibrateParams, "budget_usd", "queries", "top", "target_ratio", "target_fn", "seed")
 def calibrate(
     run: Path = RunArg,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print calls, estimated tokens and cost; send nothing."),
-    budget_usd: float | None = typer.Option(None, "--budget-usd", help="Stop cleanly before new spending would "
-                                               "pass this many USD (exit 3; re-run to continue)."),
-    queries: int | None = typer.Option(None, "--queries", help="Queries in the judged sample [75]."),
-    top: int | None = typer.Option(None, "--top", help="Top candidates judged per sampled query [12] (plus "
-                                   "calibrate.deep deeper ones, the positives and calibrate.controls random "
-                                   "documents)."),
-    target_ratio: float | None = typer.Option(None, "--target-ratio", help="Estimated FN rate at most this "
-                                              "fraction of naive top-k [0.4]."),
-    target_fn: float | None = typer.Option(None, "--target-fn", help="Estimated FN rate at most this (overrides "
-                                           "--target-ratio)."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed of the sample, controls and folds [0]."),
     config: Path | None = ConfigOpt,
     set_: list[str] | None = SetOpt,
+    *,
+    flags: dict[str, Any],
 ) -> None:
     """Judge a seeded sample of queries with an LLM judge, fit p(false negative) over select's signals, and choose
     the threshold select then applies (rule predicted_false_negative) → RUN/calibration.
@@ -41,8 +36,7 @@ def calibrate(
     from negmine.calibrate.stage import format_summary, run_calibrate
     from negmine.commands.common import resolve
 
-    cfg = resolve(config, set_, "calibrate", budget_usd=budget_usd, queries=queries, top=top,
-                  target_ratio=target_ratio, target_fn=target_fn, seed=seed)
+    cfg = resolve(config, set_, "calibrate", **flags)
     if dry_run:
         from negmine.judge.stage import format_plan
 
