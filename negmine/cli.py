@@ -22,6 +22,7 @@ from negmine.commands import (
     ingest,
     judge_server,
     mine,
+    push,
     relabel,
     report,
     retrieve,
@@ -32,7 +33,8 @@ from negmine.commands import (
 from negmine.commands import eval as eval_
 from negmine.errors import NegmineError
 
-COMMANDS = (ingest, retrieve, score, calibrate, select, export, mine, relabel, eval_, report, verify, judge_server)
+COMMANDS = (ingest, retrieve, score, calibrate, select, export, mine, relabel, eval_, report, verify, push,
+            judge_server)
 
 HELP = """Mine, filter, relabel and export hard negatives for training retrieval and reranking models.
 
