@@ -118,6 +118,36 @@ def read_yaml(path: str | os.PathLike) -> tuple[dict[str, Any], dict[tuple, int]
     return data, (_key_lines(node) if node is not None else {})
 
 
+# config keys holding a file or directory, resolved against the config file's directory when relative
+PATH_KEYS = (("run_dir",), ("input", "path"), ("input", "corpus"), ("export", "out"), ("select", "calibration"),
+             ("score", "cache_path"), ("relabel", "cache_path"))
+# keys holding a model name or a local path: resolved only when the config-relative path exists
+MODEL_KEYS = (("retrieve", "model"), ("score", "model"), ("select", "pos_sim_model"))
+_NOT_PATHS = ("auto", "off", "none", "null")
+
+
+def relative_to_config(data: dict[str, Any], base: Path) -> None:
+    """Make the relative paths of a YAML config relative to the config file's directory (``base``), so a config
+    works from any working directory. ``--set`` values and flags stay relative to the working directory."""
+    for keys in PATH_KEYS + MODEL_KEYS:
+        node: Any = data
+        for k in keys[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        value = node.get(keys[-1])
+        if not isinstance(value, str) or not value or value.lower() in _NOT_PATHS:
+            continue
+        p = Path(value).expanduser()
+        if p.is_absolute():
+            node[keys[-1]] = str(p)
+            continue
+        candidate = base / p
+        if keys in MODEL_KEYS and not candidate.exists():
+            continue  # a model name such as all-MiniLM-L6-v2
+        node[keys[-1]] = os.path.normpath(candidate)
+
+
 def parse_set(items: list[str]) -> list[tuple[list[str], Any, str]]:
     out = []
     for item in items:
@@ -154,6 +184,7 @@ def load_config(path: str | os.PathLike | None = None, sets: list[str] | None = 
     if path is not None:
         data, lines = read_yaml(path)
         where = str(path)
+        relative_to_config(data, Path(path).resolve().parent)
         _validate(data, where, lines)  # errors in the file name the file's line
     for keypath, value, item in parse_set(sets or []):
         _assign(data, keypath, value)

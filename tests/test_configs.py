@@ -27,8 +27,9 @@ def test_config_validates_and_cites_its_method(path):
 def test_configs_say_what_they_do():
     by = {p.name: load_config(p) for p in CONFIGS}
     demo = by["demo.yaml"]
-    assert demo.run_dir and demo.input.path == "data/scifact-demo"
-    assert Path(__file__).resolve().parent.parent.joinpath(demo.input.path, "qrels", "train.tsv").is_file()
+    root = Path(__file__).resolve().parent.parent
+    assert demo.run_dir == str(root / "runs" / "demo") and demo.input.path == str(root / "data" / "scifact-demo")
+    assert Path(demo.input.path, "qrels", "train.tsv").is_file()  # config-relative: from any working directory
     nv = by["nv-retriever-percpos.yaml"].select
     assert (nv.filter, nv.perc_pos, nv.num_negatives, nv.sampling) == ("perc-pos", 0.95, 4, "top")
     # method configs reproduce their method: negmine's own document-similarity rule is off there ...
