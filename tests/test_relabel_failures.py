@@ -145,3 +145,14 @@ def test_spent_usd_accumulates_across_budget_resumed_runs(run_dir, server, tmp_p
     assert art.stats["spent_usd"] == pytest.approx(paid, rel=1e-6)  # every run's spending, not the last one's
     assert not list((run_dir / "relabel").rglob("_spent.json"))
     assert int(pc.sum(pc.is_null(art.read("audit")["label"])).as_py() or 0) == 0
+
+
+def test_budget_stop_message_is_a_sentence_not_a_tuple(run_dir, server, tmp_path, cli):  # noqa: F811
+    srv = server(accuracy=0.9)
+    p = params(srv, tiers=[Tier(model="cheap", base_url=srv.base_url, price_input=2000.0, price_output=2000.0)],
+               concurrency=2, list_size=4)
+    code, _out, err = cli("relabel", run_dir, "--config", write_config(tmp_path / "c.yaml", p), "--budget-usd", "25")
+    assert code == 3, err
+    (line,) = _errors(err)
+    assert line.startswith("negmine: error: --budget-usd: budget of $25 reached after spending $"), line
+    assert "('" not in line and "re-run to continue" in line

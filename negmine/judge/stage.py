@@ -61,6 +61,9 @@ class BudgetExhausted(NegmineError):
 
     exit_code = 3
 
+    def __init__(self, message: str, where: str | None = None) -> None:
+        super().__init__(f"{where}: {message}" if where else message)  # one sentence, not an args tuple
+
 
 def cache_path(run_dir: Path, params: RelabelParams) -> Path:
     return Path(params.cache_path) if params.cache_path else run_dir / ".judge-cache.sqlite"
