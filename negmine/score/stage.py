@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from negmine.errors import InputError
 from negmine.io import schemas
 from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs
+from negmine.retrieve.params import RetrieveParams, RetrieverConfig
 from negmine.score.bi_encoder import BiEncoderTeacher
 from negmine.score.cross_encoder import CrossEncoderTeacher
 from negmine.score.llm import LLMTeacher
@@ -35,12 +36,17 @@ TEACHERS = {"bi-encoder": BiEncoderTeacher, "cross-encoder": CrossEncoderTeacher
 INHERITED = ("query_prompt", "query_prompt_name", "doc_prompt", "doc_prompt_name", "max_seq_length", "normalize")
 
 
-def _dense_retrievers(retrieve_params: dict[str, Any]) -> list[dict[str, Any]]:
-    """The dense retrievers' settings recorded in a candidates manifest (list entries inherit top-level keys)."""
-    specs = retrieve_params.get("retrievers") or []
-    if specs:
-        return [retrieve_params | s for s in specs if s.get("method") == "dense"]
-    return [retrieve_params] if retrieve_params.get("method") in ("dense", "hybrid") else []
+def _dense_retrievers(retrieve_params: dict[str, Any]) -> list[RetrieverConfig]:
+    """The dense retrievers of the retrieve stage whose params a candidates manifest recorded, resolved as that
+    stage resolved them (``RetrieveParams.resolved``: list entries inherit the top-level keys). Params that are
+    not a retrieve stage's (a hand-made candidates artifact) name no dense retriever."""
+    from pydantic import ValidationError
+
+    try:
+        resolved = RetrieveParams.model_validate(retrieve_params).resolved()
+    except ValidationError:
+        return []
+    return [r for r in resolved if r.method == "dense"]
 
 
 def effective_params(params: ScoreParams, retrieve_params: dict[str, Any]) -> ScoreParams:
@@ -53,8 +59,8 @@ def effective_params(params: ScoreParams, retrieve_params: dict[str, Any]) -> Sc
     mine = model_identity(params.model)
     given = params.model_dump(exclude_unset=True)
     for spec in _dense_retrievers(retrieve_params):
-        if spec.get("model") and model_identity(spec["model"]) == mine:
-            inherit = {k: spec[k] for k in INHERITED if k not in given and k in spec}
+        if model_identity(spec.model) == mine:
+            inherit = {k: getattr(spec, k) for k in INHERITED if k not in given}
             return params.model_copy(update=inherit) if inherit else params
     return params
 
