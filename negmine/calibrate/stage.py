@@ -124,19 +124,18 @@ def load_rows(ingest: Artifact, scores: Artifact, qids: list[str], sel, pos_sim_
 
 
 def simulate(rows: Rows, sel, k: int, fn_prob: np.ndarray | None, threshold: float | None, naive: bool = False):
-    """select's batch function over the loaded rows (no near-duplicate check: a scores table has no texts)."""
-    from negmine.select.core import select_batch
-    from negmine.select.sampling import query_seeds
+    """select's own selection (select.core.select_rows) over the loaded rows with ``k`` negatives and the
+    calibrated ``threshold`` (no near-duplicate check: a scores table has no texts); ``naive``: no select rule and
+    short queries kept (naive top-k)."""
+    from negmine.select.core import Rows as Arrays
+    from negmine.select.core import select_rows
 
-    rules = {} if naive else dict(sel.rules())
-    rules["fn_threshold"] = threshold
+    params = sel.model_copy(update={"num_negatives": k, "short_policy": "keep" if naive else sel.short_policy})
+    values = dict.fromkeys(sel.rules(), None) if naive else {}  # every select rule off
     sig = rows.sig
-    return select_batch(rows.group, len(rows.qids), query_seeds(sel.seed, rows.qids), sig.scores, sig.ranks,
-                        rows.doc_code, rows.is_pos, np.zeros(len(rows.group), dtype=bool), rules=rules, k=k,
-                        sampling=sel.sampling, sampling_params={"temperature": sel.temperature,
-                                                                "simans_a": sel.simans_a, "simans_b": sel.simans_b},
-                        short_policy="keep" if naive else sel.short_policy, pos_ref=sel.pos_ref,
-                        pos_sim=sig.pos_sim, lex_rank=sig.lex_rank, fn_prob=fn_prob)
+    return select_rows(Arrays(rows.qids, rows.group, sig.scores, sig.ranks, rows.is_pos, rows.doc_code), params,
+                       {"pos_sim": sig.pos_sim, "lex_rank": sig.lex_rank, "fn_prob": fn_prob},
+                       values | {"fn_threshold": threshold})
 
 
 # ---- sampling and judging -------------------------------------------------------------------------------------
