@@ -96,3 +96,19 @@ def test_trec_qrels_without_header_still_read_as_trec(cli, tmp_path):
     code, _out, err = cli("ingest", src, "--out", tmp_path / "run")
     assert code == 0, err
     assert _positives(tmp_path / "run") == {("q1", "d1", 1.0), ("q2", "d3", 2.0)}
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ('{"_id": "d9", "text": "bad \\ud800 half"}', "half of a UTF-16 pair"),
+    # orjson refuses the NaN literal, so the standard library parses the line (and used to overflow the stack)
+    ('{"_id": "d9", "x": NaN, "text": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+], ids=["lone_surrogate", "nested_100000_deep"])
+def test_lone_surrogate_or_deep_nesting_in_jsonl_is_exit_2_with_line(cli, tmp_path, line, fragment):
+    src = _beir(tmp_path, "query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    with open(src / "corpus.jsonl", "a") as f:
+        f.write(line + "\n")
+    code, _out, err = cli("ingest", src, "--out", tmp_path / "run")
+    assert code == 2, err
+    m = _error(err)
+    assert m["where"].endswith("corpus.jsonl") and m["loc"] == "5" and fragment in m["msg"], err
+    assert not (tmp_path / "run" / "ingest").exists()

@@ -137,9 +137,33 @@ def parse_json_line(raw: bytes, path: Any, n: int) -> Any:
             pass  # re-parse with the standard library for the exact message (or a value orjson rejects)
     text = decode_line(raw, path, n)
     try:
-        return json.loads(text)
+        obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(f"malformed JSON: {e.msg} (column {e.colno})", path, line=n) from None
+    except RecursionError:
+        raise InputError("malformed JSON: nested too deeply", path, line=n) from None
+    if _has_lone_surrogate(obj):
+        raise InputError("invalid JSON string: an escape such as \\ud800 names half of a UTF-16 pair, not a "
+                         "character", path, line=n)
+    return obj
+
+
+def _has_lone_surrogate(obj: Any) -> bool:
+    """Whether a parsed JSON value holds a string that cannot be UTF-8 (a lone surrogate escape)."""
+    todo = [obj]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, str):
+            try:
+                x.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(x, dict):
+            todo.extend(x.keys())
+            todo.extend(x.values())
+        elif isinstance(x, list):
+            todo.extend(x)
+    return False
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
