@@ -112,3 +112,16 @@ def test_lone_surrogate_or_deep_nesting_in_jsonl_is_exit_2_with_line(cli, tmp_pa
     m = _error(err)
     assert m["where"].endswith("corpus.jsonl") and m["loc"] == "5" and fragment in m["msg"], err
     assert not (tmp_path / "run" / "ingest").exists()
+
+
+@pytest.mark.parametrize("text, line", [
+    ("query,positive\nq1,p1\nq2,\"unclosed p2\nq3,p3\nq4,p4\n", "3"),
+    ("query,positive\nq1,\"p1\" tail\nq2,p2\n", "2"),
+], ids=["unclosed_quote_swallowing_rows", "stray_text_after_quote"])
+def test_csv_quote_error_is_bad_input_naming_the_row_not_swallowed(cli, tmp_path, text, line):
+    src = tmp_path / "pairs.csv"
+    src.write_text(text)
+    code, _out, err = cli("ingest", src, "--out", tmp_path / "run")
+    assert code == 2, err
+    m = _error(err)
+    assert m["where"] == str(src) and m["loc"] == line and "quote" in m["msg"], err

@@ -250,15 +250,19 @@ def _csv_rows(path: str | os.PathLike, kind: str) -> Iterator[tuple[int, list[st
             yield line + "\n"
 
     # TSV (MS MARCO, BEIR qrels style) has no quoting: a text may start with a double quote
+    # strict: an unclosed quote is an error, not a field that swallows the rows after it
     reader = (csv.reader(feed(), delimiter="\t", quoting=csv.QUOTE_NONE) if kind == "tsv"
-              else csv.reader(feed()))
+              else csv.reader(feed(), strict=True))
+    ended = 0  # the line the previous row ended on
     while True:
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as e:
-            raise InputError(f"malformed CSV: {e}", path, line=current[0]) from None
+            raise InputError(f"malformed CSV: {e} (the row starting here has an unclosed or stray quote)", path,
+                             line=ended + 1) from None
+        ended = current[0]
         if row:
             yield current[0], row
 
