@@ -100,8 +100,14 @@ def run(argv: list[str] | None = None) -> int:
     # typer >= 0.29 raises the exceptions of its vendored click (typer._click); older typer raises click's own
     usage, exits, aborts = _click_exceptions()
     try:
+        from negmine.commands.common import forget_resolved, record_resolved
+
+        forget_resolved()
         rv = app(args=argv, prog_name="negmine", standalone_mode=False)
-        return rv if isinstance(rv, int) else 0
+        code = rv if isinstance(rv, int) else 0
+        if code == 0:
+            record_resolved()  # a stage run alone: its effective config into its manifest, for the next one
+        return code
     except NegmineError as e:
         print(f"negmine: error: {e}", file=sys.stderr)
         return e.exit_code

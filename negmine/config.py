@@ -177,10 +177,16 @@ def _assign(data: dict[str, Any], path: list[str], value: Any) -> None:
 
 
 def load_config(path: str | os.PathLike | None = None, sets: list[str] | None = None,
-                flags: dict[str, dict[str, Any]] | None = None) -> Config:
-    """Build the effective config. ``flags`` maps section → {key: value}; ``None`` values are ignored."""
+                flags: dict[str, dict[str, Any]] | None = None, base: dict[str, Any] | None = None) -> Config:
+    """Build the effective config. ``flags`` maps section → {key: value}; ``None`` values are ignored. ``base``
+    (a run's recorded config) replaces the defaults when no ``path`` is given."""
     data: dict[str, Any] = {}
     where, lines = "<defaults>", None
+    if path is None and base:
+        import copy
+
+        data = copy.deepcopy(base)
+        where = "the run's recorded config"
     if path is not None:
         data, lines = read_yaml(path)
         where = str(path)

@@ -120,7 +120,8 @@ def test_calibrate_select_export_end_to_end(mined, run_dir, server, cli, tmp_pat
     assert calibrated < fn_rate(run_dir, mined["src"])
 
     # eval and report show the calibration next to what the qrels measure
-    assert cli("select", str(run_dir))[0] == 0
+    # (select alone starts from the run's recorded config, which --no-calibration left off: turn it back on)
+    assert cli("select", str(run_dir), "--calibration", "auto")[0] == 0
     qrels = mined["src"] / "qrels" / "test.tsv"
     code, out, err = cli("eval", str(run_dir), "--qrels", str(qrels), "--json")
     assert code == 0, err

@@ -227,7 +227,8 @@ def test_cli_select_prints_summary_and_validates(run, cli):
     assert code == 2 and "select.filter=perc-pos" in err and len(err.strip().splitlines()) == 1
     code, out, err = cli("select", run, "--min-rank", "10", "--max-rank", "5")
     assert code == 2 and "min_rank" in err
-    code, out, err = cli("select", run, "--filter", "margin-pos")
+    # (a select run alone starts from the run's recorded config, which holds margin 0.05 now: unset it)
+    code, out, err = cli("select", run, "--filter", "margin-pos", "--set", "select.margin=null")
     assert code == 2 and "margin" in err
     code, out, err = cli("select", run, "--set", "select.short_policy=pad")
     assert code == 2

@@ -36,7 +36,7 @@ def calibrate(
     from negmine.calibrate.stage import format_summary, run_calibrate
     from negmine.commands.common import resolve
 
-    cfg = resolve(config, set_, "calibrate", **flags)
+    cfg = resolve(config, set_, "calibrate", run=run, **flags)
     if dry_run:
         from negmine.judge.stage import format_plan
 

@@ -34,7 +34,7 @@ def export(
     from negmine.commands.common import resolve
     from negmine.export.stage import run_export
 
-    cfg = resolve(config, set_, "export", **flags)
+    cfg = resolve(config, set_, "export", run=run, **flags)
     res = run_export(run, cfg.export)
     typer.echo(f"{'up to date: ' if res.skipped else ''}{res.path} ({res.rows:,} rows)")
 

@@ -35,7 +35,7 @@ def relabel(
 
     if batch is not None and batch not in ("submit", "status", "collect"):
         raise InputError(f"--batch must be submit, status or collect, not {batch!r}", "--batch")
-    cfg = resolve(config, set_, "relabel", **flags)
+    cfg = resolve(config, set_, "relabel", run=run, **flags)
     if dry_run:
         from negmine.judge.stage import format_plan, plan_requests
 

@@ -31,7 +31,7 @@ def retrieve(
     from negmine.commands.common import resolve
     from negmine.retrieve.stage import run_retrieve
 
-    cfg = resolve(config, set_, "retrieve", **flags)
+    cfg = resolve(config, set_, "retrieve", run=run, **flags)
     res = run_retrieve(run, cfg.retrieve)
     typer.echo(str(res.artifact.path))
 

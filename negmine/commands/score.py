@@ -40,7 +40,7 @@ def score(
     """
     from negmine.commands.common import resolve
 
-    cfg = resolve(config, set_, "score", **flags)
+    cfg = resolve(config, set_, "score", run=run, **flags)
     params = cfg.score
     if model is not None:
         if params.teacher == "llm":

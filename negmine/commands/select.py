@@ -40,7 +40,7 @@ def select(
 
     if no_calibration:
         flags["calibration"] = "off"
-    cfg = resolve(config, set_, "select", **flags)
+    cfg = resolve(config, set_, "select", run=run, **flags)
     res = run_select(run, cfg.select)
     typer.echo(format_summary(res.artifact.stats))
     typer.echo(f"\n{'up to date: ' if res.skipped else ''}{res.artifact.path}")
