@@ -91,6 +91,9 @@ def load(path: str | os.PathLike, split: str = "train", *, format: str | None = 
             have = sorted({str(i.get("split")) for i in infos if i.get("export") == newest.get("export")})
             raise InputError(f"export {newest.get('export')} has no split '{split}' (splits: {', '.join(have)})", p)
         file = directory / chosen[0]["file"]
+        if not int(chosen[0].get("rows", 1)):
+            raise InputError("the export has no rows (no query kept both a positive and a negative: see the "
+                             "export's warning and the select summary)", file)
     parquet = card.full_suffix(file) == ".parquet"
     try:
         import datasets

@@ -149,6 +149,12 @@ class _Texts:
     """Query texts and the texts of the documents the export needs (one corpus scan)."""
 
     def __init__(self, ingest: Artifact, doc_ids: set[str]) -> None:
+        stats = ingest.stats or {}
+        self.query_meta: dict[str, list[str]] = stats.get("query_prompt_type") or {}
+        prompts, types = stats.get("prompts") or [], stats.get("types") or []
+        # one prompt / type for every row of the input: every query has it
+        self.prompt = prompts[0]["prompt"] if len(prompts) == 1 and not self.query_meta else None
+        self.type = types[0]["type"] if len(types) == 1 and not self.query_meta else None
         q = read_parquet(ingest.shard_paths("queries"), ["query_id", "text"])
         self.queries = dict(zip(q["query_id"].to_pylist(), q["text"].to_pylist(), strict=True))
         want = pa.array(sorted(doc_ids), pa.string())
@@ -162,6 +168,13 @@ class _Texts:
         if missing:
             raise InputError(f"{len(missing)} selected document(s) are not in the corpus (e.g. "
                              f"'{sorted(missing)[0]}'); re-run the pipeline from ingest", ingest.path)
+
+    def meta(self, query_id: str) -> tuple[str | None, str | None]:
+        """The query's FlagEmbedding prompt and type from the input (ingest stats), or Nones."""
+        own = self.query_meta.get(query_id)
+        if own is not None:
+            return own[0] or None, own[1] or None
+        return self.prompt, self.type
 
     def doc(self, doc_id: str, score: float | None) -> Doc:
         title, text = self.docs[doc_id]
@@ -209,7 +222,8 @@ def _examples(select: Artifact, texts: _Texts, relabel: _Relabel | None, include
             if not pos:
                 counts["queries_without_positives"] += 1
                 continue
-            batch.append(Example(q, texts.queries.get(q, ""), pos, negatives))
+            prompt, kind = texts.meta(q)
+            batch.append(Example(q, texts.queries.get(q, ""), pos, negatives, prompt, kind))
         yield batch
 
 

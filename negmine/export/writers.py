@@ -67,6 +67,8 @@ class Example:
     query: str
     positives: list[Doc]
     negatives: list[Doc]
+    prompt: str | None = None  # the input's query instruction (FlagEmbedding "prompt"), written back by flagembedding
+    type: str | None = None    # the input's FlagEmbedding "type"
 
 
 @dataclass
@@ -243,8 +245,11 @@ def flagembedding_rows(examples: Iterable[Example], o: Options) -> list[dict[str
                                "neg": [d.full for d in ex.negatives],
                                "pos_scores": [_score(d) for d in ex.positives],
                                "neg_scores": [_score(d) for d in ex.negatives]}
-        if o.prompt is not None:
-            row["prompt"] = o.prompt
+        prompt = o.prompt if o.prompt is not None else ex.prompt
+        if prompt:
+            row["prompt"] = prompt
+        if ex.type:
+            row["type"] = ex.type
         if o.with_ids:
             row["query_id"] = ex.query_id
             row["pos_ids"] = [d.doc_id for d in ex.positives]

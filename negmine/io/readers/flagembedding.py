@@ -8,9 +8,10 @@ What is kept, and why:
   Documents are identified by content hash (or by the ``--corpus`` document with the same text).
 * ``pos_scores`` / ``neg_scores`` are a previous teacher's distillation scores. They are validated (numbers, one
   per passage) but not kept: negmine scores every pair with its own teacher, and a grade is not a teacher score.
-* ``prompt`` is the query instruction used for training. It is not part of the query text (the retrievers and
-  teachers apply their own prompts); the distinct prompts are recorded in the manifest's stats (``prompts``)
-  so that an export can restore them.
+* ``prompt`` is the query instruction used for training, ``type`` the FlagEmbedding task type. Neither is part
+  of the query text (the retrievers and teachers apply their own prompts); the distinct values are recorded in the
+  manifest's stats (``prompts``, ``types``) and, when queries differ, each query's (``query_prompt_type``: query id
+  → [prompt, type], up to MAX_QUERY_META queries), so that the flagembedding export writes them back.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from negmine.io.textio import iter_jsonl
 from negmine.progress import tqdm
 
 MAX_PROMPTS_RECORDED = 20
+MAX_QUERY_META = 200_000  # queries whose own prompt / type the manifest records when they are not all alike
 
 
 def input_files(src: Path, params: IngestParams) -> list[Path]:
@@ -58,6 +60,8 @@ def _check_scores(obj: dict, key: str, n_texts: int, where: Path, loc: dict[str,
 def read(src: Path, params: IngestParams, canon: Any) -> None:
     by_text = read_extra_corpus(params, canon)
     prompts: dict[str, int] = {}
+    types: dict[str, int] = {}
+    meta: dict[str, tuple[str, str]] = {}
     for n, obj in tqdm(iter_jsonl(src), desc="flagembedding", unit=" rows", unit_scale=True, disable=None,
                        leave=False):
         loc = {"line": n}
@@ -67,9 +71,14 @@ def read(src: Path, params: IngestParams, canon: Any) -> None:
         _check_scores(obj, "pos_scores", len(pos), src, loc)
         _check_scores(obj, "neg_scores", len(neg), src, loc)
         prompt = get_text(obj, "prompt", src, loc, required=False)
+        kind = get_text(obj, "type", src, loc, required=False)
         if prompt:
             prompts[prompt] = prompts.get(prompt, 0) + 1
+        if kind:
+            types[kind] = types.get(kind, 0) + 1
         qid = text_id("q", query)
+        if (prompt or kind) and len(meta) <= MAX_QUERY_META:
+            meta.setdefault(qid, (prompt, kind))
         canon.add_query(qid, query, src, line=n)
         for t in pos:
             canon.add_positive(qid, text_doc(canon, by_text, "", t, src, loc), 1.0, src, line=n)
@@ -78,3 +87,8 @@ def read(src: Path, params: IngestParams, canon: Any) -> None:
     if prompts:
         top = sorted(prompts.items(), key=lambda kv: -kv[1])[:MAX_PROMPTS_RECORDED]
         canon.info["prompts"] = [{"prompt": p, "rows": c} for p, c in top]
+    if types:
+        canon.info["types"] = [{"type": t, "rows": c} for t, c in sorted(types.items(), key=lambda kv: -kv[1])]
+    if len(prompts) > 1 or len(types) > 1 or (meta and len(set(meta.values())) > 1):
+        if len(meta) <= MAX_QUERY_META:
+            canon.info["query_prompt_type"] = {q: list(v) for q, v in meta.items()}
