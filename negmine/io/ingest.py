@@ -220,8 +220,11 @@ def detect_format(path: Path, split: str = "train") -> str:
             return "beir"
         from negmine.io.readers.hf import data_files
 
-        if data_files(path, split) is not None:  # a Hugging Face dataset folder: pairs in Parquet / Arrow / JSONL
-            return "pairs"
+        files = data_files(path, split)
+        if files is not None:  # a Hugging Face dataset folder: pairs (or Tevatron) in Parquet / Arrow / JSONL
+            from negmine.io.readers import sniff_file_format
+
+            return "tevatron" if sniff_file_format(files[0]) == "tevatron" else "pairs"
         raise InputError("directory is neither in BEIR layout (missing corpus.jsonl) nor a Hugging Face dataset "
                          "folder (no .parquet, .arrow or .jsonl files)", path / "corpus.jsonl")
     from negmine.io.readers import sniff_file_format

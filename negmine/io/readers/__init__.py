@@ -24,13 +24,16 @@ def sniff_file_format(path: Path) -> str:
 
     suffix = base_suffix(path)
     if suffix in (".parquet", ".arrow", ".csv", ".tsv"):
-        return "pairs"
+        from negmine.io.textio import columns_of
+
+        cols = columns_of(path) or []
+        return "tevatron" if "positive_document_ids" in cols or "positive_passages" in cols else "pairs"
     if suffix not in (".jsonl", ".json", ".ndjson"):
         raise InputError(f"unknown input format for suffix '{suffix or '(none)'}' "
                          "(expected a BEIR directory, a Hugging Face dataset folder, .jsonl, .parquet, .arrow or .csv; or pass "
                          "--format)", path)
     for _n, obj in iter_jsonl(path):
-        if "positive_passages" in obj:
+        if "positive_passages" in obj or "positive_document_ids" in obj:
             return "tevatron"
         if "pos" in obj and "query" in obj:
             return "flagembedding"

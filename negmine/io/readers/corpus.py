@@ -39,10 +39,18 @@ class TextIndex:
 
 
 def corpus_file(params: IngestParams) -> list[Path]:
-    """The ``--corpus`` file as a list (empty without one), for the input fingerprint."""
+    """The ``--corpus`` file as a list (empty without one; a Hugging Face dataset folder: its data files), for the
+    input fingerprint."""
     if not params.corpus:
         return []
     p = Path(params.corpus)
+    if p.is_dir():
+        from negmine.io.readers.hf import data_files
+
+        files = data_files(p, "train")
+        if not files:
+            raise InputError("no corpus data files (.parquet, .arrow, .jsonl) in the folder", p)
+        return files
     if not p.is_file():
         raise InputError("corpus file not found", p)
     return [p]
@@ -53,26 +61,30 @@ def read_extra_corpus(params: IngestParams, canon: Any) -> dict[int, str]:
     files = corpus_file(params)
     if not files:
         return {}
-    path = files[0]
     idx = TextIndex(canon)
+    for path in files:
+        _read_corpus_file(path, idx)
+    return idx.by_text
+
+
+def _read_corpus_file(path: Path, idx: TextIndex) -> None:
     if record_kind(path) == "jsonl":
         from negmine.io.readers.beir import read_corpus_jsonl
 
         read_corpus_jsonl(path, idx, id_keys=ID_COLUMNS)
-        return idx.by_text
+        return
     cols = columns_of(path) or []
     id_col = next((c for c in ID_COLUMNS if c in cols), None)
     if id_col is None or "text" not in cols:
         raise InputError(f"a corpus needs columns doc_id and text (has: {', '.join(cols)})", path,
                          line=1 if record_kind(path) in ("csv", "tsv") else None)
-    typed = record_kind(path) == "parquet"
+    typed = record_kind(path) in ("parquet", "arrow")
     want = [c for c in (id_col, "title", "text") if c in cols]
     for loc, rec in tqdm(iter_records(path, columns=want), desc="corpus", unit=" docs", unit_scale=True,
                          disable=None, leave=False):
         idx.add_doc(get_id(rec, id_col, path, loc, typed_ints=typed),
                     get_text(rec, "title", path, loc, required=False), get_text(rec, "text", path, loc),
                     path, **loc)
-    return idx.by_text
 
 
 def text_doc(canon: Any, by_text: dict[int, str], title: str, text: str, where: Any, loc: dict[str, int]) -> str:
