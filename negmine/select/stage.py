@@ -209,6 +209,36 @@ def _fn_prob(cal: Any, params: SelectParams, group: np.ndarray, n_q: int, scores
     return fn_probabilities(cal, Signals(group, n_q, scores, ranks, is_pos, ref, pos_sim, lex_rank, rs), keys)
 
 
+def _duplicates(ingest: _Ingest, params: SelectParams, ipos: pa.Table, keys: pa.Array, d_arr: pa.Array,
+                group: np.ndarray, is_pos: np.ndarray, qpos: dict[str, int],
+                known_dups: dict[str, tuple[str, float]] | None) -> tuple[np.ndarray, list[str | None], np.ndarray]:
+    """Per row: near-duplicate of one of its query's positives ``ipos``, which positive, and the similarity
+    (from ``known_dups`` when a previous run found them, else computed from the documents' signatures)."""
+    dup_of: list[str | None] = [None] * len(group)
+    sim = np.full(len(group), np.nan)
+    is_dup = np.zeros(len(group), dtype=bool)
+    if params.dedup and len(group) and known_dups is not None:
+        for i, k in enumerate(keys.to_pylist()):
+            hit = known_dups.get(k)
+            if hit is not None and not is_pos[i]:
+                is_dup[i] = True
+                dup_of[i], sim[i] = hit
+    elif params.dedup and len(group):
+        pq_ids = ipos["query_id"].to_pylist()
+        pd_ids = ipos["doc_id"].to_pylist()
+        c_idx = np.flatnonzero(~is_pos)
+        c_docs = pc.take(d_arr, pa.array(c_idx)).to_pylist()
+        sigs = ingest.signatures(set(c_docs) | set(pd_ids))
+        dup, of, s = duplicate_of(c_docs, group[c_idx], pd_ids,
+                                  np.fromiter((qpos[q] for q in pq_ids), dtype=np.int64, count=len(pq_ids)),
+                                  sigs, params.dedup_threshold)
+        is_dup[c_idx] = dup
+        sim[c_idx] = s
+        for i, o in zip(c_idx.tolist(), of, strict=True):
+            dup_of[i] = o
+    return is_dup, dup_of, sim
+
+
 def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: SelectParams,
                  known_dups: dict[str, tuple[str, float]] | None = None,
                  pos_sim_spec: dict[str, Any] | None = None, lexical: Any = None,
@@ -231,29 +261,7 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
     # positives of the block (ingest positives + any row flagged positive), with their scores
     want = pa.array(qids, pa.string())
     ipos = ingest.positives.filter(pc.is_in(ingest.positives["query_id"], value_set=want))
-    dup_of: list[str | None] = [None] * len(group)
-    sim = np.full(len(group), np.nan)
-    is_dup = np.zeros(len(group), dtype=bool)
-    if params.dedup and len(group) and known_dups is not None:
-        for i, k in enumerate(keys.to_pylist()):
-            hit = known_dups.get(k)
-            if hit is not None and not is_pos[i]:
-                is_dup[i] = True
-                dup_of[i], sim[i] = hit
-    elif params.dedup and len(group):
-        pq_ids = ipos["query_id"].to_pylist()
-        pd_ids = ipos["doc_id"].to_pylist()
-        cand = ~is_pos
-        c_idx = np.flatnonzero(cand)
-        c_docs = pc.take(d_arr, pa.array(c_idx)).to_pylist()
-        sigs = ingest.signatures(set(c_docs) | set(pd_ids))
-        dup, of, s = duplicate_of(c_docs, group[c_idx], pd_ids,
-                                  np.fromiter((qpos[q] for q in pq_ids), dtype=np.int64, count=len(pq_ids)),
-                                  sigs, params.dedup_threshold)
-        is_dup[c_idx] = dup
-        sim[c_idx] = s
-        for i, o in zip(c_idx.tolist(), of, strict=True):
-            dup_of[i] = o
+    is_dup, dup_of, sim = _duplicates(ingest, params, ipos, keys, d_arr, group, is_pos, qpos, known_dups)
     needs = set() if cal is None else cal.needs
     pos_sim = _pos_sim(ingest, params, pos_sim_spec, d_arr, group, is_pos, "pos_sim" in needs)
     lex_rank = _lex_rank(ingest, params, lexical, q_arr, d_arr,
