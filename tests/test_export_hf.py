@@ -126,3 +126,24 @@ def test_verify_checks_the_hidden_sidecar(run):
     res.path.write_bytes(b"tampered")
     assert any(p == res.path and "damaged" in (why or "") for p, why in verify_run(run))
     run_export(run, ExportParams(format="triplet"))
+
+
+def test_ids_format_with_queries_and_corpus_tables(run, tmp_path):
+    import datasets
+    from test_select_helpers import DOCS
+
+    out = tmp_path / "ids" / "ids.parquet"
+    res = run_export(run, ExportParams(format="ids", out=str(out), with_scores=True))
+    ds = datasets.load_dataset(str(out.parent))["train"]  # the default config: the ids table
+    assert ds.column_names == ["query_id", "positive_document_ids", "negative_document_ids", "positive_scores",
+                               "negative_scores"]
+    assert len(ds) == res.rows == 3 and ds[0]["query_id"] == "q1"
+    assert ds[0]["positive_document_ids"] == ["p1", "p1b"] and ds[0]["negative_document_ids"] == ["n2", "n3"]
+    queries = datasets.load_dataset(str(out.parent), "ids-queries")["train"]
+    corpus = datasets.load_dataset(str(out.parent), "ids-corpus")["train"]
+    assert {q["query_id"]: q["text"] for q in queries} == {q: QUERIES[q] for q in ("q1", "q2", "q3")}
+    docs = {d["docid"]: (d["title"], d["text"]) for d in corpus}
+    named = {d for r in ds for d in r["positive_document_ids"] + r["negative_document_ids"]}
+    assert named <= set(docs) and all(docs[d] == tuple(DOCS[d]) for d in named)
+    front, _text = _front_matter(out.parent / "README.md")
+    assert {c["config_name"] for c in front["configs"]} == {"ids", "ids-queries", "ids-corpus"}

@@ -9,12 +9,13 @@ from pydantic import Field
 from negmine.params_base import NoFP, Params, one_of
 
 # the export formats: each has a writer registered under its name in negmine/export/writers.py
-FORMATS = ("triplet", "n-tuple", "labeled-pair", "labeled-list", "flagembedding", "tevatron")
+FORMATS = ("triplet", "n-tuple", "labeled-pair", "labeled-list", "ids", "flagembedding", "tevatron")
 
 
 class ExportParams(Params):
     format: Annotated[str, one_of(FORMATS)] = Field("triplet", description=(
-        f"{' | '.join(FORMATS)}: the first four for sentence-transformers (Parquet), flagembedding and tevatron "
+        f"{' | '.join(FORMATS)}: the first four for sentence-transformers (Parquet), ids for id-resolving "
+        "trainers (ids only, with NAME-queries and NAME-corpus tables beside it), flagembedding and tevatron "
         "as JSON lines."))
     # default RUN/export/<format>.parquet (.jsonl for flagembedding / tevatron)
     out: str | None = NoFP(None, description="Output file [RUN/export/<format>.parquet|jsonl]; a .jsonl, .jsonl.gz "

@@ -287,6 +287,7 @@ def run_export(run_dir: str | Path, params: ExportParams | None = None) -> Expor
     queries_by = dict.fromkeys(files, 0)
     schema = writer.schema(opts) if writer.schema else None
     seen_schema = schema
+    exported_queries: list[str] = []
     try:
         with tqdm(total=select.num_rows("queries"), desc="export", unit="q", disable=None) as bar:
             sinks = {s: _Sink(tmps[s], container, schema) for s in files}
@@ -296,6 +297,7 @@ def run_export(run_dir: str | Path, params: ExportParams | None = None) -> Expor
                     counts["queries_short_for_n_tuple"] += sum(len(ex.negatives) < k for ex in batch)
                 parts: dict[str, list[Example]] = {}
                 for ex in batch:
+                    exported_queries.append(ex.query_id)
                     parts.setdefault(split[0] if split is not None and ex.query_id in held else "train", []).append(ex)
                 for s, part in parts.items():
                     data = writer.rows(part, opts)
@@ -328,12 +330,36 @@ def run_export(run_dir: str | Path, params: ExportParams | None = None) -> Expor
         write_json_atomic(card.sidecar_path(f), info_s)
         info = info or info_s
     _remove_replaced(out.parent, name, files)
+    if params.format == "ids":
+        _write_id_tables(out, name, texts, exported_queries, fp, inputs)
     card.write_card(out.parent, run_dir, default=name, license=params.license)
     log.info("export: %s → %s (%d rows, %d queries%s)", params.format,
              out if split is None else ", ".join(str(f) for f in files.values()), rows,
              counts["queries"] - counts["queries_short_for_n_tuple"],
              "" if split is None else f"; {split[0]}: {queries_by[split[0]]} queries")
     return ExportResult(files["train"], False, rows, info, files)
+
+
+def _write_id_tables(out: Path, name: str, texts: _Texts, query_ids: list[str], fp: str,
+                     inputs: dict[str, str]) -> None:
+    """The texts of an ids export: NAME-queries (query_id, text) of its queries and NAME-corpus (docid, title,
+    text) of every document it names, Parquet beside it, each with its sidecar (configs of the card)."""
+    from negmine.export.writers import IDS_CORPUS, IDS_QUERIES
+    from negmine.io.store import write_parquet_atomic
+
+    docs = sorted(texts.docs)
+    tables = {
+        "queries": pa.table([query_ids, [texts.queries.get(q, "") for q in query_ids]], schema=IDS_QUERIES),
+        "corpus": pa.table([docs, [texts.docs[d][0] for d in docs], [texts.docs[d][1] for d in docs]],
+                           schema=IDS_CORPUS),
+    }
+    for kind, table in tables.items():
+        path = out.with_name(f"{name}-{kind}.parquet")
+        write_parquet_atomic(table, path)
+        write_json_atomic(card.sidecar_path(path), {
+            "fingerprint": fp, "format": f"ids-{kind}", "container": "parquet", "rows": table.num_rows,
+            "sha256": sha256_file(path), "inputs": inputs, "export": f"{name}-{kind}", "file": path.name,
+            "split": "train", "features": card.features_yaml(table.schema)})
 
 
 def _warn_left_out(out: Path, counts: dict[str, int], fmt: str, k: int) -> None:

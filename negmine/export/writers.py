@@ -234,6 +234,35 @@ def labeled_list_rows(examples: list[Example], o: Options) -> pa.Table:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# ids only: one row per query, the texts in the NAME-queries / NAME-corpus tables the export writes beside it
+# (Tevatron's newer layout: query_id, positive_document_ids, negative_document_ids + a corpus)
+
+
+def _ids_schema(o: Options) -> pa.Schema:
+    f = [("query_id", _S), ("positive_document_ids", pa.list_(_S)), ("negative_document_ids", pa.list_(_S))]
+    if o.with_scores:
+        f += [("positive_scores", pa.list_(_F)), ("negative_scores", pa.list_(_F))]
+    return pa.schema(f)
+
+
+@register_writer("ids", "table", _ids_schema)
+def ids_rows(examples: list[Example], o: Options) -> pa.Table:
+    cols: dict[str, list] = {n: [] for n in _ids_schema(o).names}
+    for ex in examples:
+        cols["query_id"].append(ex.query_id)
+        cols["positive_document_ids"].append([d.doc_id for d in ex.positives])
+        cols["negative_document_ids"].append([d.doc_id for d in ex.negatives])
+        if o.with_scores:
+            cols["positive_scores"].append([_score(d) for d in ex.positives])
+            cols["negative_scores"].append([_score(d) for d in ex.negatives])
+    return pa.table(cols, schema=_ids_schema(o))
+
+
+IDS_QUERIES = pa.schema([("query_id", _S), ("text", _S)])
+IDS_CORPUS = pa.schema([("docid", _S), ("title", _S), ("text", _S)])
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # JSON lines
 
 
