@@ -240,7 +240,8 @@ def rerun_command(art: Artifact) -> str:
     """The command that rebuilds ``art`` in its run directory."""
     run = art.path.parent
     if art.stage == "ingest":
-        return f"negmine ingest {art.params.get('path') or 'INPUT'} --out {run}"
+        split = f" --split {art.params['split']}" if art.params.get("split") else ""
+        return f"negmine ingest {art.params.get('path') or 'INPUT'}{split} --out {run}"
     if art.stage == "relabel":
         return f"negmine relabel {run} --config FILE"
     return f"negmine {art.stage} {run}"
