@@ -1,5 +1,6 @@
 """A local stand-in for the Hugging Face Hub API, enough for HfApi.create_repo + upload_folder with regular
-(non-LFS) files: it records the repositories and writes committed files under ``root/<repo_id>/``."""
+(non-LFS) files (it records the repositories and writes committed files under ``root/<repo_id>/``) and for
+snapshot_download of what it holds (repo info, tree, resolve)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
+
+SHA = "a" * 40  # the one revision the stand-in serves
+
+
+def _oid(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
 class HubStandIn:
@@ -24,9 +33,11 @@ class HubStandIn:
             def log_message(self, *args):  # quiet
                 pass
 
-            def _json(self, code: int, obj) -> None:
+            def _json(self, code: int, obj, error_code: str | None = None) -> None:
                 data = json.dumps(obj).encode()
                 self.send_response(code)
+                if error_code:  # how the Hub tells huggingface_hub which error it is
+                    self.send_header("X-Error-Code", error_code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -70,9 +81,49 @@ class HubStandIn:
                                                 "commitOid": "1" * 40, "pullRequestUrl": None})
                 return self._json(404, {"error": f"stand-in: no route {self.path}"})
 
+            def _files(self, repo: str) -> list[Path]:
+                base = outer.root / repo
+                return sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else []
+
+            def _serve(self, head: bool) -> None:
+                path = self.path.split("?")[0]
+                parts = path.split("/")
+                if path.startswith("/api/datasets/") and len(parts) >= 7:
+                    repo, action = f"{parts[3]}/{parts[4]}", parts[5]
+                    files = self._files(repo)
+                    if not files:
+                        return self._json(404, {"error": "Repository not found"}, "RepoNotFound")
+                    base = outer.root / repo
+                    if action == "revision":
+                        return self._json(200, {"id": repo, "sha": SHA, "private": False, "siblings": [
+                            {"rfilename": str(f.relative_to(base))} for f in files]})
+                    if action == "tree":
+                        return self._json(200, [{"type": "file", "path": str(f.relative_to(base)),
+                                                 "size": f.stat().st_size, "oid": _oid(f)} for f in files])
+                if path.startswith("/datasets/") and "/resolve/" in path:
+                    repo = "/".join(parts[2:4])
+                    rel = "/".join(parts[6:])
+                    f = outer.root / repo / rel
+                    if not f.is_file():
+                        return self._json(404, {"error": "Entry not found"})
+                    data = f.read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.send_header("ETag", f'"{_oid(f)}"')
+                    self.send_header("X-Repo-Commit", SHA)
+                    self.end_headers()
+                    if not head:
+                        self.wfile.write(data)
+                    return None
+                return self._json(404, {"error": f"stand-in: no route {self.path}"})
+
+            def do_HEAD(self):  # noqa: N802
+                outer.requests.append(("HEAD", self.path))
+                return self._serve(head=True)
+
             def do_GET(self):  # noqa: N802
                 outer.requests.append(("GET", self.path))
-                return self._json(404, {"error": f"stand-in: no route {self.path}"})
+                return self._serve(head=False)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

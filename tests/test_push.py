@@ -53,3 +53,27 @@ def test_push_to_an_unreachable_hub_is_one_line_exit_1(run, cli, monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False, raising=False)
     code, _out, err = cli("push", run, "--repo-id", "me/x")
     assert code == 1 and "push to me/x failed" in err and err.count("\n") == 1
+
+
+def test_push_then_ingest_the_hub_dataset_by_name(run, tmp_path, cli, monkeypatch):
+    from huggingface_hub import constants
+
+    with HubStandIn(tmp_path / "hub") as hub:
+        for var, value in (("HF_ENDPOINT", hub.url), ("HF_TOKEN", "hf_standin_token"),
+                           ("HF_HOME", str(tmp_path / "hf_home"))):
+            monkeypatch.setenv(var, value)
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False, raising=False)
+        monkeypatch.setattr(constants, "HUGGINGFACE_HUB_CACHE", str(tmp_path / "hf_home" / "hub"), raising=False)
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"), raising=False)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            hub.url + "/{repo_id}/resolve/{revision}/{filename}", raising=False)
+        assert cli("push", run, "--repo-id", "me/hn")[0] == 0
+        # the pushed triplets are (anchor, positive, negative) rows: pairs with a given negative
+        code, _out, err = cli("ingest", "me/hn", "--out", tmp_path / "from_hub")
+        assert code == 0, err
+        code, _out, err = cli("ingest", "me/missing", "--out", tmp_path / "nope")
+    assert code == 2 and "no such Hugging Face dataset" in err
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True, raising=False)
+    code, _out, err = cli("ingest", "me/hn", "--out", tmp_path / "offline")
+    assert code == 2 and "HF_HUB_OFFLINE" in err

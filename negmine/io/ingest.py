@@ -293,7 +293,12 @@ def run_ingest(run_dir: str | Path, params: IngestParams) -> StageResult:
         raise InputError("no input given (INPUT argument or input.path in the config)", "input")
     src = Path(params.path)
     if not src.exists():
-        raise InputError("input not found", src)
+        from negmine.io.readers.hf import hub_snapshot
+
+        hub = hub_snapshot(params.path)  # a Hugging Face dataset name (when online)
+        if hub is None:
+            raise InputError("input not found", src)
+        src = hub
     run_dir = Path(run_dir)
     _check_out_dir(run_dir)
     fmt = params.format if params.format != "auto" else detect_format(src, params.split)

@@ -18,7 +18,7 @@ import json
 import re
 from pathlib import Path
 
-from negmine.errors import InputError
+from negmine.errors import InputError, RuntimeFailure
 
 DATA_SUFFIXES = (".parquet", ".arrow", ".jsonl", ".jsonl.gz", ".jsonl.zst", ".csv", ".tsv")
 
@@ -76,3 +76,27 @@ def data_files(src: Path, split: str) -> list[Path] | None:
         return by_split[named[0]]
     raise InputError(f"no data files of split '{split}' (found: {', '.join(str(s) for s in named)}); set --split",
                      src)
+
+
+def hub_snapshot(name: str) -> Path | None:
+    """A local snapshot of the Hub dataset ``name`` (``owner/name``) through ``huggingface_hub`` (its cache and
+    ``HF_ENDPOINT``), or None when ``name`` is not shaped like a dataset name. Offline
+    (``HF_HUB_OFFLINE=1``), or a name the Hub does not know: an InputError."""
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name) or name.endswith((".jsonl", ".parquet", ".csv")):
+        return None
+    try:
+        from huggingface_hub import constants, snapshot_download
+        from huggingface_hub.errors import RepositoryNotFoundError
+    except ImportError:
+        return None
+    if constants.HF_HUB_OFFLINE:
+        raise InputError("input not found (no such path; as a Hugging Face dataset name it needs the network, and "
+                         "HF_HUB_OFFLINE is set)", name)
+    try:
+        return Path(snapshot_download(name, repo_type="dataset"))
+    except RepositoryNotFoundError:
+        raise InputError("input not found (no such path, and no such Hugging Face dataset)", name) from None
+    except Exception as e:
+        first = (str(e).splitlines() or [""])[0]
+        raise RuntimeFailure(f"downloading the Hugging Face dataset {name} failed: {type(e).__name__}: {first}") \
+            from None
