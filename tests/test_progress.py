@@ -52,3 +52,13 @@ def test_a_terminal_gets_tqdm(monkeypatch):
     bar = progress.tqdm(total=3, desc="x", disable=True)
     assert isinstance(bar, tqdm)
     bar.close()
+
+
+def test_beir_ingest_and_select_report_too(tmp_path, cli, monkeypatch):
+    from test_select_helpers import build_run
+
+    monkeypatch.setenv(progress.ENV, "0.000001")
+    run = build_run(tmp_path)  # BEIR ingest (its queries / corpus / qrels loops) + hand-made scores
+    code, _out, err = cli("select", run, "--filter", "perc-pos", "--max-pos-sim", "off")
+    assert code == 0, err
+    assert any(line.startswith("negmine: select: ") and "q/s" in line for line in err.splitlines()), err

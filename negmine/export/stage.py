@@ -32,7 +32,6 @@ from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from tqdm import tqdm
 
 from negmine.errors import InputError
 from negmine.export import card
@@ -47,6 +46,7 @@ from negmine.io.store import (
     sha256_file,
     write_json_atomic,
 )
+from negmine.progress import tqdm
 from negmine.select.params import SelectParams
 from negmine.select.stage import read_parquet
 

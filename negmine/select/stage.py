@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from tqdm import tqdm
 
 from negmine.errors import InputError
 from negmine.io import schemas
 from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs, hash_json
+from negmine.progress import tqdm
 from negmine.select.core import select_rows, table_rows
 from negmine.select.dedup import Signature, duplicate_of, signature
 from negmine.select.params import SelectParams

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tqdm import tqdm
-
 from negmine.errors import InputError
 from negmine.io.params import IngestParams
 from negmine.io.readers.fields import get_id, get_text, parse_number
 from negmine.io.textio import fast_json_loads, iter_jsonl, iter_lines, iter_raw_lines, parse_json_line
+from negmine.progress import tqdm
 
 
 def _find(src: Path, stem: str) -> Path:
