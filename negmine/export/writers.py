@@ -73,9 +73,9 @@ class Example:
 
 @dataclass
 class Options:
+    num_negatives: int            # n-tuple width: ExportParams.num_negatives, else the select stage's
     with_ids: bool = False
     with_scores: bool = False
-    num_negatives: int = 8
     prompt: str | None = None
 
 
