@@ -356,3 +356,23 @@ def test_select_refuses_a_calibration_fitted_on_older_scores(cli, run_dir):
     assert m["where"].endswith("calibration") and "older scores" in m["msg"] and "negmine calibrate" in m["msg"]
     code, _out, err = cli("select", run_dir, "-k", "2", "--no-calibration")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("shards, kept", [(0, False), (1, True)], ids=["nothing_done", "one_shard_done"])
+def test_failed_stage_removes_its_staging_dir_unless_it_has_shards_to_resume(tmp_path, shards, kept):
+    code = f"""
+import pyarrow as pa
+from pathlib import Path
+from negmine.io.store import StageWriter
+schema = pa.schema([("x", pa.int64())])
+w = StageWriter(Path({str(tmp_path / "out")!r}), "test", {{}}, {{}}, {{"t": schema}}, main_table="t")
+w.begin()
+for i in range({shards}):
+    w.write_shard("t", i, pa.table({{"x": [i]}}, schema=schema))
+raise RuntimeError("the stage failed")
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 1 and "the stage failed" in p.stderr
+    staging = list(tmp_path.glob(".out.staging-*"))
+    assert bool(staging) is kept  # kept only when a re-run has finished shards to resume from
+    assert not (tmp_path / ".out.lock").exists() and not (tmp_path / "out").exists()

@@ -18,6 +18,7 @@ A stage may write several tables: the *main* table's shards live at the director
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
@@ -359,6 +360,18 @@ def _verify_export(run_dir: Path, sidecar: Path, current: Mapping[str, str]) -> 
 
 LOCK_WAIT_ENV = "NEGMINE_LOCK_WAIT"  # seconds a stage waits for another process's lock before giving up [0]
 _HELD: dict[str, int] = {}  # lock file -> descriptor held by this process
+_ACTIVE: dict[Path, StageWriter] = {}  # staging directory -> a writer that began and has not finished
+
+
+@atexit.register
+def _abandon_active() -> None:
+    """At exit after a stage failed (an exception, not a kill): a staging directory with no finished shard is
+    removed (nothing to resume), one with finished shards is kept for the re-run to resume from."""
+    for staging, w in list(_ACTIVE.items()):
+        if not any(w._existing_shards(t) for t in w.schemas if w._table_dir(t, staging).is_dir()):
+            shutil.rmtree(staging, ignore_errors=True)
+        release_lock(w.lock_path)
+    _ACTIVE.clear()
 
 
 def acquire_lock(path: Path, stage: str) -> None:
@@ -543,6 +556,7 @@ class StageWriter:
         self._keep_intact_shards()
         done = [(t, i) for t in self.schemas for i in self._existing_shards(t)]
         self._resumed = set(done)
+        _ACTIVE[self.staging] = self
         if done:
             log.info("%s: resuming, %d finished shard(s) kept", self.stage, len(done))
 
@@ -643,6 +657,7 @@ class StageWriter:
         write_json_atomic(self.staging / MANIFEST, manifest)
         _fsync_dir(self.staging)
         self._swap_into_place()
+        _ACTIVE.pop(self.staging, None)
         release_lock(self.lock_path)
         return Artifact(self.out_dir, manifest)
 
@@ -659,6 +674,7 @@ class StageWriter:
     def discard(self) -> None:
         """Remove the staging directory (used when the input turned out to be bad: nothing to resume)."""
         shutil.rmtree(self.staging, ignore_errors=True)
+        _ACTIVE.pop(self.staging, None)
         release_lock(self.lock_path)
 
 
