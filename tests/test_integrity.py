@@ -376,3 +376,12 @@ raise RuntimeError("the stage failed")
     staging = list(tmp_path.glob(".out.staging-*"))
     assert bool(staging) is kept  # kept only when a re-run has finished shards to resume from
     assert not (tmp_path / ".out.lock").exists() and not (tmp_path / "out").exists()
+
+
+def test_calibrate_refuses_scores_built_from_an_older_ingest_before_asking_a_judge(cli, run_dir, base):
+    assert cli("ingest", base["src"], "--out", run_dir, "--min-grade", "3")[0] == 0
+    code, _out, err = cli("calibrate", run_dir, "--set", "calibrate.tiers=[{model: m, base_url: 'http://127.0.0.1:9/v1'}]")
+    assert code == 2, err
+    m = _one_error(err)
+    assert m["where"].endswith("candidates") and "older ingest" in m["msg"] and "negmine retrieve" in m["msg"], err
+    assert not (run_dir / "calibration").exists()

@@ -39,7 +39,7 @@ from negmine.calibrate.features import Signals, feature_matrix, needed_signals
 from negmine.calibrate.model import FNModel, JudgeNoise, fit, reliability
 from negmine.calibrate.params import CalibrateParams
 from negmine.errors import InputError, RuntimeFailure
-from negmine.io.store import Artifact, StageResult, StageWriter
+from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs
 
 log = logging.getLogger("negmine")
 
@@ -384,6 +384,7 @@ def run_calibrate(run_dir: str | Path, cfg, *, dry_run: bool = False, progress: 
     t0 = time.time()
     ingest = Artifact.open(run_dir / "ingest", stage="ingest", hint="run `negmine ingest` first")
     scores = Artifact.open(run_dir / "scores", stage="score", hint="run `negmine score` first")
+    check_inputs(ingest, scores)
     features = params.feature_names()
     sel = select_params_for(cfg.select, calibrated=True)
     if problems := sel.problems():
