@@ -385,3 +385,38 @@ def test_calibrate_refuses_scores_built_from_an_older_ingest_before_asking_a_jud
     m = _one_error(err)
     assert m["where"].endswith("candidates") and "older ingest" in m["msg"] and "negmine retrieve" in m["msg"], err
     assert not (run_dir / "calibration").exists()
+
+
+def test_eval_refuses_negatives_selected_from_an_older_ingest(cli, run_dir, base):
+    qrels = base["src"] / "qrels" / "train.tsv"
+    assert cli("eval", run_dir, "--qrels", qrels)[0] == 0
+    assert cli("ingest", base["src"], "--out", run_dir, "--min-grade", "3")[0] == 0
+    code, _out, err = cli("eval", run_dir, "--qrels", qrels)
+    assert code == 2, err
+    assert "older ingest" in _one_error(err)["msg"]
+
+
+def test_eval_refuses_a_damaged_negatives_shard(cli, run_dir, base):
+    _flip_byte(run_dir / "negatives" / "part-00000.parquet")
+    code, _out, err = cli("eval", run_dir, "--qrels", base["src"] / "qrels" / "train.tsv")
+    assert code == 2, err
+    assert "damaged select shard" in _one_error(err)["msg"]
+
+
+def test_eval_ignores_a_relabel_made_from_an_older_select(cli, run_dir, base):
+    import pyarrow as pa
+
+    from negmine.io.store import StageWriter
+
+    qrels = base["src"] / "qrels" / "train.tsv"
+    code, before, _err = cli("eval", run_dir, "--qrels", qrels, "--json")
+    assert code == 0
+    schema = pa.schema([("query_id", pa.string()), ("doc_id", pa.string())])
+    w = StageWriter(run_dir / "relabel", "relabel", {}, {"negatives": "0" * 64}, {"negatives": schema},
+                    main_table="negatives")
+    w.begin()
+    w.write_shard("negatives", 0, pa.table({"query_id": ["aq0"], "doc_id": ["a1"]}, schema=schema))
+    w.finish()
+    code, after, err = cli("eval", run_dir, "--qrels", qrels, "--json")
+    assert code == 0, err
+    assert json.loads(after) == json.loads(before) and "older select run and is ignored" in err

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from negmine.errors import InputError
-from negmine.io.store import MANIFEST, Artifact, write_json_atomic
+from negmine.io.store import MANIFEST, Artifact, check_inputs, write_json_atomic
 
 log = logging.getLogger("negmine")
 
@@ -53,13 +53,16 @@ def load_run(run_dir: str | os.PathLike) -> RunTables:
     run_dir = Path(run_dir)
     scores_art = Artifact.open(run_dir / "scores", stage="score", hint="run `negmine score` first")
     sel = Artifact.open(run_dir / "negatives", stage="select", hint="run `negmine select` first")
+    check_inputs(sel, scores_art)  # not a selection of older scores, no damaged shard
     scores = scores_art.read(columns=["query_id", "doc_id", "rank", "teacher_score", "is_positive"])
     negatives = sel.read("negatives")
     dropped = sel.read("dropped") if sel.has_table("dropped") else None
     source = "select"
     if (run_dir / "relabel" / MANIFEST).is_file():
         rel = Artifact.open(run_dir / "relabel", stage="relabel")
-        if rel.has_table("negatives"):
+        if sel.fingerprint not in (rel.manifest.get("inputs") or {}).values():
+            log.warning("RUN/relabel was made from an older select run and is ignored (re-run `negmine relabel`)")
+        elif rel.has_table("negatives"):
             negatives = _with_scores(rel.read("negatives", columns=["query_id", "doc_id"]), negatives, scores)
             source = "relabel"
     return RunTables(scores, negatives, dropped, dict(sel.params), source, _manifests(run_dir))
