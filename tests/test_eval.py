@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from negmine.io import schemas
-from negmine.io.store import StageWriter
+from negmine.io.store import Artifact, StageWriter
 from negmine.report.eval import evaluate, markdown_table, metrics_markdown, topk_mean_per_query
 from negmine.select.params import SelectParams
 
@@ -159,7 +159,9 @@ def test_eval_reads_relabelled_negatives(tmp_path, cli):
     run = write_run(tmp_path / "run")
     # relabel removed the false negative d1 and refilled q2 with e1 (not a select negative: read from the scores)
     rel_schema = pa.schema([("query_id", pa.string()), ("doc_id", pa.string())])
-    w = StageWriter(run / "relabel", "relabel", {}, {"select": "x"}, {"negatives": rel_schema}, main_table=None)
+    select_fp = Artifact.open(run / "negatives").fingerprint  # a relabel of the current selection
+    w = StageWriter(run / "relabel", "relabel", {}, {"negatives": select_fp}, {"negatives": rel_schema},
+                    main_table=None)
     w.begin()
     w.write_shard("negatives", 0, pa.table({"query_id": ["q1", "q2", "q2"], "doc_id": ["d3", "e3", "e1"]},
                                            schema=rel_schema))
