@@ -40,7 +40,7 @@ test-llm-local: install
 	$(PYTHON) -m llama_cpp.server --model "$$gguf" --model_alias smollm2 --host 127.0.0.1 --port $(LLM_PORT) --n_ctx 8192 > "$$dir/llm-server.log" 2>&1 & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null' EXIT; \
 	for i in $$(seq 1 180); do $(PYTHON) -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$(LLM_PORT)/v1/models', timeout=1)" 2>/dev/null && break; sleep 1; done; \
-	$(PYTHON) -m negmine.judge.simulate ../shared/data/cranfield "$$dir" --queries 3; \
+	$(PYTHON) -m negmine.testing.simulate ../shared/data/cranfield "$$dir" --queries 3; \
 	OPENAI_BASE_URL=http://127.0.0.1:$(LLM_PORT)/v1 OPENAI_API_KEY=local $(PYTHON) -m negmine relabel "$$dir/run" \
 	  --config configs/rlhn-cascade.yaml --set 'relabel.tiers=[{model: smollm2, max_tokens: 400}]' \
 	  --set relabel.list_size=4 --set relabel.passage_tokens=128 --set relabel.concurrency=1 --set relabel.timeout=600; \

@@ -69,8 +69,8 @@ def main() -> None:
     logging.getLogger("negmine").setLevel(logging.WARNING)
 
     from negmine.judge.params import RelabelParams, Tier
-    from negmine.judge.simulate import build_hidden_run
     from negmine.judge.stage import run_relabel
+    from negmine.testing.simulate import build_hidden_run
 
     work = Path(tempfile.mkdtemp(prefix="bench_judge_"))
     port = free_port()

@@ -223,11 +223,11 @@ def calibration_rows(pool: Path, data: Path, work: Path, qrels, seeds: list[int]
     from negmine.calibrate.stage import run_calibrate
     from negmine.config import load_config
     from negmine.io.store import Artifact
-    from negmine.judge.server import JudgeServer, ServerState, Truth
     from negmine.report.eval import evaluate
     from negmine.report.replay import reselect
     from negmine.select.params import SelectParams
     from negmine.select.stage import run_select
+    from negmine.testing.judge_server import JudgeServer, ServerState, Truth
 
     truth = Truth.from_files(data / "qrels" / "test.tsv")
     out = {}

@@ -1,7 +1,7 @@
 """Simulate the relabel cascade on Cranfield and CISI with hidden positives: FN before / after, coverage of k,
 strong-tier share and cost, for negmine's default cascade and the routing variants.
 
-1. Hidden positives (`negmine.judge.simulate.hidden_copy`): ingest keeps only the best-graded relevant document of
+1. Hidden positives (`negmine.testing.simulate.hidden_copy`): ingest keeps only the best-graded relevant document of
    each query (ties: smallest id); the other relevant documents are hidden, so a hidden one mined as a negative is
    a known false negative.
 2. Mining with negmine: `negmine retrieve --method bm25 --depth 100` → `negmine score` (bi-encoder teacher,
@@ -83,7 +83,7 @@ def cli(*args) -> None:
 def mine(name: str) -> tuple[Path, Path]:
     """Hidden-positives ingest + BM25 → bi-encoder teacher → default select; the naive top-8 selection on a copy
     of the same pool. Each stage is skipped when done."""
-    from negmine.judge.simulate import hidden_copy
+    from negmine.testing.simulate import hidden_copy
 
     hidden = hidden_copy(SHARED / name, WORK / name / "hidden")
     run = WORK / name / "run"
@@ -242,7 +242,7 @@ def main() -> None:
     setup_logging(logging.WARNING)
 
     from negmine.io.store import Artifact
-    from negmine.judge.server import JudgeServer, ServerState, Truth
+    from negmine.testing.judge_server import JudgeServer, ServerState, Truth
 
     t_start = time.time()
     load = os.getloadavg()

@@ -159,7 +159,7 @@ def trial_race(rng, ref, work, data, ref_digest, seconds, out):
 def trial_judge(rng, ref, work, data, ref_digest, seconds, out):
     import yaml
 
-    from negmine.judge.server import JudgeServer, ServerState, Truth
+    from negmine.testing.judge_server import JudgeServer, ServerState, Truth
 
     run_dir = fresh(ref, work)
     truth = Truth.from_files(data / "qrels" / "test.tsv")
@@ -225,7 +225,7 @@ def main() -> None:
             seconds[stage] = time.time() - t0
         ref_digest = {s: digest(ref, s) for s in STAGES}
         # relabel timing (the judge trials kill the server within it)
-        from negmine.judge.server import JudgeServer, ServerState, Truth
+        from negmine.testing.judge_server import JudgeServer, ServerState, Truth
 
         tmp_run = fresh(ref, Path(tmp) / "timing" / "run")
         with JudgeServer(ServerState(Truth.from_files(a.data / "qrels" / "test.tsv"), latency_ms=15)) as srv:

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from negmine.io.store import Artifact
-from negmine.judge.server import JudgeServer, ServerState, Truth
+from negmine.testing.judge_server import JudgeServer, ServerState, Truth
 
 pytestmark = pytest.mark.slow
 K = 4

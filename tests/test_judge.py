@@ -203,7 +203,7 @@ def test_params_validate_key_env_names_and_band():
 
 @pytest.fixture
 def tiny_truth(tmp_path):
-    from negmine.judge.server import Truth
+    from negmine.testing.judge_server import Truth
 
     (tmp_path / "qrels").mkdir()
     (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
@@ -237,7 +237,7 @@ def _ask(client, messages, kind="listwise"):
 
 
 def test_server_judges_from_qrels_and_is_gullible_outside_the_data(tiny_truth, tmp_path):
-    from negmine.judge.server import JudgeServer, ServerState
+    from negmine.testing.judge_server import JudgeServer, ServerState
 
     truth, texts = tiny_truth
     msgs = listwise_messages("what is lift?", [], texts, get_tokenizer(), 64, 32)
@@ -252,7 +252,7 @@ def test_server_judges_from_qrels_and_is_gullible_outside_the_data(tiny_truth, t
 
 
 def test_client_honours_retry_after_then_gives_up_with_reason(tiny_truth, tmp_path):
-    from negmine.judge.server import JudgeServer, ServerState
+    from negmine.testing.judge_server import JudgeServer, ServerState
 
     truth, texts = tiny_truth
     msgs = listwise_messages("what is lift?", [], texts, get_tokenizer(), 64, 32)
@@ -273,7 +273,7 @@ def test_client_honours_retry_after_then_gives_up_with_reason(tiny_truth, tmp_pa
 ])
 def test_client_falls_back_when_structured_output_is_rejected(tiny_truth, tmp_path, status, rejected, final,
                                                               statuses):
-    from negmine.judge.server import JudgeServer, ServerState
+    from negmine.testing.judge_server import JudgeServer, ServerState
 
     truth, texts = tiny_truth
     msgs = listwise_messages("what is lift?", [], texts, get_tokenizer(), 64, 32)

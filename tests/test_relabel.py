@@ -20,8 +20,8 @@ import yaml
 
 from negmine.io.store import Artifact, StageWriter
 from negmine.judge.params import RelabelParams, Tier
-from negmine.judge.server import JudgeServer, ServerState, Truth
-from negmine.judge.simulate import build_hidden_run
+from negmine.testing.judge_server import JudgeServer, ServerState, Truth
+from negmine.testing.simulate import build_hidden_run
 
 ROOT = Path(__file__).resolve().parent.parent
 N_QUERIES = 24
@@ -190,8 +190,8 @@ def test_api_key_is_in_no_artifact_log_or_manifest(run_dir, server, tmp_path, cl
 def test_injected_instructions_do_not_change_other_labels(base, server, tmp_path):
     from negmine.io.ingest import run_ingest
     from negmine.io.params import IngestParams
-    from negmine.judge.simulate import hidden_copy, write_negatives
     from negmine.judge.stage import run_relabel
+    from negmine.testing.simulate import hidden_copy, write_negatives
 
     q = next(q for q in base["negs"] if any((q, d) in base["hidden"] for d in base["negs"][q]))
     docs = base["negs"][q]

@@ -15,8 +15,8 @@ import yaml
 from negmine.io.store import Artifact, StageWriter
 from negmine.judge.cascade import Policy, Verdict, decide_query, get_router
 from negmine.judge.params import RelabelParams, Tier
-from negmine.judge.server import JudgeServer, ServerState, Truth
-from negmine.judge.simulate import best_only, hidden_copy, read_qrels, write_negatives
+from negmine.testing.judge_server import JudgeServer, ServerState, Truth
+from negmine.testing.simulate import best_only, hidden_copy, read_qrels, write_negatives
 
 ROOT = Path(__file__).resolve().parent.parent
 

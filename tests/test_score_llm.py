@@ -17,8 +17,8 @@ import yaml
 
 from negmine.io.store import Artifact
 from negmine.judge.params import Tier
-from negmine.judge.server import JudgeServer, ServerState, Truth
 from negmine.score.params import ScoreParams
+from negmine.testing.judge_server import JudgeServer, ServerState, Truth
 
 N_QUERIES = 12
 

@@ -31,7 +31,7 @@ def judge_server(
     then: OPENAI_BASE_URL=http://127.0.0.1:8089/v1 negmine relabel RUN --config configs/rlhn-cascade.yaml
     """
     from negmine.errors import InputError
-    from negmine.judge.server import FAULT_KINDS, JudgeServer, ServerState, Truth
+    from negmine.testing.judge_server import FAULT_KINDS, JudgeServer, ServerState, Truth
 
     kinds = tuple(k.strip() for k in fault_kinds.split(",") if k.strip())
     bad = [k for k in kinds if k not in FAULT_KINDS]

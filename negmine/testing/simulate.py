@@ -112,11 +112,11 @@ def build_hidden_run(src: Path, work: Path, n_queries: int, per_query: int = 8, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m negmine.judge.simulate BEIR_DIR OUT [--queries N]``: a hidden-positives run with hand-made
+    """``python -m negmine.testing.simulate BEIR_DIR OUT [--queries N]``: a hidden-positives run with hand-made
     negatives (no model needed), to try `negmine relabel` against a judge (make test-llm-local uses it)."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m negmine.judge.simulate", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m negmine.testing.simulate", description=main.__doc__)
     ap.add_argument("beir_dir", type=Path, help="BEIR directory with qrels/test.tsv (e.g. ../shared/data/cranfield)")
     ap.add_argument("out", type=Path, help="work directory; the run is OUT/run")
     ap.add_argument("--queries", type=int, default=5)
