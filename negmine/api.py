@@ -58,8 +58,11 @@ def select(run_dir: str | os.PathLike, **params: Any) -> Any:
 
     run = Path(run_dir)
     recorded = _manifest(run / "negatives").get("params") or {}
-    known = set(SelectParams.model_fields)
-    sel = SelectParams.model_validate({k: v for k, v in recorded.items() if k in known} | params)
+    defaults = SelectParams().model_dump(mode="json")
+    # the recorded values that are not the defaults (setting every key explicitly would trip the checks of keys
+    # given out of context, e.g. perc_pos without filter perc-pos)
+    kept = {k: v for k, v in recorded.items() if k in defaults and defaults[k] != v}
+    sel = SelectParams.model_validate(kept | params)
     run_select(run, sel)
     last = _last_export(run)
     exp = ExportParams.model_validate((last or {}).get("params") or {})
