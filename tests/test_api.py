@@ -56,3 +56,14 @@ def test_mine_returns_the_train_split(scifact_small, tmp_path):
     assert len(negmine.load(tmp_path / "run", split="eval")) > 0
     with pytest.raises(InputError, match="unknown config section"):
         negmine.mine(src, tmp_path / "run", selct={"num_negatives": 2})
+
+
+def test_load_without_datasets_gives_an_arrow_table(tmp_path, monkeypatch):
+    import pyarrow as pa
+
+    run = build_run(tmp_path)
+    run_select(run, rule_params(num_negatives=2))
+    run_export(run, ExportParams(format="flagembedding"))
+    monkeypatch.setitem(sys.modules, "datasets", None)  # `import datasets` raises ImportError
+    table = negmine.load(run)
+    assert isinstance(table, pa.Table) and table.num_rows == 3 and "neg" in table.column_names
