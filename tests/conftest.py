@@ -101,3 +101,22 @@ def cli(capsys):
         return code, out, err
 
     return _run
+
+
+@pytest.fixture
+def judge_servers():
+    """Start local judge servers (negmine.testing.judge_server) that answer from ``truth``: ``start(truth, **state)``
+    returns a running server (``.base_url``, ``.state``); every server started is closed after the test."""
+    from negmine.testing.judge_server import JudgeServer, ServerState
+
+    servers = []
+
+    def start(truth, **kw):
+        kw.setdefault("retry_after", 0.05)
+        srv = JudgeServer(ServerState(truth, **kw)).start()
+        servers.append(srv)
+        return srv
+
+    yield start
+    for s in servers:
+        s.close()

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from negmine.io.store import Artifact
-from negmine.testing.judge_server import JudgeServer, ServerState, Truth
+from negmine.testing.judge_server import Truth
 
 pytestmark = pytest.mark.slow
 K = 4
@@ -40,18 +40,8 @@ def run_dir(mined, tmp_path):
 
 
 @pytest.fixture
-def server(mined):
-    servers = []
-
-    def start(truth=None, **kw):
-        kw.setdefault("retry_after", 0.05)
-        srv = JudgeServer(ServerState(truth or mined["truth"], **kw)).start()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for s in servers:
-        s.close()
+def server(mined, judge_servers):
+    return lambda truth=None, **kw: judge_servers(truth or mined["truth"], **kw)
 
 
 def sets(srv_url: str, **kw) -> list[str]:

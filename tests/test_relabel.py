@@ -20,7 +20,7 @@ import yaml
 
 from negmine.io.store import Artifact, StageWriter
 from negmine.judge.params import RelabelParams, Tier
-from negmine.testing.judge_server import JudgeServer, ServerState, Truth
+from negmine.testing.judge_server import Truth
 from negmine.testing.simulate import build_hidden_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,18 +43,8 @@ def run_dir(base, tmp_path):
 
 
 @pytest.fixture
-def server(base):
-    servers = []
-
-    def start(**kw):
-        kw.setdefault("retry_after", 0.05)
-        srv = JudgeServer(ServerState(base["truth"], **kw)).start()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for s in servers:
-        s.close()
+def server(base, judge_servers):
+    return lambda **kw: judge_servers(base["truth"], **kw)
 
 
 def params(srv, **kw) -> RelabelParams:

@@ -15,7 +15,7 @@ import yaml
 from negmine.io.store import Artifact, StageWriter
 from negmine.judge.cascade import Policy, Verdict, decide_query, get_router
 from negmine.judge.params import RelabelParams, Tier
-from negmine.testing.judge_server import JudgeServer, ServerState, Truth
+from negmine.testing.judge_server import Truth
 from negmine.testing.simulate import best_only, hidden_copy, read_qrels, write_negatives
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,17 +47,8 @@ def data(cranfield_small, tmp_path_factory):
 
 
 @pytest.fixture
-def server(data):
-    servers = []
-
-    def start(**kw):
-        srv = JudgeServer(ServerState(data["truth"], **kw)).start()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for s in servers:
-        s.close()
+def server(data, judge_servers):
+    return lambda **kw: judge_servers(data["truth"], **kw)
 
 
 def params(srv, **kw) -> RelabelParams:

@@ -18,7 +18,7 @@ import yaml
 from negmine.io.store import Artifact
 from negmine.judge.params import Tier
 from negmine.score.params import ScoreParams
-from negmine.testing.judge_server import JudgeServer, ServerState, Truth
+from negmine.testing.judge_server import Truth
 
 N_QUERIES = 12
 
@@ -51,18 +51,8 @@ def run_dir(base, tmp_path):
 
 
 @pytest.fixture
-def server(base):
-    servers = []
-
-    def start(**kw):
-        kw.setdefault("retry_after", 0.05)
-        srv = JudgeServer(ServerState(base["truth"], **kw)).start()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for s in servers:
-        s.close()
+def server(base, judge_servers):
+    return lambda **kw: judge_servers(base["truth"], **kw)
 
 
 def llm_params(base_url: str, **kw) -> ScoreParams:
