@@ -3,11 +3,16 @@ in one session-wide cache so a text is embedded at most once per test session (a
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# tests are grouped in unit/ (pure functions, single stages on hand-made data) and e2e/ (real data, models, judge
+# servers, subprocesses, pipelines); both groups build their hand-made runs with the same builders
+# (test_select_helpers, test_ingest_formats, test_eval, ...), so both directories are importable
+sys.path[:0] = [str(Path(__file__).resolve().parent / "unit"), str(Path(__file__).resolve().parent / "e2e")]
 # the real datasets (SciFact, Cranfield in BEIR layout): ../shared/data beside the checkout, or NEGMINE_SHARED_DATA
 SHARED_DATA = Path(os.environ.get("NEGMINE_SHARED_DATA") or ROOT.parent / "shared" / "data")
 

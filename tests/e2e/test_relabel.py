@@ -23,7 +23,7 @@ from negmine.judge.params import RelabelParams, Tier
 from negmine.testing.judge_server import Truth
 from negmine.testing.simulate import build_hidden_run
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 N_QUERIES = 24
 
 

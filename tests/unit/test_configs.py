@@ -7,7 +7,7 @@ import pytest
 from negmine.config import load_config
 from negmine.select.params import SelectParams
 
-CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
 
 def test_configs_exist():
@@ -27,7 +27,7 @@ def test_config_validates_and_cites_its_method(path):
 def test_configs_say_what_they_do():
     by = {p.name: load_config(p) for p in CONFIGS}
     demo = by["demo.yaml"]
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     assert demo.run_dir == str(root / "runs" / "demo") and demo.input.path == str(root / "data" / "scifact-demo")
     assert Path(demo.input.path, "qrels", "train.tsv").is_file()  # config-relative: from any working directory
     nv = by["nv-retriever-percpos.yaml"].select

@@ -12,7 +12,7 @@ from test_mine import tiny_bi_encoder  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _example() -> str:

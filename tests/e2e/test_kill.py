@@ -12,7 +12,7 @@ from pathlib import Path
 
 from negmine.io.store import MANIFEST, Artifact
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 N_DOCS, SHARD_ROWS = 30_000, 2_000
 KILL_AFTER = (1, 3, 6)  # corpus shards finished in the staging directory before each SIGKILL
 

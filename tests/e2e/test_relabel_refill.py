@@ -18,7 +18,7 @@ from negmine.judge.params import RelabelParams, Tier
 from negmine.testing.judge_server import Truth
 from negmine.testing.simulate import best_only, hidden_copy, read_qrels, write_negatives
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import zstandard
 
 from negmine.io.store import Artifact
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ERROR_LINE = re.compile(r"^negmine: error: (?P<where>[^:]+?)(?::(?P<loc>\d+|row \d+))?: (?P<msg>.+)$")
 
 

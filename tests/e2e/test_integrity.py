@@ -18,7 +18,7 @@ import pytest
 
 from negmine.io.store import Artifact, acquire_lock, release_lock, verify_run
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ERROR_LINE = re.compile(r"^negmine: error: (?P<where>[^:]+?)(?::(?P<loc>\d+|row \d+))?: (?P<msg>.+)$")
 
 WORDS = ("protein cell gene virus tumor immune blood brain heart liver enzyme receptor membrane signal insulin "
