@@ -115,7 +115,7 @@ class Inputs:
     candidates: dict[str, list[tuple[str, int, float | None]]] = field(default_factory=dict)
     # ^ refill pool: (doc_id, rank, teacher_score) of the scored non-positive candidates in rank order
     excluded: dict[str, set[str]] = field(default_factory=dict)                # refill: never take these
-    k: int = 8                                           # negatives to keep per query
+    k: int = 0                                           # negatives to keep per query (target_k: never defaulted here)
     refill: str = "off"                                  # on | off (config) | no_scores (no RUN/scores to refill from)
     corpus: Artifact | None = None                       # texts of refill candidates are read on demand
     keep_chars: int = 3072
