@@ -208,31 +208,23 @@ def plan_items(rows: Rows, n_sample: int, params: CalibrateParams, corpus_ids: l
     return out
 
 
-def _texts(ingest: Artifact, doc_ids: set[str], chars: int) -> dict[str, str]:
-    from negmine.select.signals import corpus_texts
-
-    return {d: t[:chars] for d, t in corpus_texts(ingest, doc_ids).items()}
-
-
 def judge_items(run_dir: Path, cfg, items: dict[str, list], ingest: Artifact, plan: bool,
                 progress: bool = True) -> tuple[dict, Any, Any]:
     """Run the judge cascade over the items; returns (history {(q, d): [Judgment]}, client, judge params)."""
     from negmine.judge.engine import Judge, Work
-    from negmine.judge.stage import _client
+    from negmine.judge.stage import _client, passage_chars, positives_by_grade
     from negmine.judge.tokens import get_tokenizer
+    from negmine.select.signals import corpus_texts
 
     jp = judge_params(cfg)
     tok = get_tokenizer()
     qids = list(items)
     qtab = ingest.read("queries", columns=["query_id", "text"])
     qtext = dict(zip(qtab["query_id"].to_pylist(), qtab["text"].to_pylist(), strict=True))
-    pos = ingest.read("positives", columns=["query_id", "doc_id", "grade"])
-    shown: dict[str, list[str]] = {}
-    for q, d, _g in sorted(zip(pos["query_id"].to_pylist(), pos["doc_id"].to_pylist(), pos["grade"].to_pylist(),
-                              strict=True), key=lambda x: (x[0], -(x[2] or 0.0), x[1])):
-        shown.setdefault(q, []).append(d)
+    shown = positives_by_grade(ingest, set(qids))
     need = {d for v in items.values() for d, _, _ in v} | {d for q in qids for d in shown.get(q, [])[:jp.max_positives]}
-    texts = _texts(ingest, need, jp.passage_tokens * 12)
+    chars = passage_chars(jp)
+    texts = {d: t[:chars] for d, t in corpus_texts(ingest, need).items()}
     work = Work({q: qtext[q] for q in qids},
                 {q: [texts[d] for d in shown.get(q, [])[:jp.max_positives] if d in texts] for q in qids},
                 {q: [(d, texts[d]) for d, _, _ in v if d in texts] for q, v in items.items()})
@@ -273,23 +265,14 @@ def judge_items(run_dir: Path, cfg, items: dict[str, list], ingest: Artifact, pl
 
 # ---- the stage -------------------------------------------------------------------------------------------------
 
-def _endpoint(tier) -> str:
-    """Where a tier's judgments come from (its base_url, else $OPENAI_BASE_URL, else OpenAI), without any
-    user:password: another judge behind the same model name makes a different calibration."""
-    import os
-    from urllib.parse import urlsplit, urlunsplit
-
-    url = tier.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-    u = urlsplit(url)
-    if u.username or u.password:
-        u = u._replace(netloc=(u.hostname or "") + (f":{u.port}" if u.port else ""))
-    return urlunsplit(u)
-
-
 def _fingerprint_params(cfg, sel, features: list[str]) -> dict[str, Any]:
+    """What makes a calibration: its own keys, the features, the judge (models, prompts and where it answers from,
+    without credentials: another judge behind the same model name is another calibration) and select's rules."""
+    from negmine.judge.client import tier_endpoint
+
     jp = judge_params(cfg)
     judge = {"tiers": [{"model": t.model, "logprobs": t.logprobs, "max_tokens": t.max_tokens,
-                        "temperature": t.temperature, "endpoint": _endpoint(t)} for t in jp.tiers],
+                        "temperature": t.temperature, "endpoint": tier_endpoint(t)} for t in jp.tiers],
              **{k: getattr(jp, k) for k in ("prompt", "list_size", "max_positives", "passage_tokens",
                                               "query_tokens", "band", "routing", "escalate_unjudged")}}
     return {"calibrate": cfg.calibrate.fingerprint_dict(), "features": features, "judge": judge,
@@ -594,18 +577,9 @@ def _audit_table(items, history, mode: str) -> pa.Table:
     from negmine.judge.prompts import VERSIONS, prompt_hash
     from negmine.judge.schemas import RELABEL_AUDIT
 
-    rows = []
-    for q, v in items.items():
-        for d, kind, _ in v:
-            for j in history.get((q, d), []):
-                rows.append({"query_id": q, "doc_id": d, "refill_round": 0, "tier": j.tier + 1, "model": j.model,
-                             "label": j.label, "prob": j.prob, "status": "judged" if j.label else "unjudged",
-                             "error": j.error, "prompt_version": VERSIONS[mode],
-                             "prompt_hash": prompt_hash(mode), "request_key": j.key,
-                             "cached": j.cached, "prompt_tokens": j.prompt_tokens,
-                             "completion_tokens": j.completion_tokens, "group_size": j.group_size,
-                             "cost_usd": j.cost_usd, "finish_reason": j.finish_reason, "attempts": j.attempts,
-                             "reasked": j.reasked, "action": f"calibration:{kind}"})
+    version, phash = VERSIONS[mode], prompt_hash(mode)
+    rows = [j.audit_row(q, d, 0, version, phash, f"calibration:{kind}")
+            for q, v in items.items() for d, kind, _ in v for j in history.get((q, d), [])]
     return pa.Table.from_pylist(rows, schema=RELABEL_AUDIT)
 
 
@@ -678,6 +652,8 @@ def find_calibration(run_dir: Path, setting: str | None) -> Calibration | None:
         if not (d / "_manifest.json").is_file():
             raise InputError("not a calibration (no _manifest.json; run `negmine calibrate` there)", d)
     art = Artifact.open(d, stage=STAGE)
+    if str(setting).lower() == "auto":  # the run's own calibration: not fitted on older scores, shards intact
+        check_inputs(art)
     try:
         model = FNModel.load(d / MODEL_FILE)
     except (OSError, ValueError, KeyError) as e:

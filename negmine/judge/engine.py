@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from negmine.judge import parse as P
 from negmine.judge.cascade import Verdict, get_router, group
@@ -41,6 +42,18 @@ class Judgment:
 
     def verdict(self) -> Verdict:
         return Verdict(self.label, self.prob, self.error)
+
+    def audit_row(self, query_id: str, doc_id: str, refill_round: int, prompt_version: str, prompt_hash: str,
+                  action: str | None) -> dict[str, Any]:
+        """This judgment as a row of the audit table (``negmine.judge.schemas.RELABEL_AUDIT``)."""
+        return {"query_id": query_id, "doc_id": doc_id, "refill_round": refill_round, "tier": self.tier + 1,
+                "model": self.model, "label": self.label, "prob": self.prob,
+                "status": "judged" if self.label else "unjudged", "error": self.error,
+                "prompt_version": prompt_version, "prompt_hash": prompt_hash, "request_key": self.key,
+                "cached": self.cached, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens, "group_size": self.group_size,
+                "cost_usd": self.cost_usd, "finish_reason": self.finish_reason, "attempts": self.attempts,
+                "reasked": self.reasked, "action": action}
 
 
 @dataclass

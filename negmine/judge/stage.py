@@ -24,7 +24,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 
@@ -39,7 +38,7 @@ from negmine.io.store import (
 )
 from negmine.judge import schemas
 from negmine.judge.cascade import Policy, decide_query, get_router, pick_refill
-from negmine.judge.client import JudgeClient, tier_endpoint
+from negmine.judge.client import JudgeClient, public_url, tier_endpoint
 from negmine.judge.engine import Judge, Judgment, Work
 from negmine.judge.params import RelabelParams
 from negmine.judge.prompts import VERSIONS, prompt_hash
@@ -98,9 +97,7 @@ def _public_params(params: RelabelParams) -> dict[str, Any]:
     out = params.model_dump(mode="json")
     for t in out["tiers"]:
         if t.get("base_url"):
-            u = urlsplit(t["base_url"])
-            if u.username or u.password:
-                t["base_url"] = urlunsplit(u._replace(netloc=u.hostname + (f":{u.port}" if u.port else "")))
+            t["base_url"] = public_url(t["base_url"])
     return out
 
 
@@ -132,6 +129,22 @@ class Inputs:
             for r in _filter(t, "doc_id", want).to_pylist():
                 self.texts[r["doc_id"]] = doc_text(r["title"], r["text"])[:self.keep_chars]
         self.missing |= want - self.texts.keys()
+
+
+def positives_by_grade(ingest: Artifact, qids: set[str]) -> dict[str, list[str]]:
+    """``query_id → positive doc ids``, best grade first (ties: doc id), for the queries ``qids``: the order in which
+    a judge is shown a query's known positives."""
+    graded: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for t in ingest.iter_shards("positives"):
+        for r in _filter(t, "query_id", qids).to_pylist():
+            graded[r["query_id"]].append((-(r["grade"] or 0.0), r["doc_id"]))
+    return {q: [d for _, d in sorted(v)] for q, v in graded.items()}
+
+
+def passage_chars(params: RelabelParams) -> int:
+    """Characters of a passage kept in memory for a judge: far more than ``passage_tokens`` tokens (the prompt
+    truncates by tokens later)."""
+    return params.passage_tokens * 12
 
 
 def _filter(table: pa.Table, column: str, values: set[str]) -> pa.Table:
@@ -175,11 +188,7 @@ def load_inputs(neg: Artifact, ingest: Artifact, scores: Artifact | None, params
     if missing:
         raise InputError(f"{len(missing)} queries of the negatives are not in the ingest artifact "
                          f"(e.g. {sorted(missing)[0]!r})", neg.path)
-    graded: dict[str, list[tuple[float, str]]] = defaultdict(list)
-    for t in ingest.iter_shards("positives"):
-        for r in _filter(t, "query_id", qids).to_pylist():
-            graded[r["query_id"]].append((-(r["grade"] or 0.0), r["doc_id"]))
-    positives = {q: [d for _, d in sorted(v)] for q, v in graded.items()}
+    positives = positives_by_grade(ingest, qids)
     k = target_k(neg, params, [len(v) for v in negatives.values()])
     candidates: dict[str, list[tuple[str, int, float | None]]] = {}
     excluded: dict[str, set[str]] = defaultdict(set)
@@ -210,7 +219,7 @@ def load_inputs(neg: Artifact, ingest: Artifact, scores: Artifact | None, params
     need |= {d for ps in positives.values() for d in ps[: params.max_positives]}
     prefetch = k + params.list_size
     need |= {r[0] for rows in candidates.values() for r in rows[:prefetch]}
-    keep_chars = params.passage_tokens * 12  # far more than passage_tokens tokens: truncation is by tokens later
+    keep_chars = passage_chars(params)
     texts = {}
     for t in ingest.iter_shards("corpus"):
         for r in _filter(t, "doc_id", need).to_pylist():
@@ -340,14 +349,8 @@ async def judge_shard(judge: Judge, inp: Inputs, qids: list[str], params: Relabe
             final = hs[-1]
             action = dec.actions[k[1]]
             for n, j in enumerate(hs):
-                audit_rows.append({
-                    "query_id": q, "doc_id": k[1], "refill_round": round_of[k], "tier": j.tier + 1, "model": j.model,
-                    "label": j.label, "prob": j.prob, "status": "judged" if j.label else "unjudged",
-                    "error": j.error, "prompt_version": judge.version, "prompt_hash": judge.prompt_hash,
-                    "request_key": j.key, "cached": j.cached, "prompt_tokens": j.prompt_tokens,
-                    "completion_tokens": j.completion_tokens, "group_size": j.group_size, "cost_usd": j.cost_usd,
-                    "finish_reason": j.finish_reason, "attempts": j.attempts, "reasked": j.reasked,
-                    "action": action if n == len(hs) - 1 else None})
+                audit_rows.append(j.audit_row(q, k[1], round_of[k], judge.version, judge.prompt_hash,
+                                              action if n == len(hs) - 1 else None))
             if action == "keep":
                 neg_rows.append({**rows_of[k], "label": final.label,
                                  "status": "judged" if final.label else "unjudged", "refill_round": round_of[k]})

@@ -225,14 +225,12 @@ def _fingerprint(params: ScoreParams) -> dict[str, Any]:
 
 def _public_params(params: ScoreParams) -> dict[str, Any]:
     """Params for the manifest: a base_url without user:password (keys are never in params: env var names only)."""
-    from urllib.parse import urlsplit, urlunsplit
+    from negmine.judge.client import public_url
 
     out = params.model_dump(mode="json")
     llm = out.get("llm")
     if llm and llm.get("base_url"):
-        u = urlsplit(llm["base_url"])
-        if u.username or u.password:
-            llm["base_url"] = urlunsplit(u._replace(netloc=(u.hostname or "") + (f":{u.port}" if u.port else "")))
+        llm["base_url"] = public_url(llm["base_url"])
     return out
 
 

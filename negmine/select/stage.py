@@ -504,16 +504,12 @@ def run_select(run_dir: str | Path, params: SelectParams | None = None) -> Stage
     scores = Artifact.open(run_dir / "scores", stage="score", hint="run `negmine score` first")
     check_inputs(ingest_art, scores)
     inputs = {"ingest": ingest_art.fingerprint, "scores": scores.fingerprint}
-    cal = None
-    if params.calibration is not None and params.calibration.lower() not in ("off", "none", "false"):
-        from negmine.calibrate.stage import find_calibration, select_params_for
+    from negmine.calibrate.stage import find_calibration, select_params_for
 
-        if params.calibration.lower() == "auto" and (run_dir / "calibration" / "_manifest.json").is_file():
-            check_inputs(Artifact.open(run_dir / "calibration", stage="calibrate"))  # not fitted on older scores
-        cal = find_calibration(run_dir, params.calibration)
-        if cal is not None:
-            params = select_params_for(params, calibrated=True)
-            inputs["calibration"] = cal.fingerprint
+    cal = find_calibration(run_dir, params.calibration)
+    if cal is not None:
+        params = select_params_for(params, calibrated=True)
+        inputs["calibration"] = cal.fingerprint
     writer = StageWriter(run_dir / "negatives", STAGE, params.model_dump(mode="json"), inputs, TABLES,
                          main_table="negatives", fingerprint_params=params.fingerprint_dict())
     done = writer.up_to_date()
