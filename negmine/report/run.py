@@ -121,17 +121,23 @@ def calibration_vs_qrels(run_dir: Path, qrels: pa.Table, measured_fn: float | No
     from negmine.calibrate.check import calibration_check
     from negmine.report.eval import relevant_pairs
 
+    _applied, art = applied_calibration(run_dir)
+    if art is None:
+        return None
+    out = calibration_check(art.read("judged"), art.stats, relevant_pairs(qrels, min_grade), measured_fn)
+    out["path"] = str(art.path)
+    return out
+
+
+def applied_calibration(run_dir: Path) -> tuple[dict[str, Any] | None, Artifact | None]:
+    """What the run's selection recorded about the calibration it applied (None: none applied), and that
+    calibration's artifact (None when none was applied or it no longer exists)."""
     sel = Artifact.open(run_dir / "negatives", stage="select")
     applied = (sel.stats or {}).get("calibration")
     if not applied:
-        return None
+        return None, None
     d = Path(applied["path"])
-    if not (d / MANIFEST).is_file():
-        return None
-    art = Artifact.open(d, stage="calibrate")
-    out = calibration_check(art.read("judged"), art.stats, relevant_pairs(qrels, min_grade), measured_fn)
-    out["path"] = str(d)
-    return out
+    return applied, (Artifact.open(d, stage="calibrate") if (d / MANIFEST).is_file() else None)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -197,14 +203,12 @@ def _calibration_section(run_dir: Path, out: Path, pngs: dict[str, Path]) -> lis
 
     from negmine.calibrate.stage import format_summary
 
-    sel = Artifact.open(run_dir / "negatives", stage="select")
-    applied = (sel.stats or {}).get("calibration")
+    applied, art = applied_calibration(run_dir)
     if not applied:
         return ["## Calibration", "", "None applied (`negmine calibrate RUN` fits one from a judged sample).", ""]
     d = Path(applied["path"])
-    if not (d / MANIFEST).is_file():
+    if art is None:
         return ["## Calibration", "", f"Applied from `{d}`, which no longer exists.", ""]
-    art = Artifact.open(d, stage="calibrate")
     md = ["## Calibration", "", f"Applied from `{d}`: p(false negative) >= {applied['threshold']} is dropped "
           "(`predicted_false_negative`)." if applied.get("threshold") is not None else
           f"Applied from `{d}`: its sample showed no false negatives, it drops nothing.", "", "```",
