@@ -41,10 +41,7 @@ def calibrate(
         from negmine.judge.stage import format_plan
 
         info = run_calibrate(run, cfg, dry_run=True)
-        text = format_plan(info)
-        first, _, rest = text.partition("\n")
-        typer.echo(f"dry run: {info['negatives']} pairs of {info['queries']} sampled queries to judge; nothing was "
-                   f"sent.\n{rest}")
+        typer.echo(format_plan(info, "pairs", "sampled queries"))
         return
     res = run_calibrate(run, cfg)
     typer.echo(format_summary(res.artifact.stats))

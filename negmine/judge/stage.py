@@ -609,8 +609,9 @@ def plan_requests(run_dir: str | Path, params: RelabelParams) -> tuple[JudgeClie
     return client, info
 
 
-def format_plan(info: dict[str, Any]) -> str:
-    lines = [f"dry run: {info['negatives']} negatives of {info['queries']} queries; nothing was sent.",
+def format_plan(info: dict[str, Any], items: str = "negatives", queries: str = "queries") -> str:
+    """The dry-run table; ``items`` / ``queries`` name what was planned (calibrate: pairs of sampled queries)."""
+    lines = [f"dry run: {info['negatives']} {items} of {info['queries']} {queries}; nothing was sent.",
              f"{'tier':>4}  {'model':<24} {'calls':>7} {'cached':>7} {'input tok':>11} {'output tok':>11} "
              f"{'cost USD':>10}"]
     total = 0.0
