@@ -39,16 +39,24 @@ class Signals:
         return ~np.asarray(self.is_positive, dtype=bool)
 
 
-def _group_stat(sig: Signals, values: np.ndarray, how: str, mask: np.ndarray | None = None) -> np.ndarray:
-    """Per-row value of a per-query statistic (max | mean | std) of ``values`` over the query's candidate rows
-    (``mask`` further restricts the rows); NaN values are ignored."""
-    key = (id(values), how, None if mask is None else id(mask))
+def _col(sig: Signals, name: str) -> np.ndarray:
+    """A signal as float64, NaN when the block does not have it."""
+    a = getattr(sig, name)
+    return np.full(len(sig.scores), np.nan) if a is None else np.asarray(a, dtype=np.float64)
+
+
+def _group_stat(sig: Signals, name: str, how: str, top: int | None = None) -> np.ndarray:
+    """Per-row value of a per-query statistic (max | mean | std) of the signal ``name`` over the query's candidate
+    rows (``top``: only those ranked 1..top); NaN values are ignored. Cached on ``sig`` by (name, how, top)."""
+    key = (name, how, top)
     if key in sig._cache:
         return sig._cache[key]
+    values = _col(sig, name)
     g = np.asarray(sig.group, dtype=np.int64)
     m = sig.cand() & ~np.isnan(values)
-    if mask is not None:
-        m &= mask
+    if top is not None:
+        r = np.asarray(sig.ranks)
+        m &= (r > 0) & (r <= top)
     n = np.bincount(g[m], minlength=sig.n_groups).astype(np.float64)
     if how == "max":
         out = np.full(sig.n_groups, -np.inf)
@@ -68,15 +76,11 @@ def _group_stat(sig: Signals, values: np.ndarray, how: str, mask: np.ndarray | N
     return row
 
 
-def _z(sig: Signals, v: np.ndarray) -> np.ndarray:
-    mean = _group_stat(sig, v, "mean")
-    sd = _group_stat(sig, v, "std")
+def _z(sig: Signals, name: str) -> np.ndarray:
+    mean = _group_stat(sig, name, "mean")
+    sd = _group_stat(sig, name, "std")
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(sd > 1e-9, (v - mean) / sd, 0.0)
-
-
-def _f(a: np.ndarray | None, n: int) -> np.ndarray:
-    return np.full(n, np.nan) if a is None else np.asarray(a, dtype=np.float64)
+        return np.where(sd > 1e-9, (_col(sig, name) - mean) / sd, 0.0)
 
 
 def _rank_feat(r: np.ndarray) -> np.ndarray:
@@ -85,35 +89,34 @@ def _rank_feat(r: np.ndarray) -> np.ndarray:
 
 
 def _lex(sig: Signals) -> np.ndarray:
-    lr = _f(sig.lex_rank, len(sig.scores))
+    lr = _col(sig, "lex_rank")
     return np.log(np.where(lr > 0, lr, LEX_ABSENT))
 
 
-def _top_mask(sig: Signals, n: int) -> np.ndarray:
-    return (np.asarray(sig.ranks) > 0) & (np.asarray(sig.ranks) <= n)
+def _ratio_pos(sig: Signals) -> np.ndarray:
+    ref = _col(sig, "pos_ref")
+    return np.where(np.abs(ref) > 1e-9, _col(sig, "scores") / ref, np.nan)
 
 
 Feature = Callable[[Signals], np.ndarray]
 
 # name → (needs, function). ``needs`` names the optional signal a feature reads (None: always available).
 FEATURES: dict[str, tuple[str | None, Feature]] = {
-    "score": (None, lambda s: _f(s.scores, len(s.scores))),
-    "score_minus_pos": (None, lambda s: _f(s.scores, len(s.scores)) - _f(s.pos_ref, len(s.scores))),
-    "score_ratio_pos": (None, lambda s: np.where(np.abs(_f(s.pos_ref, len(s.scores))) > 1e-9,
-                                                 _f(s.scores, len(s.scores)) / _f(s.pos_ref, len(s.scores)), np.nan)),
+    "score": (None, lambda s: _col(s, "scores")),
+    "score_minus_pos": (None, lambda s: _col(s, "scores") - _col(s, "pos_ref")),
+    "score_ratio_pos": (None, _ratio_pos),
     "log_rank": (None, lambda s: _rank_feat(s.ranks)),
-    "score_gap_top": (None, lambda s: _f(s.scores, len(s.scores)) - _group_stat(s, _f(s.scores, len(s.scores)), "max")),
-    "score_z": (None, lambda s: _z(s, _f(s.scores, len(s.scores)))),
-    "pos_ref": (None, lambda s: _f(s.pos_ref, len(s.scores))),
-    "retriever_score_z": ("retriever_score", lambda s: _z(s, _f(s.retriever_score, len(s.scores)))),
-    "pos_sim": ("pos_sim", lambda s: _f(s.pos_sim, len(s.scores))),
-    "pos_sim_sq": ("pos_sim", lambda s: _f(s.pos_sim, len(s.scores)) ** 2),
-    "pos_sim_z": ("pos_sim", lambda s: _z(s, _f(s.pos_sim, len(s.scores)))),
-    "pos_sim_x_score": ("pos_sim", lambda s: _f(s.pos_sim, len(s.scores)) * _f(s.scores, len(s.scores))),
+    "score_gap_top": (None, lambda s: _col(s, "scores") - _group_stat(s, "scores", "max")),
+    "score_z": (None, lambda s: _z(s, "scores")),
+    "pos_ref": (None, lambda s: _col(s, "pos_ref")),
+    "retriever_score_z": ("retriever_score", lambda s: _z(s, "retriever_score")),
+    "pos_sim": ("pos_sim", lambda s: _col(s, "pos_sim")),
+    "pos_sim_sq": ("pos_sim", lambda s: _col(s, "pos_sim") ** 2),
+    "pos_sim_z": ("pos_sim", lambda s: _z(s, "pos_sim")),
+    "pos_sim_x_score": ("pos_sim", lambda s: _col(s, "pos_sim") * _col(s, "scores")),
     # query-level density: how close the query's top-10 candidates are to its positive (many relevant documents
     # per query show up as a high value)
-    "query_pos_sim_top10": ("pos_sim", lambda s: _group_stat(s, _f(s.pos_sim, len(s.scores)), "mean",
-                                                             _top_mask(s, 10))),
+    "query_pos_sim_top10": ("pos_sim", lambda s: _group_stat(s, "pos_sim", "mean", top=10)),
     "log_lex_rank": ("lex_rank", _lex),
 }
 DEFAULT_FEATURES = tuple(FEATURES)
