@@ -88,24 +88,34 @@ def select_params_for(sel, calibrated: bool):
 @dataclass
 class Rows:
     table: pa.Table            # scored rows of the loaded queries (query_id, doc_id, rank, retriever_score, ...)
-    qids: list[str]
-    group: np.ndarray
-    is_pos: np.ndarray
-    sig: Signals
-    doc_code: np.ndarray
+    arrays: Any                # select.core.Rows: what select's own selection reads (positives include ingest's)
+    sig: Signals               # every signal the features read
+
+    @property
+    def qids(self) -> list[str]:
+        return self.arrays.qids
+
+    @property
+    def group(self) -> np.ndarray:
+        return self.arrays.group
+
+    @property
+    def is_pos(self) -> np.ndarray:
+        return self.arrays.is_positive
 
 
 def load_rows(ingest: Artifact, scores: Artifact, qids: list[str], sel, pos_sim_spec: dict[str, Any] | None,
               lexical_depth: int | None, lexical: Any = None) -> Rows:
     """Scored rows of ``qids`` (in that order) with every signal the features need."""
+    from negmine.select.core import table_rows
     from negmine.select.filters import pos_reference
     from negmine.select.signals import block_pos_sim, corpus_texts, query_rows
 
-    t, group, is_pos = query_rows(ingest, scores, qids, ["retriever_score", "teacher_score"])
+    t, _group, is_pos = query_rows(ingest, scores, qids, ["retriever_score", "teacher_score"])
+    arrays = table_rows(t, qids)
+    arrays.is_positive = is_pos
+    group, s = arrays.group, arrays.scores
     d_list = t["doc_id"].to_pylist()
-    q_list = t["query_id"].to_pylist()
-    s = t["teacher_score"].to_numpy(zero_copy_only=False).astype(np.float64)
-    r = pc.fill_null(t["rank"], 0).to_numpy(zero_copy_only=False).astype(np.int64)
     rs = t["retriever_score"].to_numpy(zero_copy_only=False).astype(np.float64)
     ref = pos_reference(group, s, is_pos, len(qids), sel.pos_ref)[group] if len(group) else np.zeros(0)
     pos_sim = None
@@ -117,25 +127,20 @@ def load_rows(ingest: Artifact, scores: Artifact, qids: list[str], sel, pos_sim_
             from negmine.select.signals import LexicalRanker
 
             lexical = LexicalRanker(ingest)
-        lex = lexical.ranks(q_list, d_list, lexical_depth)
-    doc_code = pc.rank(t["doc_id"], sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64) \
-        if t.num_rows else np.zeros(0, np.int64)
-    return Rows(t, qids, group, is_pos, Signals(group, len(qids), s, r, is_pos, ref, pos_sim, lex, rs), doc_code)
+        lex = lexical.ranks(t["query_id"].to_pylist(), d_list, lexical_depth)
+    return Rows(t, arrays, Signals(group, len(qids), s, arrays.ranks, is_pos, ref, pos_sim, lex, rs))
 
 
 def simulate(rows: Rows, sel, k: int, fn_prob: np.ndarray | None, threshold: float | None, naive: bool = False):
     """select's own selection (select.core.select_rows) over the loaded rows with ``k`` negatives and the
     calibrated ``threshold`` (no near-duplicate check: a scores table has no texts); ``naive``: no select rule and
     short queries kept (naive top-k)."""
-    from negmine.select.core import Rows as Arrays
     from negmine.select.core import select_rows
 
     params = sel.model_copy(update={"num_negatives": k, "short_policy": "keep" if naive else sel.short_policy})
     values = dict.fromkeys(sel.rules(), None) if naive else {}  # every select rule off
-    sig = rows.sig
-    return select_rows(Arrays(rows.qids, rows.group, sig.scores, sig.ranks, rows.is_pos, rows.doc_code), params,
-                       {"pos_sim": sig.pos_sim, "lex_rank": sig.lex_rank, "fn_prob": fn_prob},
-                       values | {"fn_threshold": threshold})
+    return select_rows(rows.arrays, params, {"pos_sim": rows.sig.pos_sim, "lex_rank": rows.sig.lex_rank,
+                                             "fn_prob": fn_prob}, values | {"fn_threshold": threshold})
 
 
 # ---- sampling and judging -------------------------------------------------------------------------------------
