@@ -122,6 +122,19 @@ FEATURES: dict[str, tuple[str | None, Feature]] = {
 DEFAULT_FEATURES = tuple(FEATURES)
 
 
+def signals_of(rows, retriever_score: np.ndarray | None, pos_ref: str, pos_sim: np.ndarray | None = None,
+               lex_rank: np.ndarray | None = None) -> Signals:
+    """The Signals of a block of scored rows (``rows``: a ``negmine.select.core.Rows``), its reference positive score
+    s+ taken as select takes it (``pos_ref``: min | mean | max)."""
+    from negmine.select.filters import pos_reference
+
+    n_q = len(rows.qids)
+    ref = pos_reference(rows.group, rows.scores, rows.is_positive, n_q, pos_ref)[rows.group] if len(rows.group) \
+        else np.zeros(0)
+    return Signals(rows.group, n_q, rows.scores, rows.ranks, rows.is_positive, ref, pos_sim, lex_rank,
+                   retriever_score)
+
+
 def needed_signals(names) -> set[str]:
     """The optional signals (pos_sim, lex_rank, retriever_score) the named features read."""
     return {s for n in names if (s := FEATURES[n][0]) is not None}

@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from negmine.calibrate.features import Signals, feature_matrix, needed_signals
+from negmine.calibrate.features import Signals, feature_matrix, needed_signals, signals_of
 from negmine.calibrate.model import FNModel, JudgeNoise, fit, reliability
 from negmine.calibrate.params import CalibrateParams
 from negmine.errors import InputError, RuntimeFailure
@@ -108,16 +108,14 @@ def load_rows(ingest: Artifact, scores: Artifact, qids: list[str], sel, pos_sim_
               lexical_depth: int | None, lexical: Any = None) -> Rows:
     """Scored rows of ``qids`` (in that order) with every signal the features need."""
     from negmine.select.core import table_rows
-    from negmine.select.filters import pos_reference
     from negmine.select.signals import block_pos_sim, corpus_texts, query_rows
 
     t, _group, is_pos = query_rows(ingest, scores, qids, ["retriever_score", "teacher_score"])
     arrays = table_rows(t, qids)
     arrays.is_positive = is_pos
-    group, s = arrays.group, arrays.scores
+    group = arrays.group
     d_list = t["doc_id"].to_pylist()
     rs = t["retriever_score"].to_numpy(zero_copy_only=False).astype(np.float64)
-    ref = pos_reference(group, s, is_pos, len(qids), sel.pos_ref)[group] if len(group) else np.zeros(0)
     pos_sim = None
     if pos_sim_spec is not None and len(group):
         pos_sim = block_pos_sim(corpus_texts(ingest, set(d_list)), d_list, group, is_pos, pos_sim_spec)
@@ -128,7 +126,7 @@ def load_rows(ingest: Artifact, scores: Artifact, qids: list[str], sel, pos_sim_
 
             lexical = LexicalRanker(ingest)
         lex = lexical.ranks(t["query_id"].to_pylist(), d_list, lexical_depth)
-    return Rows(t, arrays, Signals(group, len(qids), s, arrays.ranks, is_pos, ref, pos_sim, lex, rs))
+    return Rows(t, arrays, signals_of(arrays, rs, sel.pos_ref, pos_sim, lex))
 
 
 def simulate(rows: Rows, sel, k: int, fn_prob: np.ndarray | None, threshold: float | None, naive: bool = False):

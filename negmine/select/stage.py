@@ -194,19 +194,16 @@ def _lex_rank(ingest: _Ingest, params: SelectParams, lexical: Any, q_arr: pa.Arr
     return lexical.ranks(q_arr.to_pylist(), d_arr.to_pylist(), depth)
 
 
-def _fn_prob(cal: Any, params: SelectParams, group: np.ndarray, n_q: int, scores: np.ndarray, ranks: np.ndarray,
-             is_pos: np.ndarray, rows: pa.Table, pos_sim: np.ndarray | None,
+def _fn_prob(cal: Any, params: SelectParams, arrays: Any, rows: pa.Table, pos_sim: np.ndarray | None,
              lex_rank: np.ndarray | None, keys: pa.Array | None = None) -> np.ndarray | None:
     """The calibrated p(false negative) of every row (negmine.calibrate), else None."""
     if cal is None:
         return None
-    from negmine.calibrate.features import Signals
+    from negmine.calibrate.features import signals_of
     from negmine.calibrate.stage import fn_probabilities
-    from negmine.select.filters import pos_reference
 
-    ref = pos_reference(group, scores, is_pos, n_q, params.pos_ref)[group] if len(group) else np.zeros(0)
     rs = rows["retriever_score"].to_numpy(zero_copy_only=False).astype(np.float64) if rows.num_rows else np.zeros(0)
-    return fn_probabilities(cal, Signals(group, n_q, scores, ranks, is_pos, ref, pos_sim, lex_rank, rs), keys)
+    return fn_probabilities(cal, signals_of(arrays, rs, params.pos_ref, pos_sim, lex_rank), keys)
 
 
 def _duplicates(ingest: _Ingest, params: SelectParams, ipos: pa.Table, keys: pa.Array, d_arr: pa.Array,
@@ -266,7 +263,7 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
     pos_sim = _pos_sim(ingest, params, pos_sim_spec, d_arr, group, is_pos, "pos_sim" in needs)
     lex_rank = _lex_rank(ingest, params, lexical, q_arr, d_arr,
                          max(params.max_lexical_rank or 0, cal.lexical_depth) if "lex_rank" in needs else None)
-    fn_prob = _fn_prob(cal, params, group, n_q, scores, ranks, is_pos, rows, pos_sim, lex_rank, keys)
+    fn_prob = _fn_prob(cal, params, arrays, rows, pos_sim, lex_rank, keys)
     sel = select_rows(arrays, params, {"is_duplicate": is_dup, "pos_sim": pos_sim, "lex_rank": lex_rank,
                                        "fn_prob": fn_prob},
                       None if cal is None else {"fn_threshold": cal.model.threshold})
