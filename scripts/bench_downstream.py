@@ -119,7 +119,7 @@ def prefill_st_cache(data: Data, ds, folder: Path) -> None:
     mine_hard_negatives simply embeds (slower, same result)."""
     import numpy as np
 
-    from negmine.retrieve.embed import encode_texts
+    from negmine.encode.embed import encode_texts
 
     folder.mkdir(parents=True, exist_ok=True)
     queries = list(dict.fromkeys(ds["query"]))
@@ -136,7 +136,7 @@ def mine_st(data: Data, work: Path, kw: dict):
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
-    from negmine.models import load_bi_encoder
+    from negmine.encode.models import load_bi_encoder
 
     ds = Dataset.from_dict({"query": [data.queries[q] for q, _ in data.pairs],
                             "positive": [data.doc_of[d] for _, d in data.pairs]})
@@ -224,8 +224,8 @@ def evaluate_model(path: str, data: Data, emb_file: Path, max_len: int) -> tuple
 def evaluate_base(data: Data, max_len: int) -> tuple[dict[str, float], float]:
     """The untuned model through negmine's embedding cache (the 256-token corpus vectors are the ones mining
     uses, so this pass is shared with arms b–d)."""
+    from negmine.encode.embed import encode_texts
     from negmine.report.ir import per_query_ndcg, top_k
-    from negmine.retrieve.embed import encode_texts
 
     t = time.time()
     seq = None if max_len == 256 else max_len  # None = the model's own 256, the cache key the pipeline uses

@@ -162,8 +162,9 @@ def st_configs(run: Path, proto: Path, qrels, work: Path, names: list[str]) -> d
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
+    from negmine.encode.models import load_bi_encoder
     from negmine.io.store import Artifact
-    from negmine.models import doc_text, load_bi_encoder
+    from negmine.models import doc_text
     from negmine.report.eval import evaluate
     from negmine.report.protocol import read_qrels
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from negmine.retrieve.embed import encode_texts
+from negmine.encode.embed import encode_texts
 from negmine.retrieve.params import RetrieverConfig
 from negmine.retrieve.ranking import sort_hits
 

@@ -1,6 +1,6 @@
 """Bi-encoder teacher: cosine similarity of L2-normalised sentence-transformers embeddings.
 
-Embeddings go through :func:`negmine.retrieve.embed.encode_texts` and its persistent cache, so when the teacher is
+Embeddings go through :func:`negmine.encode.embed.encode_texts` and its persistent cache, so when the teacher is
 the retriever's dense model (same prompts and max_seq_length) every text is already cached and nothing is encoded
 twice. Cosine of normalised vectors is what sentence-transformers' ``mine_hard_negatives`` scores with as well.
 """
@@ -33,7 +33,7 @@ class BiEncoderTeacher:
 
     def score(self, queries: Sequence[str], docs: Sequence[str], qi: np.ndarray, di: np.ndarray) -> np.ndarray:
         """Scores of the pairs ``(queries[qi[r]], docs[di[r]])``; ``queries`` and ``docs`` are distinct texts."""
-        from negmine.retrieve.embed import encode_texts
+        from negmine.encode.embed import encode_texts
 
         p = self.params
         if len(qi) == 0:

@@ -54,7 +54,7 @@ class CrossEncoderTeacher:
 
     def model(self) -> Any:
         if self._model is None:
-            from negmine.models import load_cross_encoder
+            from negmine.encode.models import load_cross_encoder
 
             p = self.params
             check_classifier(p.model)

@@ -54,7 +54,7 @@ def effective_params(params: ScoreParams, retrieve_params: dict[str, Any]) -> Sc
     teacher is the retriever's dense model: the teacher then scores exactly what the retriever embedded."""
     if params.teacher != "bi-encoder":
         return params
-    from negmine.retrieve.embed import model_identity
+    from negmine.encode.embed import model_identity
 
     mine = model_identity(params.model)
     given = params.model_dump(exclude_unset=True)

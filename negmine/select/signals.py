@@ -208,7 +208,7 @@ def block_pos_sim(doc_text_of: Mapping[str, str], doc_ids: Sequence[str], group:
                   device: str | None = None) -> np.ndarray:
     """``max_sim_to_positives`` for one block of rows. ``doc_text_of`` maps every doc id of the block to the
     string its model sees (``negmine.models.doc_text``); a doc without text gets NaN."""
-    from negmine.retrieve.embed import encode_texts
+    from negmine.encode.embed import encode_texts
 
     uniq = list(dict.fromkeys(d for d in doc_ids if d in doc_text_of))
     if not uniq:

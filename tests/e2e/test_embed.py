@@ -1,10 +1,10 @@
-"""Embedding cache of negmine.retrieve.embed with the real packaged MiniLM (a handful of texts)."""
+"""Embedding cache of negmine.encode.embed with the real packaged MiniLM (a handful of texts)."""
 
 import numpy as np
 import pytest
 
-from negmine.retrieve import embed
-from negmine.retrieve.embed import EmbeddingCache, encode_texts
+from negmine.encode import embed
+from negmine.encode.embed import EmbeddingCache, encode_texts
 
 MODEL = "all-MiniLM-L6-v2"
 TEXTS = ["Hard negatives make contrastive training harder.", "The boundary layer separates at high Mach numbers.",
@@ -33,7 +33,7 @@ def test_miss_hit_partial(fresh_cache, minilm):
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-6)
     assert len(_chunks(fresh_cache)) == 1
     # the vectors are the model's own (fp16 storage costs < 1e-3 in cosine)
-    from negmine.models import load_bi_encoder
+    from negmine.encode.models import load_bi_encoder
 
     ref = load_bi_encoder(MODEL).encode(TEXTS, normalize_embeddings=True)
     assert (np.sum(a * ref, axis=1) > 0.999).all()

@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from negmine.encode import embed
 from negmine.io.store import MANIFEST, PENDING, Artifact
-from negmine.retrieve import embed
 from negmine.retrieve.params import RetrieveParams
 from negmine.retrieve.stage import run_retrieve
 
@@ -114,7 +114,8 @@ def test_candidates_contract(small_results):
 def test_dense_topk_equals_bruteforce_cosine(small_results, small_run, minilm):
     """negmine's dense top-10 (embedding cache, fp16 storage, faiss) vs sentence-transformers' own float32
     embeddings ranked by numpy cosine, on 12 queries over 80 of the small run's documents."""
-    from negmine.models import doc_text, load_bi_encoder
+    from negmine.encode.models import load_bi_encoder
+    from negmine.models import doc_text
 
     ingest = Artifact.open(small_run / "ingest")
     corpus = ingest.read("corpus").slice(0, 80)
@@ -291,8 +292,8 @@ def test_configured_retriever_list(tiny_run, tmp_path):
 
 
 def test_unknown_model_offline_python_api():
+    from negmine.encode.models import load_bi_encoder
     from negmine.errors import InputError
-    from negmine.models import load_bi_encoder
 
     with pytest.raises(InputError, match="not downloaded when offline"):
         load_bi_encoder("no-such-model-anywhere")

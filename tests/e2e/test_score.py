@@ -215,7 +215,7 @@ def test_score_without_candidates_is_an_input_error(scifact_small, tmp_path, cli
 def test_bi_encoder_teacher_reuses_the_retrievers_embeddings(tmp_path, shared_data, monkeypatch, caplog,
                                                              make_beir_subset):
     """With the retriever's model, the teacher reads every vector from the embedding cache: 0 texts encoded."""
-    from negmine.retrieve.embed import encode_texts
+    from negmine.encode.embed import encode_texts
     from negmine.score.stage import run_score
 
     monkeypatch.setenv("NEGMINE_CACHE_DIR", str(tmp_path / "cache"))  # cold: only what this test embeds

@@ -21,34 +21,20 @@ re-normalised after, so a cached re-run reproduces a fresh run's rankings exactl
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import logging
-import os
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from negmine.cache import cache_dir
+from negmine.encode.cache import EmbeddingCache, text_keys
 
 log = logging.getLogger("negmine")
 
-KEY_DTYPE = np.dtype("V16")
 CHUNK_ROWS = 4096  # texts encoded between two cache writes (the unit of resume for a killed encode)
 # process-wide counters (texts given to a model / served from the cache): for logs, benchmarks and tests
 COUNTERS = {"encoded": 0, "cached": 0}
-
-
-def text_key(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
-
-
-def text_keys(texts: Sequence[str]) -> np.ndarray:
-    return np.frombuffer(b"".join(text_key(t) for t in texts), dtype=KEY_DTYPE)
 
 
 @functools.lru_cache(maxsize=32)
@@ -71,91 +57,6 @@ def cache_key(model: str, kind: str, prompt: str | None, prompt_name: str | None
     name, rev = model_identity(model)
     return {"model": name, "revision": rev, "kind": kind, "prompt": prompt, "prompt_name": prompt_name,
             "max_seq_length": max_seq_length, "normalize": bool(normalize), "format": 1}
-
-
-@dataclass
-class EmbeddingCache:
-    """One cache directory (one key). Appends are atomic chunks; lookups are vectorised over ``V16`` keys."""
-
-    path: Path
-
-    @classmethod
-    def for_key(cls, key: dict[str, Any], root: Path | None = None) -> EmbeddingCache:
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
-        path = (root or cache_dir("embeddings")) / digest
-        path.mkdir(parents=True, exist_ok=True)
-        kf = path / "key.json"
-        if not kf.is_file():
-            _atomic_write(kf, json.dumps(key, indent=2, sort_keys=True).encode())
-        return cls(path)
-
-    def chunks(self) -> list[str]:
-        """Committed chunk ids (those whose keys file exists), in a stable order."""
-        return sorted(p.name[: -len(".keys.npy")] for p in self.path.glob("chunk-*.keys.npy"))
-
-    def _load(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
-        """(memmapped vector chunks, sorted keys, chunk index per sorted key, row per sorted key)."""
-        vecs, keys, chunk_of, row_of = [], [], [], []
-        for cid in self.chunks():
-            k = np.load(self.path / f"{cid}.keys.npy")
-            v = np.load(self.path / f"{cid}.f16.npy", mmap_mode="r")
-            if len(k) != len(v):  # cannot happen with atomic writes; ignore a damaged chunk rather than crash
-                log.warning("embedding cache: chunk %s is damaged (keys %d != rows %d), ignored", cid, len(k), len(v))
-                continue
-            vecs.append(v)
-            keys.append(k.view(KEY_DTYPE).reshape(-1))
-            chunk_of.append(np.full(len(k), len(vecs) - 1, dtype=np.int32))
-            row_of.append(np.arange(len(k), dtype=np.int64))
-        if not keys:
-            empty = np.empty(0, dtype=KEY_DTYPE)
-            return [], empty, np.empty(0, np.int32), np.empty(0, np.int64)
-        allk = np.concatenate(keys)
-        order = np.argsort(allk, kind="stable")
-        return vecs, allk[order], np.concatenate(chunk_of)[order], np.concatenate(row_of)[order]
-
-    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(found mask, float32 vectors for the found rows in order) for the query ``keys``."""
-        vecs, sk, ch, rw = self._load()
-        if len(sk) == 0:
-            return np.zeros(len(keys), dtype=bool), None
-        pos = np.searchsorted(sk, keys)
-        pos_c = np.minimum(pos, len(sk) - 1)
-        found = (pos < len(sk)) & (sk[pos_c] == keys)
-        idx = pos_c[found]
-        out = np.empty((len(idx), vecs[0].shape[1]), dtype=np.float32)
-        chunk_ids, rows = ch[idx], rw[idx]
-        for c in np.unique(chunk_ids):
-            sel = np.nonzero(chunk_ids == c)[0]
-            r = rows[sel]
-            order = np.argsort(r)  # read each memmap in row order
-            out[sel[order]] = vecs[c][r[order]]
-        return found, out
-
-    def append(self, keys: np.ndarray, vectors: np.ndarray) -> None:
-        """Add rows as one new chunk: vectors first, keys (the commit marker) last, each via rename."""
-        if len(keys) == 0:
-            return
-        cid = f"chunk-{uuid.uuid4().hex}"
-        _atomic_save(self.path / f"{cid}.f16.npy", np.ascontiguousarray(vectors, dtype=np.float16))
-        _atomic_save(self.path / f"{cid}.keys.npy", np.ascontiguousarray(keys).view(np.uint8).reshape(-1, 16))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_save(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    with open(tmp, "wb") as f:
-        np.save(f, arr)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _finish(vectors: np.ndarray, normalize: bool) -> np.ndarray:
@@ -218,7 +119,7 @@ def encode_texts(texts: Sequence[str], *, model: str, kind: Literal["query", "do
 def _encode_missing(texts: list[str], keys: np.ndarray, *, model: str, kind: str, prompt: str | None,
                     prompt_name: str | None, max_seq_length: int | None, batch_size: int, device: str | None,
                     normalize: bool, cache: EmbeddingCache | None, desc: str | None) -> np.ndarray:
-    from negmine.models import load_bi_encoder
+    from negmine.encode.models import load_bi_encoder
     from negmine.progress import tqdm
 
     st = load_bi_encoder(model, device, max_seq_length)
