@@ -121,11 +121,8 @@ def run(argv: list[str] | None = None) -> int:
         if type(e).__name__ == "NoArgsIsHelpError" and not argv:  # a bare `negmine`: the help, on stdout
             typer.echo(err.format_message())
             return 0
-        err.show()  # click's usage line, the hint to --help, then the error
+        print(_usage_line(err), file=sys.stderr)
         return 2  # usage errors are bad input
-    except click.ClickException as e:
-        e.show()
-        return 2
     except KeyboardInterrupt:
         print("negmine: interrupted", file=sys.stderr)
         return 130
@@ -136,6 +133,15 @@ def run(argv: list[str] | None = None) -> int:
         print(f"negmine: runtime error: {type(e).__name__}: {msg} (set NEGMINE_DEBUG=1 for a traceback)",
               file=sys.stderr)
         return 1
+
+
+def _usage_line(err: Any) -> str:
+    """A usage error as one line naming the command and what the user typed wrong, with where help is:
+    ``negmine select: error: Invalid value for '--seed': ... (see 'negmine select -h')``."""
+    ctx = getattr(err, "ctx", None)
+    path = getattr(ctx, "command_path", None) or "negmine"
+    msg = " ".join(str(err.format_message()).split())  # click's messages may wrap; one line
+    return f"{path}: error: {msg} (see '{path} -h')"
 
 
 def _click_exceptions() -> tuple[tuple[type[BaseException], ...], ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,11 @@ def record_resolved() -> None:
     if isinstance(m, dict) and m.get("config") != full:
         m["config"] = full
         write_json_atomic(mf, m)
+
+
+def finite(value: float | None) -> float | None:
+    """Callback of a float flag that is not a config field: NaN and infinity are bad input (click's own range check
+    lets NaN through, since every comparison with NaN is false)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value

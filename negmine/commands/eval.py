@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from negmine.commands.common import ConfigOpt, RunArg, SetOpt
+from negmine.commands.common import ConfigOpt, RunArg, SetOpt, finite
 
 PROTOCOLS = ("plain", "hidden-positives")
 
@@ -25,7 +25,7 @@ def eval_(
                                      "two levels above --qrels]."),
     k: int | None = typer.Option(None, "--k", help="Negatives asked per query, for coverage and hardness "
                                  "[select.num_negatives from the run's manifest]."),
-    min_grade: float = typer.Option(1.0, "--min-grade", help="Qrels grade from which a document is relevant."),
+    min_grade: float = typer.Option(1.0, "--min-grade", callback=finite, help="Qrels grade from which a document is relevant."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of a markdown table."),
     config: Path | None = ConfigOpt,
     set_: list[str] | None = SetOpt,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from negmine.commands.common import finite
+
 
 def judge_server(
     qrels: Path = typer.Option(..., "--qrels", help="Qrels TSV (query-id, corpus-id, score), BEIR layout.",
@@ -13,15 +15,15 @@ def judge_server(
     corpus: Path | None = typer.Option(None, "--corpus", help="corpus.jsonl [BEIR dir of the qrels]."),
     queries: Path | None = typer.Option(None, "--queries", help="queries.jsonl [BEIR dir of the qrels]."),
     port: int = typer.Option(8089, "--port", help="Port on 127.0.0.1 (0 = any free port)."),
-    accuracy: float = typer.Option(0.9, "--accuracy", min=0.0, max=1.0, help="Probability of a correct label."),
-    faults: float = typer.Option(0.0, "--faults", min=0.0, max=1.0, help="Probability of an injected fault per "
+    accuracy: float = typer.Option(0.9, "--accuracy", callback=finite, min=0.0, max=1.0, help="Probability of a correct label."),
+    faults: float = typer.Option(0.0, "--faults", callback=finite, min=0.0, max=1.0, help="Probability of an injected fault per "
                                  "request."),
     fault_kinds: str = typer.Option(",".join(("429", "500", "stall", "bad_body", "bad_json", "truncated",
                                               "bad_ids")), "--fault-kinds", help="Comma-separated fault kinds."),
-    latency_ms: float = typer.Option(0.0, "--latency-ms", min=0.0, help="Added latency per request."),
-    stall_seconds: float = typer.Option(30.0, "--stall-seconds", help="How long a 'stall' fault holds a request."),
-    retry_after: float = typer.Option(0.2, "--retry-after", help="Retry-After seconds of an injected 429."),
-    min_grade: float = typer.Option(1.0, "--min-grade", help="Qrels grade that counts as relevant."),
+    latency_ms: float = typer.Option(0.0, "--latency-ms", callback=finite, min=0.0, help="Added latency per request."),
+    stall_seconds: float = typer.Option(30.0, "--stall-seconds", callback=finite, help="How long a 'stall' fault holds a request."),
+    retry_after: float = typer.Option(0.2, "--retry-after", callback=finite, help="Retry-After seconds of an injected 429."),
+    min_grade: float = typer.Option(1.0, "--min-grade", callback=finite, help="Qrels grade that counts as relevant."),
     seed: int = typer.Option(0, "--seed", help="Seed of the simulated errors and faults."),
 ) -> None:
     """Serve chat completions (and the Batch API) on 127.0.0.1, judging from qrels with a given accuracy and

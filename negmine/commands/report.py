@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from negmine.commands.common import RunArg
+from negmine.commands.common import RunArg, finite
 
 
 def report(
@@ -14,7 +14,7 @@ def report(
     qrels: Path | None = typer.Option(None, "--qrels", help="BEIR qrels TSV: adds the false-negative metrics "
                                       "and the perc_pos sensitivity curve.", dir_okay=False),
     k: int | None = typer.Option(None, "--k", help="Negatives asked per query [select.num_negatives]."),
-    min_grade: float = typer.Option(1.0, "--min-grade", help="Qrels grade from which a document is relevant."),
+    min_grade: float = typer.Option(1.0, "--min-grade", callback=finite, help="Qrels grade from which a document is relevant."),
 ) -> None:
     """Write RUN/report/report.md with PNG plots: teacher-score histograms (positives, kept, dropped),
     drops per reason, negatives per query, stage timings and, with --qrels, the perc_pos sensitivity curve

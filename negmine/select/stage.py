@@ -515,6 +515,11 @@ def run_select(run_dir: str | Path, params: SelectParams | None = None) -> Stage
         return StageResult(done, True)
     dedup_key = _dedup_key(inputs, params)
     known_dups = _previous_duplicates(run_dir / "negatives", dedup_key)
+    if params.max_pos_sim is not None and params.pos_sim_model not in (None, "teacher") and \
+            (cal is None or cal.pos_sim_spec is None):
+        from negmine.models import check_model
+
+        check_model(params.pos_sim_model, "--pos-sim-model")  # before any work, blaming the flag the user typed
     writer.begin()
     ingest = _Ingest(ingest_art, params)
     pos_sim_spec = None

@@ -238,3 +238,15 @@ def test_cli_select_prints_summary_and_validates(run, cli):
     assert code == 0, err
     code, out, err = cli("select", run, "--filter", "abs")
     assert code == 2 and "max_score" in err
+
+
+def test_unknown_pos_sim_model_blames_its_own_flag_before_any_work(run, monkeypatch, cli):
+    """issue 13: `--pos-sim-model` with an unknown model was reported as `--model` and only after the stage had
+    started encoding; now a one-line error naming the flag typed, exit 2, nothing published."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _out, err = cli("select", run, "--max-pos-sim", "0.5", "--pos-sim-model", "no-such-model-anywhere")
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("negmine: error: --pos-sim-model: unknown model 'no-such-model-anywhere'"), err
+    assert "embed" not in err  # nothing was encoded before the check
+    assert not (run / "negatives").exists()
