@@ -95,7 +95,6 @@ for _command in COMMANDS:  # in the order `negmine --help` lists them
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI in-process and return its exit code (used by `main` and by tests)."""
-    import click
 
     # typer >= 0.29 raises the exceptions of its vendored click (typer._click); older typer raises click's own
     usage, exits, aborts = _click_exceptions()

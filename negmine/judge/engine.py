@@ -7,12 +7,15 @@ No artifact I/O here (stage.py does that) and no HTTP (client.py does that): thi
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from negmine.judge import parse as P
-from negmine.judge.cascade import Verdict, get_router, group
+from negmine.judge.cascade import FLAGGED, Verdict, get_router, group
 from negmine.judge.client import Answer, JudgeClient
 from negmine.judge.params import RelabelParams
 from negmine.judge.prompts import VERSIONS, listwise_messages, pointwise_messages, prompt_hash, reask_messages
@@ -63,6 +66,37 @@ class Work:
     queries: dict[str, str]
     positives: dict[str, list[str]]
     items: dict[str, list[tuple[str, str]]]  # query_id → [(doc_id, passage text)] in rank order
+    # canary passages (``relabel.canary``): (owner query id or "", doc_id, text); one is slipped into each listwise
+    # request, never a passage of the request's own query nor one in ``canary_exclude[query]``
+    canary_pool: Sequence[tuple[str, str, str]] = ()
+    canary_exclude: dict[str, set[str]] | None = None
+
+
+def pick_canary(pool: Sequence[tuple[str, str, str]], qid: str, exclude: set[str], seed_parts: Sequence[str],
+                m: int, query: str = "", draws: int = 8) -> tuple[str, int] | None:
+    """(text, 0-based position among m + 1 passages) of the canary for one request, or None when the pool has
+    no usable passage. Of ``draws`` seeded draws from the pool (not the query's own documents nor ``exclude``), the
+    one sharing the fewest words with the query: a random document is rarely relevant, one with no word of the
+    query even more rarely. Deterministic in the request's content, so a re-run sends the same request (its cached
+    answer is reused)."""
+    if not pool:
+        return None
+    h = hashlib.blake2b("\x1f".join([qid, *seed_parts]).encode(), digest_size=8).digest()
+    rng = random.Random(int.from_bytes(h, "big"))
+    words = _words(query)
+    best: tuple[int, str] | None = None
+    for _ in range(draws):
+        owner, doc_id, text = pool[rng.randrange(len(pool))]
+        if owner == qid or doc_id in exclude:
+            continue
+        overlap = len(words & _words(text))
+        if best is None or overlap < best[0]:
+            best = (overlap, text)
+    return None if best is None else (best[1], rng.randrange(m + 1))
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[^\W\d_]{3,}", text.lower())}
 
 
 class Judge:
@@ -74,6 +108,7 @@ class Judge:
         self.version = VERSIONS[self.mode]
         self.prompt_hash = prompt_hash(self.mode)
         self.progress = progress  # a tqdm-like object with update(n), or None
+        self.distrusted = 0  # requests whose verdicts the canary check distrusted
 
     # -- one request (+ its re-ask) -------------------------------------------------------------------------------
     def _messages(self, qtext: str, positives: list[str], texts: list[str]) -> list[dict[str, str]]:
@@ -103,9 +138,17 @@ class Judge:
         return out
 
     async def judge_group(self, tier: int, qtext: str, positives: list[str],
-                          docs: Sequence[tuple[str, str]]) -> list[Judgment]:
-        m = len(docs)
-        messages = self._messages(qtext, positives, [t for _, t in docs])
+                          docs: Sequence[tuple[str, str]], canary: tuple[str, int] | None = None) -> list[Judgment]:
+        """One listwise (or pointwise) request and its re-ask. ``canary`` = (text, position): an unrelated passage
+        slipped in at that position; when the judge calls it relevant together with at least
+        ``canary_share`` of the real candidates (what an instruction injected into a passage makes a gullible
+        judge do), every verdict of the request is distrusted: unjudged, so the next tier judges them again and the
+        last tier neither promotes nor trusts them."""
+        texts = [t for _, t in docs]
+        if canary is not None:
+            texts.insert(canary[1], canary[0])
+        m = len(texts)
+        messages = self._messages(qtext, positives, texts)
         first = await self.client.complete(self._request(tier, messages, m))
         parsed = self._parse(first, m)
         answers = [first]
@@ -123,18 +166,30 @@ class Judge:
         ct = sum(a.completion_tokens for a in answers)
         cost = sum(a.cost_usd for a in answers)
         model = self.params.tiers[tier].model
+        ids = list(range(1, m + 1))  # local ids of the real candidates, in order
+        distrust = None
+        if canary is not None:
+            cid = ids.pop(canary[1])
+            flagged = sum(parsed.labels.get(i) in FLAGGED for i in ids)
+            if parsed.labels.get(cid) in FLAGGED and flagged >= self.params.canary_share * len(ids):
+                distrust = (f"distrusted: the judge called the canary (an unrelated passage) relevant, and {flagged} "
+                            f"of {len(ids)} candidates (instructions injected into a passage?)")
+        n = len(ids)
         out = []
-        for i, (_doc_id, _t) in enumerate(docs, start=1):
+        for i in ids:
             label = parsed.labels.get(i)
             error = None
             if label is None:
                 why = parsed.error or parsed.problems.get(i) or "no label"
                 error = f"after re-ask: {why}" if reasked else why
+            elif distrust is not None:
+                label, error = None, distrust
             out.append(Judgment(tier, model, label, parsed.probs.get(i) if label else None, error, first.key,
-                                all(a.cached for a in answers), pt, ct, m, cost / m, answers[-1].finish_reason,
+                                all(a.cached for a in answers), pt, ct, n, cost / n, answers[-1].finish_reason,
                                 sum(a.attempts for a in answers), reasked))
+        self.distrusted += distrust is not None
         if self.progress is not None:
-            self.progress.update(m)
+            self.progress.update(n)
         return out
 
     # -- one tier, then the cascade -----------------------------------------------------------------------------
@@ -146,7 +201,12 @@ class Judge:
                 jobs.append((qid, chunk))
 
         async def run(qid: str, chunk: list[tuple[str, str]]) -> list[tuple[Key, Judgment]]:
-            res = await self.judge_group(tier, work.queries[qid], work.positives.get(qid, []), chunk)
+            canary = None
+            if self.params.canary and self.mode == "listwise" and len(chunk) >= self.params.canary_min_group:
+                own = {d for d, _ in work.items.get(qid, ())} | (work.canary_exclude or {}).get(qid, set())
+                canary = pick_canary(work.canary_pool, qid, own, [d for d, _ in chunk], len(chunk),
+                                     work.queries[qid])
+            res = await self.judge_group(tier, work.queries[qid], work.positives.get(qid, []), chunk, canary)
             return [((qid, d), j) for (d, _), j in zip(chunk, res, strict=True)]
 
         results = await asyncio.gather(*(run(q, c) for q, c in jobs))

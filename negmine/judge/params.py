@@ -59,6 +59,13 @@ class RelabelParams(Params):
     on_unjudged: Literal["keep", "remove"] = "keep"
     on_unsure: Literal["keep", "remove"] = "remove"  # the LAST judge was unsure (prob inside band): neither keep
     #                                                   it as a negative nor promote it (refill replaces it)
+    canary: bool = True                            # slip one unrelated passage (another query's negative) into
+    #                                                each listwise request; a judge that calls it relevant along
+    #                                                with >= canary_share of the candidates is distrusted for that
+    #                                                request (injected instructions): its verdicts become unjudged
+    #                                                (the next tier judges them; the last tier never promotes them)
+    canary_share: float = Field(0.75, ge=0, le=1)  # chosen with scripts/bench_injection_guard.py (BENCHMARKS)
+    canary_min_group: int = Field(2, ge=1)         # requests with fewer candidates go without a canary
     max_false_negatives: int | None = Field(None, ge=0)
     # ^ RLHN's drop rule: a query whose MINED negatives (refill candidates do not count) hold more relevant labels
     #   than this is dropped; None = off: its relevant documents are promoted (on_relevant) and the query kept

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -81,9 +82,12 @@ def _check_unjudged(audit: pa.Table, shard: int, n_shards: int, params: RelabelP
 
     decided = audit.filter(pc.is_valid(audit["action"]))
     n = decided.num_rows
-    unjudged = n - int(pc.sum(pc.is_valid(decided["label"])).as_py() or 0)
+    # a verdict the canary check distrusted is an answer about the content (an injected passage), not a broken judge
+    distrusted = decided.filter(pc.fill_null(pc.starts_with(decided["error"], "distrusted"), False)).num_rows
+    unjudged = n - int(pc.sum(pc.is_valid(decided["label"])).as_py() or 0) - distrusted
     if n and unjudged > params.max_unjudged * n:
-        errors = [e for e in decided.filter(pc.is_null(decided["label"]))["error"].to_pylist() if e]
+        errors = [e for e in decided.filter(pc.is_null(decided["label"]))["error"].to_pylist()
+                  if e and not e.startswith("distrusted")]
         last = client.last_error or (f"unusable answer ({errors[0]})" if errors else "unusable answers")
         raise JudgeFailure(
             f"relabel: the judge gave no usable answer for {unjudged:,} of the {n:,} negatives of shard "
@@ -101,6 +105,8 @@ def _public_params(params: RelabelParams) -> dict[str, Any]:
     return out
 
 
+CANARY_POOL = 256  # corpus documents sampled as canaries (relabel.canary)
+
 # ---- inputs ------------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -117,6 +123,7 @@ class Inputs:
     corpus: Artifact | None = None                       # texts of refill candidates are read on demand
     keep_chars: int = 3072
     missing: set[str] = field(default_factory=set)       # doc ids not in the corpus
+    canaries: list[tuple[str, str]] = field(default_factory=list)  # (doc_id, text): relabel.canary's passages
 
     def ensure_texts(self, doc_ids: set[str]) -> None:
         """Read the texts of ``doc_ids`` not loaded yet (one pass over the corpus for all of them)."""
@@ -221,15 +228,26 @@ def load_inputs(neg: Artifact, ingest: Artifact, scores: Artifact | None, params
     need |= {r[0] for rows in candidates.values() for r in rows[:prefetch]}
     keep_chars = passage_chars(params)
     texts = {}
+    # canaries: a fixed-seed uniform sample of the corpus (a random document is almost never relevant to a query;
+    # another query's hard negative may well be); the same sample every run, so re-sent requests hit the cache
+    n_docs = ingest.num_rows("corpus")
+    pick = set(random.Random(0).sample(range(n_docs), min(CANARY_POOL, n_docs))) if params.canary else set()
+    canaries: list[tuple[str, str]] = []
+    offset = 0
     for t in ingest.iter_shards("corpus"):
         for r in _filter(t, "doc_id", need).to_pylist():
             texts[r["doc_id"]] = doc_text(r["title"], r["text"])[:keep_chars]
+        at = sorted(i - offset for i in pick if offset <= i < offset + t.num_rows)
+        if at:
+            for r in t.take(at).select(["doc_id", "title", "text"]).to_pylist():
+                canaries.append((r["doc_id"], doc_text(r["title"], r["text"])[:keep_chars]))
+        offset += t.num_rows
     unknown = {r["doc_id"] for rows in negatives.values() for r in rows} - set(texts)
     if unknown:
         raise InputError(f"{len(unknown)} negative documents are not in the corpus (e.g. {sorted(unknown)[0]!r})",
                          neg.path)
     return Inputs(dict(negatives), queries, positives, texts, candidates, dict(excluded), k, refill,
-                  ingest if candidates else None, keep_chars, need - set(texts))
+                  ingest if candidates else None, keep_chars, need - set(texts), canaries)
 
 
 # ---- one shard ---------------------------------------------------------------------------------------------------
@@ -269,6 +287,10 @@ async def judge_shard(judge: Judge, inp: Inputs, qids: list[str], params: Relabe
             round_of[(q, r["doc_id"])] = 0
             mined[q].add(r["doc_id"])
             items[q].append((r["doc_id"], inp.texts[r["doc_id"]]))
+    # canaries for this shard's requests: never one of the query's own positives, negatives or refill pool
+    canary_pool = [("", d, t) for d, t in inp.canaries]
+    canary_exclude = {q: set(inp.positives.get(q, ())) | mined[q] | inp.excluded.get(q, set())
+                      | {c[0] for c in inp.candidates.get(q, ())} for q in qids} if canary_pool else None
     history: dict[tuple[str, str], list[Judgment]] = {}
     refill = inp.refill == "on"  # dry run / batch: refill is planned for the queries whose answers are all cached
     bound = max((len(inp.candidates.get(q, ())) for q in qids), default=0)  # safety bound on rounds
@@ -280,7 +302,7 @@ async def judge_shard(judge: Judge, inp: Inputs, qids: list[str], params: Relabe
     per_q: dict[str, dict[str, Any]] = defaultdict(dict)
     rnd = 0
     while True:
-        work = Work({q: inp.queries[q] for q in items}, pos_texts, items)
+        work = Work({q: inp.queries[q] for q in items}, pos_texts, items, canary_pool, canary_exclude)
         got = await judge.cascade(work)
         history.update(got)
         for (q, d), hs in got.items():
@@ -571,8 +593,9 @@ def _shard_counts(writer: StageWriter, n_shards: int) -> Counter:
     """Counts over every shard, read back from the audit (so shards finished by an interrupted run count too)."""
     c: Counter = Counter()
     for i in range(n_shards):
-        for r in writer.read_shard("audit", i).select(["tier", "label", "action"]).to_pylist():
+        for r in writer.read_shard("audit", i).select(["tier", "label", "action", "error"]).to_pylist():
             c[f"judgments_tier{r['tier']}"] += 1
+            c["judgments_distrusted"] += bool(r["error"]) and r["error"].startswith("distrusted")
             if r["action"] is not None:
                 c[f"action_{r['action']}"] += 1
                 c[f"label_{r['label'] or 'unjudged'}"] += 1

@@ -11,7 +11,9 @@ negmine's prompts send, maps the query text back to query ids (queries file) and
 With probability ``1 - accuracy`` (seeded per model, query and passage, so the same judge always answers the same
 way) it gives a wrong label, with lower confidence (its logprobs show it). It is *gullible*: instruction-like text
 ("ignore the instructions …") found in the prompt OUTSIDE the quoted data makes it label every candidate relevant;
-the same text inside the quoted data is only data. That is how the prompt-injection test can fail.
+the same text inside the quoted data is only data. That is how the prompt-injection test can fail. With
+``obeys_data`` it is weaker still: an instruction inside a quoted passage flips every label of the request too (the
+judge relabel's canary check guards against).
 It answers the listwise prompt, the yes/no pointwise prompt, and `negmine score`'s graded prompt (a digit 0-3: 3 or
 2 for relevant, 0 or 1 for not relevant, the lower grade when its confidence is lower); ``logprobs=False`` makes it
 ignore requests for logprobs, like servers that do not support them.
@@ -139,6 +141,7 @@ class ServerState:
     logprobs: bool = True             # False: ignore requests for logprobs, like servers without logprobs support
     reject_response_format: int = 0   # HTTP status for a rejected response_format (llama.cpp's server: 500)
     rejected_formats: tuple[str, ...] = ("json_schema", "json_object")
+    obeys_data: bool = False          # a weaker judge: instructions INSIDE the quoted passages also flip it
     # observability (tests and benchmarks read these)
     lock: threading.Lock = field(default_factory=threading.Lock)
     requests: int = 0
@@ -231,6 +234,8 @@ def judge_completion(st: ServerState, body: dict[str, Any], rng: random.Random,
     model = str(body.get("model", ""))
     messages = body.get("messages") or []
     data, gullible, pointwise = _read_prompt(messages)
+    if st.obeys_data and data is not None:
+        gullible = gullible or bool(INJECTION.search(json.dumps(data, ensure_ascii=False)))
     want_lp = bool(body.get("logprobs")) and st.logprobs
     finish = "stop"
     lp_content: list[dict[str, Any]] | None = None
