@@ -69,7 +69,22 @@ def model_revision(name: str) -> str:
                 st = f.stat()
                 h.update(f"{f.relative_to(path)}:{st.st_size}:{int(st.st_mtime)}".encode())
         return "dir:" + h.hexdigest()[:16]
-    return name
+    commit = _hub_commit(name)
+    return f"hub:{name}@{commit}" if commit else name
+
+
+def _hub_commit(name: str) -> str | None:
+    """The commit of the snapshot a hub model id resolves to in the local Hugging Face cache (what loading it would
+    use), or None when it is not cached: a model updated on the hub gets a new revision, so vectors embedded by the
+    old weights are never served for the new ones."""
+    if "/" not in name or name.startswith((".", "/", "~")):
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True)).name
+    except Exception:
+        return None
 
 
 def _check_exists(name: str, flag: str) -> str:

@@ -66,3 +66,25 @@ def test_bad_flag_names_the_option():
     with pytest.raises(InputError) as e:
         load_config(None, [], {"input": {"shard_rows": 0}})
     assert e.value.where == "--shard-rows"
+
+
+def test_hub_model_revision_is_the_cached_snapshot_commit(tmp_path, monkeypatch):
+    """issue 13 (caches never serve changed inputs): a hub model's revision is the commit of its snapshot in the
+    local Hugging Face cache, so new weights on the hub mean a new embedding-cache key; before, the key was the name."""
+    from huggingface_hub import constants
+
+    from negmine.models import model_revision
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # read at import time when already imported
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    repo = tmp_path / "models--someorg--tiny-encoder"
+    revisions = []
+    for commit in ("a" * 40, "b" * 40):
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text("{}")
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+        revisions.append(model_revision("someorg/tiny-encoder"))
+    assert revisions == [f"hub:someorg/tiny-encoder@{'a' * 40}", f"hub:someorg/tiny-encoder@{'b' * 40}"]
+    assert model_revision("someorg/not-cached") == "someorg/not-cached"
