@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from negmine import __version__
-from negmine.errors import InputError
+from negmine.errors import InputError, RuntimeFailure
 
 log = logging.getLogger("negmine")
 
@@ -653,6 +653,7 @@ class StageWriter:
         }
         if extra:
             manifest.update(extra)
+        self._check_inputs_unchanged()
         (self.staging / PENDING).unlink(missing_ok=True)
         write_json_atomic(self.staging / MANIFEST, manifest)
         _fsync_dir(self.staging)
@@ -660,6 +661,26 @@ class StageWriter:
         _ACTIVE.pop(self.staging, None)
         release_lock(self.lock_path)
         return Artifact(self.out_dir, manifest)
+
+    def _check_inputs_unchanged(self) -> None:
+        """Before publishing: every input artifact of this run directory still has the fingerprint the stage read.
+        Another process that re-ran an upstream stage meanwhile (each stage locks only its own output) would
+        otherwise leave an artifact built from a mix of old and new inputs under a manifest naming the old ones."""
+        for name, fp in self.inputs.items():
+            d = INPUT_DIRS.get(name)
+            if d is None or (name == "calibration" and
+                             str(self.params.get("calibration", "auto")).lower() != "auto"):
+                continue
+            path = self.out_dir.parent / d
+            try:
+                now = json.loads((path / MANIFEST).read_text()).get("fingerprint")
+            except (OSError, ValueError):
+                now = None
+            if now != fp:
+                self.discard()
+                raise RuntimeFailure(
+                    f"{path} changed while {self.stage} was running (another process re-ran that stage); nothing "
+                    f"published: re-run `negmine {self.stage} {self.out_dir.parent}`")
 
     def _swap_into_place(self) -> None:
         trash = None

@@ -346,10 +346,16 @@ def test_select_refuses_a_calibration_fitted_on_older_scores(cli, run_dir):
 
     ingest = Artifact.open(run_dir / "ingest")
     schema = pa.schema([("query_id", pa.string())])
-    w = StageWriter(run_dir / "calibration", "calibrate", {}, {"ingest": ingest.fingerprint, "scores": "0" * 64},
+    scores = Artifact.open(run_dir / "scores")
+    w = StageWriter(run_dir / "calibration", "calibrate", {}, {"ingest": ingest.fingerprint,
+                                                               "scores": scores.fingerprint},
                     {"judged": schema}, main_table="judged")
     w.begin()
     w.finish()
+    mf = run_dir / "calibration" / "_manifest.json"  # as if fitted on scores that were re-computed since
+    m = json.loads(mf.read_text())
+    m["inputs"]["scores"] = "0" * 64
+    mf.write_text(json.dumps(m))
     code, _out, err = cli("select", run_dir, "-k", "2")
     assert code == 2, err
     m = _one_error(err)
@@ -412,11 +418,40 @@ def test_eval_ignores_a_relabel_made_from_an_older_select(cli, run_dir, base):
     code, before, _err = cli("eval", run_dir, "--qrels", qrels, "--json")
     assert code == 0
     schema = pa.schema([("query_id", pa.string()), ("doc_id", pa.string())])
-    w = StageWriter(run_dir / "relabel", "relabel", {}, {"negatives": "0" * 64}, {"negatives": schema},
-                    main_table="negatives")
+    w = StageWriter(run_dir / "relabel", "relabel", {}, {"negatives": Artifact.open(run_dir / "negatives").fingerprint},
+                    {"negatives": schema}, main_table="negatives")
     w.begin()
     w.write_shard("negatives", 0, pa.table({"query_id": ["aq0"], "doc_id": ["a1"]}, schema=schema))
     w.finish()
+    mf = run_dir / "relabel" / "_manifest.json"  # as if made from a select run that was re-run since
+    m = json.loads(mf.read_text())
+    m["inputs"]["negatives"] = "0" * 64
+    mf.write_text(json.dumps(m))
     code, after, err = cli("eval", run_dir, "--qrels", qrels, "--json")
     assert code == 0, err
     assert json.loads(after) == json.loads(before) and "older select run and is ignored" in err
+
+
+def test_stage_refuses_to_publish_when_an_input_changed_while_it_ran(run_dir):
+    """issue 13, locks across stages: each stage locks only its own output, so another process may re-run an
+    upstream stage while a stage runs; publishing then would mix old and new inputs under a manifest naming the old
+    ones. The writer re-checks its inputs' fingerprints before publishing: RuntimeFailure, nothing published."""
+    import pyarrow as pa
+
+    from negmine.errors import RuntimeFailure
+    from negmine.io.store import StageWriter
+
+    scores = Artifact.open(run_dir / "scores")
+    before = sorted(p.name for p in run_dir.iterdir())
+    schema = pa.schema([("query_id", pa.string())])
+    w = StageWriter(run_dir / "calibration", "calibrate", {}, {"scores": scores.fingerprint}, {"judged": schema},
+                    main_table="judged")
+    w.begin()
+    w.write_shard("judged", 0, pa.table({"query_id": ["q"]}, schema=schema))
+    mf = run_dir / "scores" / "_manifest.json"  # another process re-ran `negmine score` meanwhile
+    m = json.loads(mf.read_text())
+    m["fingerprint"] = "f" * 64
+    mf.write_text(json.dumps(m))
+    with pytest.raises(RuntimeFailure, match="scores changed while calibrate was running"):
+        w.finish()
+    assert sorted(p.name for p in run_dir.iterdir()) == before  # nothing published, no staging left
