@@ -108,7 +108,9 @@ def action_for(v: Verdict, policy: Policy) -> str:
     """keep | remove | promote for one negative (before the per-query drop rule). With ``on_unsure="remove"``, a
     final verdict the judge was unsure about (probability inside the band) is neither kept nor promoted."""
     if v.label is None:
-        return policy.on_unjudged
+        # a verdict the canary check distrusted (instructions injected into a passage?) is never kept as a sure
+        # negative nor promoted: removed, so refill replaces it with a candidate judged in another request
+        return "remove" if v.error is not None and v.error.startswith("distrusted") else policy.on_unjudged
     if policy.on_unsure == "remove" and v.prob is not None and policy.band[0] <= v.prob <= policy.band[1]:
         return "remove"
     if v.label == "relevant":

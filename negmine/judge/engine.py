@@ -22,6 +22,7 @@ from negmine.judge.prompts import VERSIONS, listwise_messages, pointwise_message
 from negmine.judge.tokens import Tokenizer, message_tokens
 
 Key = tuple[str, str]
+DISTRUSTED = "distrusted"  # error prefix of verdicts the canary check did not trust
 
 
 @dataclass
@@ -93,6 +94,10 @@ def pick_canary(pool: Sequence[tuple[str, str, str]], qid: str, exclude: set[str
         if best is None or overlap < best[0]:
             best = (overlap, text)
     return None if best is None else (best[1], rng.randrange(m + 1))
+
+
+def _distrusted(res: Sequence[Judgment]) -> bool:
+    return bool(res) and all(j.error is not None and j.error.startswith(DISTRUSTED) for j in res)
 
 
 def _words(text: str) -> set[str]:
@@ -172,7 +177,7 @@ class Judge:
             cid = ids.pop(canary[1])
             flagged = sum(parsed.labels.get(i) in FLAGGED for i in ids)
             if parsed.labels.get(cid) in FLAGGED and flagged >= self.params.canary_share * len(ids):
-                distrust = (f"distrusted: the judge called the canary (an unrelated passage) relevant, and {flagged} "
+                distrust = (f"{DISTRUSTED}: the judge called the canary (an unrelated passage) relevant, and {flagged} "
                             f"of {len(ids)} candidates (instructions injected into a passage?)")
         n = len(ids)
         out = []
@@ -201,12 +206,27 @@ class Judge:
                 jobs.append((qid, chunk))
 
         async def run(qid: str, chunk: list[tuple[str, str]]) -> list[tuple[Key, Judgment]]:
-            canary = None
-            if self.params.canary and self.mode == "listwise" and len(chunk) >= self.params.canary_min_group:
-                own = {d for d, _ in work.items.get(qid, ())} | (work.canary_exclude or {}).get(qid, set())
-                canary = pick_canary(work.canary_pool, qid, own, [d for d, _ in chunk], len(chunk),
-                                     work.queries[qid])
-            res = await self.judge_group(tier, work.queries[qid], work.positives.get(qid, []), chunk, canary)
+            qtext, pos = work.queries[qid], work.positives.get(qid, [])
+            if not (self.params.canary and self.mode == "listwise" and len(chunk) >= self.params.canary_min_group):
+                res = await self.judge_group(tier, qtext, pos, chunk)
+                return [((qid, d), j) for (d, _), j in zip(chunk, res, strict=True)]
+            own = {d for d, _ in work.items.get(qid, ())} | (work.canary_exclude or {}).get(qid, set())
+            ids = [d for d, _ in chunk]
+            canary = pick_canary(work.canary_pool, qid, own, ids, len(chunk), qtext)
+            res = await self.judge_group(tier, qtext, pos, chunk, canary)
+            if canary is not None and _distrusted(res):
+                # once more with another canary: an honest judge that erred on the first one passes it, a judge
+                # that obeys an injected instruction flags everything again (the second request's verdicts stand)
+                again = pick_canary(work.canary_pool, qid, own, [*ids, "again"], len(chunk), qtext)
+                if again is not None:
+                    first = res[0]
+                    res = await self.judge_group(tier, qtext, pos, chunk, again)
+                    for j in res:  # the audit keeps the cost of both requests
+                        j.prompt_tokens += first.prompt_tokens
+                        j.completion_tokens += first.completion_tokens
+                        j.cost_usd += first.cost_usd
+                        j.attempts += first.attempts
+                        j.cached = j.cached and first.cached
             return [((qid, d), j) for (d, _), j in zip(chunk, res, strict=True)]
 
         results = await asyncio.gather(*(run(q, c) for q, c in jobs))

@@ -62,8 +62,9 @@ class RelabelParams(Params):
     canary: bool = True                            # slip one unrelated passage (another query's negative) into
     #                                                each listwise request; a judge that calls it relevant along
     #                                                with >= canary_share of the candidates is distrusted for that
-    #                                                request (injected instructions): its verdicts become unjudged
-    #                                                (the next tier judges them; the last tier never promotes them)
+    #                                                request (injected instructions) once it fails a second canary
+    #                                                too: its verdicts become unjudged (the next tier judges them;
+    #                                                after the last tier they are removed and refilled, never promoted)
     canary_share: float = Field(0.75, ge=0, le=1)  # chosen with scripts/bench_injection_guard.py (BENCHMARKS)
     canary_min_group: int = Field(2, ge=1)         # requests with fewer candidates go without a canary
     max_false_negatives: int | None = Field(None, ge=0)

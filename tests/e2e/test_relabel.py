@@ -247,15 +247,21 @@ def test_dry_run_sends_nothing_and_prints_cost_per_tier(run_dir, server, tmp_pat
 def test_batch_submit_collect_then_relabel_sends_no_chat_request(run_dir, server, tmp_path, cli):
     srv = server(accuracy=0.9)
     cfg = write_config(tmp_path / "c.yaml", params(srv))
-    for tier in (1, 2):
+    # tier 1, tier 2, then (when a canary was flagged: the same requests with another canary) whatever the
+    # answers so far call for, until nothing is left to submit
+    batches = 0
+    for tier in (1, 2, 2, 2):
         code, out, err = cli("relabel", run_dir, "--config", cfg, "--batch", "submit")
-        assert code == 0 and f"for tier {tier}" in out, err
+        if batches >= 2 and "nothing to submit" in out:
+            break
+        assert code == 0 and f"for tier {tier}" in out, (out, err)
         code, out, err = cli("relabel", run_dir, "--config", cfg, "--batch", "collect")
         assert code == 0 and "answers cached" in out, err
+        batches += 1
+    else:
+        raise AssertionError("still submitting after 4 batches")
     code, out, err = cli("relabel", run_dir, "--config", cfg, "--batch", "status")
-    assert code == 0 and out.count("  completed  ") == 2 and out.count("collected") == 2
-    code, out, err = cli("relabel", run_dir, "--config", cfg, "--batch", "submit")
-    assert "nothing to submit" in out
+    assert code == 0 and out.count("  completed  ") == batches and out.count("collected") == batches
     code, out, err = cli("relabel", run_dir, "--config", cfg)
     assert code == 0, err
     assert srv.state.requests == 0  # every chat completion came from the batches (custom_id = cache key)
@@ -456,15 +462,18 @@ def test_canary_keeps_an_obeying_judge_from_promoting_an_injected_request(base, 
     res = run_relabel(run, params(srv, list_size=10, canary=canary), progress=False)
     promoted = {(r["query_id"], r["doc_id"]) for r in res.artifact.read("positives").to_pylist()}
     wrongly = {(qq, d) for qq, d in promoted if qq == q} - base["hidden"]
-    audit = [r for r in judged_pairs(res.artifact) if r["query_id"] == q and r["refill_round"] == 0]
+    audit = [r for r in judged_pairs(res.artifact)  # the final verdicts (last tier that saw each negative)
+             if r["query_id"] == q and r["refill_round"] == 0 and r["action"] is not None]
     if not canary:
         assert len(wrongly) == len(base["negs"][q]) - sum((q, d) in base["hidden"] for d in base["negs"][q]) > 0
         return
     assert not wrongly
-    assert audit and all(r["label"] is None and r["error"].startswith("distrusted") for r in audit)
+    assert audit and all(r["label"] is None and r["error"].startswith("distrusted") and r["action"] == "remove"
+                         for r in audit)  # neither promoted nor kept as a sure negative
+    assert all(r["attempts"] >= 2 for r in audit)  # sent once more, with another canary, before being distrusted
     others = {(qq, d) for qq, d in promoted if qq != q}
     assert others == {(qq, d) for qq, d in base["hidden"] if qq != q}  # every other query judged as before
-    assert res.artifact.stats["judgments_distrusted"] == len(audit)
+    assert res.artifact.stats["judgments_distrusted"] == 2 * len(audit)  # by both tiers
 
 
 def test_canary_routes_a_distrusted_request_to_the_strong_tier(base, server, tmp_path):
