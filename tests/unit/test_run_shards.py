@@ -121,3 +121,18 @@ def test_engine_params_check_the_address():
     for bad in ("nonsense", "host:port", "host:0", "http://x/y:1"):
         with pytest.raises(ValueError):
             EngineParams(address=bad)
+
+
+def test_mine_names_a_bad_engine_flag(tmp_path, cli):
+    code, _, err = cli("mine", "--config", "configs/demo.yaml", "--out", tmp_path / "run", "--engine", "spark")
+    assert code == 2 and "--engine" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("mine", "--config", "configs/demo.yaml", "--out", tmp_path / "run", "--set",
+                       "engine.kind=spark")
+    assert code == 2 and "--set" in err and "engine.kind" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_engine_is_not_part_of_the_recorded_config():
+    from negmine.config import Config, effective_config
+
+    assert "engine" not in effective_config(Config(engine=EngineParams(kind="ray")))
