@@ -200,7 +200,7 @@ class KillingCrossEncode:
 
 
 def test_a_worker_killed_mid_stage_is_replaced_and_no_row_is_lost_or_doubled(both, ray_engine, tiny_models,
-                                                                             tmp_path, monkeypatch, caplog):
+                                                                             tmp_path, monkeypatch):
     from ray import cloudpickle
 
     import negmine.engine.ray as engine_ray
@@ -211,10 +211,10 @@ def test_a_worker_killed_mid_stage_is_replaced_and_no_row_is_lost_or_doubled(bot
     run = tmp_path / "run"
     shutil.copytree(both["local"], run, ignore=shutil.ignore_patterns("scores", ".*"))
     params = score_params(tiny_models[1]).model_copy(update={"batch_size": 8})  # (a new kernel in the workers)
-    with on(ray_engine), caplog.at_level("WARNING", logger="negmine"):
+    with on(ray_engine):
         res = run_score(run, params)
     assert Path(KillingCrossEncode.marker).exists(), "no worker was killed"
-    assert "worker died" in caplog.text
+    assert ray_engine._pool_ is not None and ray_engine._pool_.restarts >= 1  # a new actor replaced the dead one
     a, b = res.artifact.read(), Artifact.open(both["local"] / "scores").read()
     assert a.num_rows == b.num_rows and a.drop(["teacher_score"]).equals(b.drop(["teacher_score"]))
     np.testing.assert_allclose(a["teacher_score"].to_numpy(), b["teacher_score"].to_numpy(), rtol=1e-3, atol=1e-3)
