@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from negmine.calibrate.params import CalibrateParams
+from negmine.engine.params import EngineParams
 from negmine.errors import InputError
 from negmine.export.params import ExportParams
 from negmine.io.params import IngestParams
@@ -36,6 +37,7 @@ class Config(Params):
     export: ExportParams = ExportParams()
     relabel: RelabelParams = RelabelParams()
     calibrate: CalibrateParams = CalibrateParams()
+    engine: EngineParams = NoFP(EngineParams())  # where models run: never part of a fingerprint or a manifest
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -177,9 +179,11 @@ def _assign(data: dict[str, Any], path: list[str], value: Any) -> None:
 
 
 def load_config(path: str | os.PathLike | None = None, sets: list[str] | None = None,
-                flags: dict[str, dict[str, Any]] | None = None, base: dict[str, Any] | None = None) -> Config:
+                flags: dict[str, dict[str, Any]] | None = None, base: dict[str, Any] | None = None,
+                flag_names: dict[tuple[str, str], str] | None = None) -> Config:
     """Build the effective config. ``flags`` maps section → {key: value}; ``None`` values are ignored. ``base``
-    (a run's recorded config) replaces the defaults when no ``path`` is given."""
+    (a run's recorded config) replaces the defaults when no ``path`` is given. ``flag_names`` names the option of a
+    (section, key) whose option is not ``--key`` (e.g. ``--engine`` for engine.kind), for its error messages."""
     data: dict[str, Any] = {}
     where, lines = "<defaults>", None
     if path is None and base:
@@ -204,7 +208,7 @@ def load_config(path: str | os.PathLike | None = None, sets: list[str] | None = 
         for k, v in values.items():
             if v is not None:
                 _assign(data, [section, k], v)
-                given[(section, k)] = "--" + k.replace("_", "-")
+                given[(section, k)] = (flag_names or {}).get((section, k)) or "--" + k.replace("_", "-")
     try:
         return Config.model_validate(data)
     except ValidationError as e:
@@ -216,5 +220,7 @@ def load_config(path: str | os.PathLike | None = None, sets: list[str] | None = 
 
 
 def effective_config(cfg: Config) -> dict[str, Any]:
-    """The config as written into manifests (no secrets: keys live only in environment variables)."""
-    return cfg.model_dump(mode="json")
+    """The config as written into manifests (no secrets: keys live only in environment variables). The engine is
+    left out: an artifact is the same whichever engine built it, and a later command on the run does not inherit
+    it."""
+    return cfg.model_dump(mode="json", exclude={"engine"})

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from negmine.config import Config, effective_config
+from negmine.engine import use_engine
 from negmine.errors import InputError
 
 log = logging.getLogger("negmine")
@@ -87,6 +88,12 @@ def run_mine(cfg: Config, run_dir: str | Path | None = None) -> MineResult:
     config = effective_config(cfg)
     out = MineResult(rd)
     n = len(STAGES)
+    with use_engine(cfg.engine):  # one engine (one Ray connection, its worker pools) for every stage
+        _run_stages(cfg, rd, config, out, n)
+    return out
+
+
+def _run_stages(cfg: Config, rd: Path, config: dict[str, Any], out: MineResult, n: int) -> None:
     for i, stage in enumerate(STAGES, 1):
         t0 = time.time()
         res = run_stage(cfg, stage.name, rd)
@@ -100,7 +107,6 @@ def run_mine(cfg: Config, run_dir: str | Path | None = None) -> MineResult:
         out.stages.append(StageRun(stage.name, skipped, secs, res))
         if stage.name == "export":
             out.export_path = Path(res.path)  # export.out, default RUN/export/<format>.parquet | .jsonl
-    return out
 
 
 def summary_text(res: MineResult) -> str:

@@ -12,16 +12,27 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (sections: in
                          "export, relabel).", dir_okay=False)
 SetOpt = typer.Option(None, "--set", help="Override a config key, e.g. --set select.max_pos_sim=0.6 (repeatable).")
 RunArg = typer.Argument(..., help="Run directory (holds one sub-directory per stage).")
+EngineOpt = typer.Option(None, "--engine", help="Where models run: local | ray (config engine.kind) [local].")
+EngineAddressOpt = typer.Option(None, "--engine-address", help="Ray cluster address, host:port or ray://host:port "
+                                "(config engine.address) [$RAY_ADDRESS, else a local cluster].")
+# the options of the engine section whose names are not --KEY
+ENGINE_FLAGS = {("engine", "kind"): "--engine", ("engine", "address"): "--engine-address"}
 
 
-def resolve(config: Path | None, sets: list[str] | None, section: str, run: Path | None = None, **flags: Any):
+def engine_flags(engine: str | None, address: str | None) -> dict[str, Any]:
+    return {"kind": engine, "address": address}
+
+
+def resolve(config: Path | None, sets: list[str] | None, section: str, run: Path | None = None,
+            engine: dict[str, Any] | None = None, **flags: Any):
     """Effective config: defaults < YAML < --set < explicit flags (None = not given). On a run directory without
     ``--config``, the run's recorded config (the last manifest holding one) replaces the defaults, and the values of
     ``section`` that the flags and ``--set`` change are logged."""
     from negmine.config import load_config
 
     recorded = recorded_config(run) if run is not None and config is None else None
-    cfg = load_config(config, sets or [], {section: flags}, base=recorded[1] if recorded else None)
+    given = {section: flags} | ({"engine": engine} if engine else {})
+    cfg = load_config(config, sets or [], given, base=recorded[1] if recorded else None, flag_names=ENGINE_FLAGS)
     problems = getattr(getattr(cfg, section), "problems", None)
     if recorded is not None and not (problems and problems()):  # (bad input stays one line: the stage says it)
         _say_changes(section, recorded, cfg)

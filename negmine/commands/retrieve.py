@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from negmine.commands.common import ConfigOpt, RunArg, SetOpt
+from negmine.commands.common import ConfigOpt, EngineAddressOpt, EngineOpt, RunArg, SetOpt
 from negmine.commands.options import Flag, stage_options
 from negmine.retrieve.params import RetrieveParams
 
@@ -16,6 +16,8 @@ from negmine.retrieve.params import RetrieveParams
                "query_prompt", "doc_prompt", "max_seq_length", "batch_size", "device", "shard_queries")
 def retrieve(
     run: Path = RunArg,
+    engine: str | None = EngineOpt,
+    engine_address: str | None = EngineAddressOpt,
     config: Path | None = ConfigOpt,
     set_: list[str] | None = SetOpt,
     *,
@@ -28,11 +30,13 @@ def retrieve(
 
     Example: negmine retrieve runs/scifact --method hybrid --depth 200
     """
-    from negmine.commands.common import resolve
+    from negmine.commands.common import engine_flags, resolve
+    from negmine.engine import use_engine
     from negmine.retrieve.stage import run_retrieve
 
-    cfg = resolve(config, set_, "retrieve", run=run, **flags)
-    res = run_retrieve(run, cfg.retrieve)
+    cfg = resolve(config, set_, "retrieve", run=run, engine=engine_flags(engine, engine_address), **flags)
+    with use_engine(cfg.engine):
+        res = run_retrieve(run, cfg.retrieve)
     typer.echo(str(res.artifact.path))
 
 

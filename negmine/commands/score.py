@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from negmine.commands.common import ConfigOpt, RunArg, SetOpt
+from negmine.commands.common import ConfigOpt, EngineAddressOpt, EngineOpt, RunArg, SetOpt
 from negmine.commands.options import Flag, help_text, stage_options
 from negmine.score.params import ScoreParams
 
@@ -21,6 +21,8 @@ def score(
     model: str | None = typer.Option(None, "--model", "-m", help=help_text(ScoreParams.model_fields["model"])),
     dry_run: bool = typer.Option(False, "--dry-run", help="LLM teacher: print calls, estimated tokens and cost; "
                                  "send nothing."),
+    engine: str | None = EngineOpt,
+    engine_address: str | None = EngineAddressOpt,
     config: Path | None = ConfigOpt,
     set_: list[str] | None = SetOpt,
     *,
@@ -38,9 +40,10 @@ def score(
       negmine score runs/small --teacher llm --model gpt-4o-mini --dry-run    # calls, tokens, cost
       negmine score runs/small --teacher llm --budget-usd 2
     """
-    from negmine.commands.common import resolve
+    from negmine.commands.common import engine_flags, resolve
+    from negmine.engine import use_engine
 
-    cfg = resolve(config, set_, "score", run=run, **flags)
+    cfg = resolve(config, set_, "score", run=run, engine=engine_flags(engine, engine_address), **flags)
     params = cfg.score
     if model is not None:
         if params.teacher == "llm":
@@ -57,7 +60,8 @@ def score(
         return
     from negmine.score.stage import run_score
 
-    res = run_score(run, params)
+    with use_engine(cfg.engine):
+        res = run_score(run, params)
     typer.echo(str(res.artifact.path))
 
 

@@ -26,7 +26,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -463,6 +463,7 @@ class StageWriter:
     _started: float = field(init=False, default=0.0)
     _started_iso: str = field(init=False, default="")
     _resumed: set[tuple[str, int]] = field(init=False, default_factory=set)
+    _begun: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -556,6 +557,7 @@ class StageWriter:
         self._keep_intact_shards()
         done = [(t, i) for t in self.schemas for i in self._existing_shards(t)]
         self._resumed = set(done)
+        self._begun = True
         _ACTIVE[self.staging] = self
         if done:
             log.info("%s: resuming, %d finished shard(s) kept", self.stage, len(done))
@@ -592,6 +594,14 @@ class StageWriter:
             except (IndexError, ValueError):
                 continue
         return sorted(out)
+
+    @property
+    def begun(self) -> bool:
+        return self._begun
+
+    def has_shards(self, index: int, tables: Sequence[str] | None = None) -> bool:
+        """Whether shard ``index`` of every table (or of ``tables``) is finished in the staging directory."""
+        return all(self.has_shard(t, index) for t in (self.schemas if tables is None else tables))
 
     def has_shard(self, table: str, index: int) -> bool:
         return (self._table_dir(table, self.staging) / shard_name(index)).is_file()
@@ -697,6 +707,72 @@ class StageWriter:
         shutil.rmtree(self.staging, ignore_errors=True)
         _ACTIVE.pop(self.staging, None)
         release_lock(self.lock_path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the shard loop: one function for every stage (docs/ARCHITECTURE.md, "The shard loop and the engine seam")
+
+Tables = Mapping[str, pa.Table]
+# what a stage is told about each shard, in shard order: (index, unit, its tables, resumed). ``tables`` is None
+# for a resumed shard unless run_shards was asked to read them back (``read_resumed``)
+OnShard = Callable[[int, Any, "Tables | None", bool], None]
+
+
+def _shard_plan(writer: StageWriter, units: Iterable[tuple[int, Any]],
+                tables: Sequence[str] | None) -> Iterator[tuple[int, Any, bool]]:
+    for index, unit in units:
+        yield index, unit, writer.has_shards(index, tables)
+
+
+def _finished(writer: StageWriter, index: int, unit: Any, data: Tables | None, resumed: bool,
+              tables: Sequence[str] | None, read_resumed: bool, on_shard: OnShard | None) -> None:
+    if not resumed:
+        assert data is not None
+        for t, table in data.items():
+            writer.write_shard(t, index, table)
+    elif read_resumed:
+        data = {t: writer.read_shard(t, index) for t in (writer.schemas if tables is None else tables)}
+    if on_shard is not None:
+        on_shard(index, unit, data, resumed)
+
+
+def run_shards(writer: StageWriter, units: Iterable[tuple[int, Any]], compute: Callable[[int, Any], Tables], *,
+               tables: Sequence[str] | None = None, on_shard: OnShard | None = None, read_resumed: bool = False,
+               executor: Any = None) -> None:
+    """The shard loop of every stage: begin the writer (unless the stage already did), then for each
+    ``(index, unit)`` in order either keep the shard a killed run finished (resume) or ``compute`` its tables and
+    write them atomically; ``on_shard`` hears about every shard in order (stats, progress lines).
+
+    ``compute`` runs through ``executor`` (default: the current engine, :func:`negmine.engine.current`), whose
+    ``map_shards(compute, pending)`` yields ``(index, unit, tables)`` in the order given. The local engine computes
+    in this process; an engine that computes elsewhere changes only its executor, never a stage. An ``InputError``
+    discards the staging directory (bad input: nothing worth resuming); any other failure keeps the finished
+    shards for the re-run."""
+    if executor is None:
+        from negmine.engine import current
+
+        executor = current()
+    if not writer.begun:
+        writer.begin()
+    plan = _shard_plan(writer, units, tables)
+    try:
+        for index, unit, data, resumed in executor.map_shards(compute, plan):
+            _finished(writer, index, unit, data, resumed, tables, read_resumed, on_shard)
+    except InputError:
+        writer.discard()
+        raise
+
+
+async def arun_shards(writer: StageWriter, units: Iterable[tuple[int, Any]],
+                      compute: Callable[[int, Any], Awaitable[Tables]], *, tables: Sequence[str] | None = None,
+                      on_shard: OnShard | None = None, read_resumed: bool = False) -> None:
+    """:func:`run_shards` for a stage whose shards are computed by a coroutine on the driver (the judge: its
+    requests are already concurrent). The caller decides what a failure discards."""
+    if not writer.begun:
+        writer.begin()
+    for index, unit, resumed in _shard_plan(writer, units, tables):
+        data = None if resumed else await compute(index, unit)
+        _finished(writer, index, unit, data, resumed, tables, read_resumed, on_shard)
 
 
 @dataclass

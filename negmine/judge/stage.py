@@ -33,6 +33,7 @@ from negmine.io.store import (
     Artifact,
     StageResult,
     StageWriter,
+    arun_shards,
     check_inputs,
     write_json_atomic,
     write_parquet_atomic,
@@ -470,9 +471,7 @@ def run_relabel(run_dir: str | Path, params: RelabelParams, *, progress: bool = 
         bar = tqdm(total=None, desc="relabel", unit="judgment", disable=None if progress else True)
         judge = Judge(client, params, tok, progress=bar)
         try:
-            for i, qids in enumerate(shards):
-                if all(writer.has_shard(t, i) for t in TABLES):
-                    continue  # finished before an interruption
+            async def compute(i: int, qids: list[str]) -> dict[str, Any]:
                 tables = await judge_shard(judge, inp, qids, params)
                 write_json_atomic(spent_file, {"spent_usd": spent_before + client.spent})
                 if client.budget_hit:
@@ -482,8 +481,9 @@ def run_relabel(run_dir: str | Path, params: RelabelParams, *, progress: bool = 
                         f"{i}/{len(shards)} finished, answers cached in {cache.path}, partial audit in "
                         f"{run_dir / PARTIAL_AUDIT}; re-run to continue", "--budget-usd")
                 _check_unjudged(tables["audit"], i, len(shards), params, client)
-                for t, table in tables.items():
-                    writer.write_shard(t, i, table)
+                return tables
+
+            await arun_shards(writer, enumerate(shards), compute, tables=list(TABLES))
         finally:
             bar.close()
             await client.aclose()

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from negmine.encode.embed import encode_texts
+from negmine import engine
 from negmine.retrieve.params import RetrieverConfig
 from negmine.retrieve.ranking import sort_hits
 
@@ -77,8 +77,15 @@ class FaissSearch:
     cpu: Any
     accel: Any | None = None
     k_limit: int = GPU_K_LIMIT
+    gpu_ok: bool = False  # the index type has a GPU implementation (an engine's workers may copy it to theirs)
 
     def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (indices, scores) of each query vector, sorted (``sort_hits``)."""
+        return sort_hits(*self.raw_search(xq, k), drop_nonpositive=False)
+
+    def raw_search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """faiss's (indices, scores) as it returns them (rows are independent: any split of ``xq`` gives the same
+        rows, which is what lets the Ray engine search query blocks on its workers)."""
         from negmine.progress import tqdm
 
         k = min(k, self.cpu.ntotal)
@@ -91,7 +98,7 @@ class FaissSearch:
         for s in tqdm(range(0, len(xq), SEARCH_BATCH), desc="faiss search", unit="batch", disable=None,
                       leave=False):
             scores[s:s + SEARCH_BATCH], idx[s:s + SEARCH_BATCH] = index.search(xq[s:s + SEARCH_BATCH], k)
-        return sort_hits(idx, scores, drop_nonpositive=False)
+        return idx, scores
 
 
 class DenseSearcher:
@@ -102,17 +109,17 @@ class DenseSearcher:
                  device: str | None = None, use_gpu: bool = True):
         self.cfg, self.batch_size, self.device = cfg, batch_size, device
         self.n_docs = len(doc_texts)
-        vecs = encode_texts(doc_texts, model=cfg.model, kind="doc", prompt=cfg.doc_prompt,
+        vecs = engine.encode(doc_texts, model=cfg.model, kind="doc", prompt=cfg.doc_prompt,
                             prompt_name=cfg.doc_prompt_name, max_seq_length=cfg.max_seq_length,
                             batch_size=batch_size, device=device, normalize=cfg.normalize, desc="corpus")
         cpu = build_index(vecs, cfg)
-        self.faiss = FaissSearch(cpu, to_gpu(cpu, cfg) if use_gpu else None)
+        self.faiss = FaissSearch(cpu, to_gpu(cpu, cfg) if use_gpu else None, gpu_ok=use_gpu and cfg.index != "hnsw")
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         c = self.cfg
-        return encode_texts(queries, model=c.model, kind="query", prompt=c.query_prompt,
+        return engine.encode(queries, model=c.model, kind="query", prompt=c.query_prompt,
                             prompt_name=c.query_prompt_name, max_seq_length=c.max_seq_length,
                             batch_size=self.batch_size, device=self.device, normalize=c.normalize, desc="queries")
 
     def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.faiss.search(self.encode_queries(queries), k)
+        return engine.search(self.faiss, self.encode_queries(queries), k)

@@ -22,7 +22,7 @@ import pyarrow as pa
 from negmine.errors import InputError
 from negmine.io import schemas
 from negmine.io.corpus import Corpus
-from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs
+from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs, run_shards
 from negmine.retrieve.params import RetrieveParams, RetrieverConfig
 from negmine.retrieve.ranking import rank_of
 
@@ -164,41 +164,40 @@ def run_retrieve(run_dir: str | Path, params: RetrieveParams) -> StageResult:
     labels = [r.label for r in retrievers]
     out_name = labels[0] if len(retrievers) == 1 else "hybrid"
 
-    writer.begin()
     searchers: dict[str, Any] = {}
     timings: dict[str, float] = {}
     step = params.shard_queries
     n_shards = (len(qids_all) + step - 1) // step
-    try:
-        for shard, start in enumerate(range(0, len(qids_all), step)):
-            if writer.has_shard("candidates", shard) and writer.has_shard("positive_ranks", shard):
-                continue
-            qids, qtexts = qids_all[start:start + step], qtexts_all[start:start + step]
-            runs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-            for cfg in retrievers:
-                if cfg.label not in searchers:
-                    searchers[cfg.label] = open_searcher(cfg, corpus, params)
-                t1 = time.time()
-                runs[cfg.label] = searchers[cfg.label].search(qtexts, cfg.depth)
-                timings[f"search_{cfg.label}"] = round(timings.get(f"search_{cfg.label}", 0.0) + time.time() - t1, 3)
-            if len(retrievers) == 1:
-                idx, scores = runs[labels[0]]
-                table = candidates_table(qids, corpus.ids, idx, scores, out_name)
-            else:
-                from negmine.retrieve.fusion import found_labels, fuse
 
-                idx, scores, found = fuse(list(runs.values()), depth, params.fusion, params.rrf_k,
-                                          [r.weight for r in retrievers])
-                table = candidates_table(qids, corpus.ids, idx, scores, out_name,
-                                         found_labels(found[idx >= 0], labels))
-            writer.write_shard("positive_ranks", shard,
-                               positive_ranks_table(qids, positives, corpus, idx, {k: v[0] for k, v in runs.items()}))
-            writer.write_shard("candidates", shard, table)
-            log.info("retrieve: shard %d/%d done (%d queries, %d candidates)", shard + 1, n_shards, len(qids),
-                     table.num_rows)
-    except InputError:
-        writer.discard()
-        raise
+    def compute(shard: int, start: int) -> dict[str, pa.Table]:
+        qids, qtexts = qids_all[start:start + step], qtexts_all[start:start + step]
+        runs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for cfg in retrievers:
+            if cfg.label not in searchers:
+                searchers[cfg.label] = open_searcher(cfg, corpus, params)
+            t1 = time.time()
+            runs[cfg.label] = searchers[cfg.label].search(qtexts, cfg.depth)
+            timings[f"search_{cfg.label}"] = round(timings.get(f"search_{cfg.label}", 0.0) + time.time() - t1, 3)
+        if len(retrievers) == 1:
+            idx, scores = runs[labels[0]]
+            table = candidates_table(qids, corpus.ids, idx, scores, out_name)
+        else:
+            from negmine.retrieve.fusion import found_labels, fuse
+
+            idx, scores, found = fuse(list(runs.values()), depth, params.fusion, params.rrf_k,
+                                      [r.weight for r in retrievers])
+            table = candidates_table(qids, corpus.ids, idx, scores, out_name,
+                                     found_labels(found[idx >= 0], labels))
+        return {"positive_ranks": positive_ranks_table(qids, positives, corpus, idx,
+                                                       {k: v[0] for k, v in runs.items()}),
+                "candidates": table}
+
+    def shard_done(shard: int, start: int, tables: Any, resumed: bool) -> None:
+        if not resumed:
+            log.info("retrieve: shard %d/%d done (%d queries, %d candidates)", shard + 1, n_shards,
+                     len(qids_all[start:start + step]), tables["candidates"].num_rows)
+
+    run_shards(writer, enumerate(range(0, len(qids_all), step)), compute, on_shard=shard_done)
     ranks = pa.concat_tables([writer.read_shard("positive_ranks", i) for i in range(n_shards)])
     stats = {"queries": len(qids_all), "docs": len(corpus), "depth": depth, "retrievers": labels,
              "shards": n_shards} | positive_stats(ranks, labels, depth)

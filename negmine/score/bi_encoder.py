@@ -1,6 +1,6 @@
 """Bi-encoder teacher: cosine similarity of L2-normalised sentence-transformers embeddings.
 
-Embeddings go through :func:`negmine.encode.embed.encode_texts` and its persistent cache, so when the teacher is
+Embeddings go through :func:`negmine.encode.embed.encode_texts` (on the current engine) and its persistent cache, so when the teacher is
 the retriever's dense model (same prompts and max_seq_length) every text is already cached and nothing is encoded
 twice. Cosine of normalised vectors is what sentence-transformers' ``mine_hard_negatives`` scores with as well.
 """
@@ -33,15 +33,15 @@ class BiEncoderTeacher:
 
     def score(self, queries: Sequence[str], docs: Sequence[str], qi: np.ndarray, di: np.ndarray) -> np.ndarray:
         """Scores of the pairs ``(queries[qi[r]], docs[di[r]])``; ``queries`` and ``docs`` are distinct texts."""
-        from negmine.encode.embed import encode_texts
+        from negmine.engine import encode
 
         p = self.params
         if len(qi) == 0:
             return np.empty(0, dtype=np.float32)
         common: dict[str, Any] = {"model": p.model, "max_seq_length": p.max_seq_length, "batch_size": p.batch_size,
                   "device": p.device, "normalize": p.normalize, "use_cache": True}
-        qv = encode_texts(list(queries), kind="query", prompt=p.query_prompt, prompt_name=p.query_prompt_name,
+        qv = encode(list(queries), kind="query", prompt=p.query_prompt, prompt_name=p.query_prompt_name,
                           desc="teacher queries", **common)
-        dv = encode_texts(list(docs), kind="doc", prompt=p.doc_prompt, prompt_name=p.doc_prompt_name,
+        dv = encode(list(docs), kind="doc", prompt=p.doc_prompt, prompt_name=p.doc_prompt_name,
                           desc="teacher docs", **common)
         return rowwise_dot(qv, dv, qi, di)

@@ -47,37 +47,79 @@ def activation_fn(name: str) -> Any:
     return {"default": None, "none": torch.nn.Identity(), "sigmoid": torch.nn.Sigmoid()}[name]
 
 
+def num_labels(name: str) -> int | None:
+    """The output labels a local model directory's config declares (None: a hub id, known only once loaded)."""
+    from negmine.models import resolve_model
+
+    cfg = Path(resolve_model(name)) / "config.json"
+    try:
+        conf = json.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if conf.get("num_labels") is not None:
+        return int(conf["num_labels"])
+    return len(conf["id2label"]) if conf.get("id2label") else 2  # transformers' default head has two labels
+
+
+def load_teacher_model(name: str, device: str | None, max_length: int | None) -> Any:
+    """The cross-encoder ``name`` on ``device``, checked to be a single-logit classifier (InputError if not)."""
+    from negmine.encode.models import load_cross_encoder
+
+    check_classifier(name)
+    m = load_cross_encoder(name, device, max_length)
+    if m.num_labels != 1:
+        raise InputError(f"cross-encoder '{name}' has {m.num_labels} output labels; a teacher needs a single "
+                         "relevance logit", "--model")
+    return m
+
+
+def predict_pairs(pairs: Sequence[tuple[str, str]], *, model: str, device: str | None, max_length: int | None,
+                  batch_size: int, activation: str) -> np.ndarray:
+    """Scores of ``(query, document)`` pairs in this process (the local engine; a Ray worker calls it on its
+    batches)."""
+    from negmine.progress import tqdm
+
+    out = np.empty(len(pairs), dtype=np.float32)
+    if not len(pairs):
+        return out
+    m = load_teacher_model(model, device, max_length)
+    act = activation_fn(activation)
+    with tqdm(total=len(pairs), desc="cross-encoder", unit="pair", disable=None) as bar:
+        for s in range(0, len(pairs), PAIR_BLOCK):
+            e = min(s + PAIR_BLOCK, len(pairs))
+            out[s:e] = m.predict(list(pairs[s:e]), batch_size=batch_size, activation_fn=act,
+                                 show_progress_bar=False, convert_to_numpy=True)
+            bar.update(e - s)
+    return out
+
+
 @dataclass
 class CrossEncoderTeacher:
     params: ScoreParams
-    _model: Any = field(default=None, init=False, repr=False)
+    _checked: bool = field(default=False, init=False, repr=False)
 
-    def model(self) -> Any:
-        if self._model is None:
-            from negmine.encode.models import load_cross_encoder
-
-            p = self.params
-            check_classifier(p.model)
-            m = load_cross_encoder(p.model, p.device, p.max_length)
-            if m.num_labels != 1:
-                raise InputError(f"cross-encoder '{p.model}' has {m.num_labels} output labels; a teacher needs a "
-                                 "single relevance logit", "--model")
-            self._model = m
-        return self._model
+    def check(self) -> None:
+        """Refuse a model that is not a single-logit classifier before any pair is scored: from its config when
+        it is a local directory (no load on the driver), else by loading it here."""
+        if self._checked:
+            return
+        p = self.params
+        check_classifier(p.model)
+        n = num_labels(p.model)
+        if n is None:
+            load_teacher_model(p.model, p.device, p.max_length)
+        elif n != 1:
+            raise InputError(f"cross-encoder '{p.model}' has {n} output labels; a teacher needs a single "
+                             "relevance logit", "--model")
+        self._checked = True
 
     def score(self, queries: Sequence[str], docs: Sequence[str], qi: np.ndarray, di: np.ndarray) -> np.ndarray:
-        from negmine.progress import tqdm
+        from negmine import engine
 
         if len(qi) == 0:
             return np.empty(0, dtype=np.float32)
-        model = self.model()
-        act = activation_fn(self.params.activation)
-        out = np.empty(len(qi), dtype=np.float32)
-        with tqdm(total=len(qi), desc="cross-encoder", unit="pair", disable=None) as bar:
-            for s in range(0, len(qi), PAIR_BLOCK):
-                e = min(s + PAIR_BLOCK, len(qi))
-                pairs = [(queries[q], docs[d]) for q, d in zip(qi[s:e], di[s:e], strict=False)]
-                out[s:e] = model.predict(pairs, batch_size=self.params.batch_size, activation_fn=act,
-                                         show_progress_bar=False, convert_to_numpy=True)
-                bar.update(e - s)
-        return out
+        self.check()
+        p = self.params
+        pairs = [(queries[q], docs[d]) for q, d in zip(qi, di, strict=False)]
+        return engine.cross_encode(pairs, model=p.model, device=p.device, max_length=p.max_length,
+                                   batch_size=p.batch_size, activation=p.activation)

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from negmine.errors import InputError
 from negmine.io import schemas
-from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs
+from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs, run_shards
 from negmine.retrieve.params import RetrieveParams, RetrieverConfig
 from negmine.score.bi_encoder import BiEncoderTeacher
 from negmine.score.cross_encoder import CrossEncoderTeacher
@@ -260,18 +260,22 @@ def run_score(run_dir: str | Path, params: ScoreParams) -> StageResult:
     writer.begin()
     inputs = _Inputs(ingest)
     stats = _Stats()
-    t_teacher = 0.0
+    timer = {"teacher": 0.0}
+
+    def compute(i: int, unit: tuple[list[str], pa.Table]) -> dict[str, pa.Table]:
+        group, cand = unit
+        rows = _shard_rows(group, cand, inputs)
+        t1 = time.time()
+        table = _score_shard(rows, inputs, teacher, cands.path)
+        timer["teacher"] += time.time() - t1
+        return {TABLE: table}
+
+    def shard_done(i: int, unit: tuple[list[str], pa.Table], tables: Any, resumed: bool) -> None:
+        stats.add(tables[TABLE], len(unit[0]))
+
     try:
-        for i, (group, cand) in enumerate(_groups(cands, inputs, params.shard_queries)):
-            if writer.has_shard(TABLE, i):
-                stats.add(writer.read_shard(TABLE, i), len(group))
-                continue
-            rows = _shard_rows(group, cand, inputs)
-            t1 = time.time()
-            table = _score_shard(rows, inputs, teacher, cands.path)
-            t_teacher += time.time() - t1
-            writer.write_shard(TABLE, i, table)
-            stats.add(table, len(group))
+        run_shards(writer, enumerate(_groups(cands, inputs, params.shard_queries)), compute, on_shard=shard_done,
+                   read_resumed=True)
         if isinstance(teacher, LLMTeacher):
             teacher.check_unscored(stats.unscored, stats.rows)
     except InputError:
@@ -280,6 +284,7 @@ def run_score(run_dir: str | Path, params: ScoreParams) -> StageResult:
     finally:
         if isinstance(teacher, LLMTeacher):
             teacher.close()
+    t_teacher = timer["teacher"]
     st = stats.as_dict() | {"teacher": params.teacher, "model": params.model}
     if isinstance(teacher, LLMTeacher):
         st |= {"model": teacher.tier.model, "llm": teacher.stats() | {"unscored": stats.unscored}}

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from negmine.errors import InputError
 from negmine.io import schemas
-from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs, hash_json
+from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs, hash_json, run_shards
 from negmine.progress import tqdm
 from negmine.select.core import select_rows, table_rows
 from negmine.select.dedup import Signature, duplicate_of, signature
@@ -548,15 +548,15 @@ def run_select(run_dir: str | Path, params: SelectParams | None = None) -> Stage
     summary = _Summary(params.num_negatives)
     n_queries = len(ingest.query_order)
     with tqdm(total=n_queries, desc="select", unit="q", disable=None) as bar:
-        for i, (qids, rows) in enumerate(_blocks(scores, ingest, params.shard_queries)):
-            if all(writer.has_shard(t, i) for t in TABLES):
-                tables = {t: writer.read_shard(t, i) for t in TABLES}
-            else:
-                tables = select_block(qids, rows, ingest, params, known_dups, pos_sim_spec, lexical, cal)
-                for t, data in tables.items():
-                    writer.write_shard(t, i, data)
+        def compute(i: int, block: tuple[list[str], Any]) -> dict[str, pa.Table]:
+            return select_block(block[0], block[1], ingest, params, known_dups, pos_sim_spec, lexical, cal)
+
+        def shard_done(i: int, block: tuple[list[str], Any], tables: Any, resumed: bool) -> None:
             summary.add(tables)
-            bar.update(len(qids))
+            bar.update(len(block[0]))
+
+        run_shards(writer, enumerate(_blocks(scores, ingest, params.shard_queries)), compute, on_shard=shard_done,
+                   read_resumed=True)
     stats = summary.as_dict()
     stats["duplicates_reused"] = known_dups is not None
     stats["max_pos_sim"] = params.max_pos_sim
