@@ -13,7 +13,7 @@ install: $(STAMP)
 # torch first, pinned: this machine holds a CPU build of 2.13.0 on disk; an unpinned torch pulls a CUDA build.
 $(STAMP): pyproject.toml
 	$(PIP) install --disable-pip-version-check -q "torch==2.13.0"
-	$(PIP) install --disable-pip-version-check -q -e ".[dev]"
+	$(PIP) install --disable-pip-version-check -q -e ".[dev,ray]"
 	@mkdir -p $(dir $@) && touch $@
 
 demo: install
