@@ -53,15 +53,26 @@ class CrossEncoderTeacher:
     _model: Any = field(default=None, init=False, repr=False)
 
     def model(self) -> Any:
+        """The torch CrossEncoder, or the runner of an exported backend (negmine/encode/backends.py)."""
         if self._model is None:
+            from negmine.encode.backends import load_runner, resolve_backend
             from negmine.encode.models import load_cross_encoder
+            from negmine.models import check_model
 
             p = self.params
+            check_model(p.model)
             check_classifier(p.model)
-            m = load_cross_encoder(p.model, p.device, p.max_length)
-            if m.num_labels != 1:
-                raise InputError(f"cross-encoder '{p.model}' has {m.num_labels} output labels; a teacher needs a "
+            backend = resolve_backend(p.encoder_backend, p.model, p.device, "cross")
+            if backend in ("torch", "torch-fp16"):
+                m = load_cross_encoder(p.model, p.device, p.max_length, fp16=backend == "torch-fp16")
+                labels = m.num_labels
+            else:
+                m = load_runner(p.model, backend, "cross", p.max_length)
+                labels = m.num_labels
+            if labels != 1:
+                raise InputError(f"cross-encoder '{p.model}' has {labels} output labels; a teacher needs a "
                                  "single relevance logit", "--model")
+            log.info("cross-encoder backend: %s", backend)
             self._model = m
         return self._model
 
@@ -71,13 +82,19 @@ class CrossEncoderTeacher:
         if len(qi) == 0:
             return np.empty(0, dtype=np.float32)
         model = self.model()
-        act = activation_fn(self.params.activation)
+        from negmine.encode.backends import ExportedModel
+
+        exported = isinstance(model, ExportedModel)
+        act = self.params.activation if exported else activation_fn(self.params.activation)
         out = np.empty(len(qi), dtype=np.float32)
         with tqdm(total=len(qi), desc="cross-encoder", unit="pair", disable=None) as bar:
             for s in range(0, len(qi), PAIR_BLOCK):
                 e = min(s + PAIR_BLOCK, len(qi))
                 pairs = [(queries[q], docs[d]) for q, d in zip(qi[s:e], di[s:e], strict=False)]
-                out[s:e] = model.predict(pairs, batch_size=self.params.batch_size, activation_fn=act,
-                                         show_progress_bar=False, convert_to_numpy=True)
+                if exported:
+                    out[s:e] = model.predict(pairs, batch_size=self.params.batch_size, activation=act)
+                else:
+                    out[s:e] = model.predict(pairs, batch_size=self.params.batch_size, activation_fn=act,
+                                             show_progress_bar=False, convert_to_numpy=True)
                 bar.update(e - s)
         return out
