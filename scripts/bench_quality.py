@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 K = 8
 MODEL = "all-MiniLM-L6-v2"
+BACKEND = "torch"  # the encoder backend of retrieve, score and select (--backend; negmine/encode/backends.py)
 
 # name → (candidate pool, select overrides). "dedup" variants are added for each (near-duplicate removal on/off).
 NEGMINE_CONFIGS: dict[str, tuple[str, dict]] = {
@@ -100,7 +101,9 @@ def build_pool(name: str, proto: Path, work: Path) -> Path:
 
     run = work / name
     sets = [f"input.path={proto}", "input.format=beir", "input.split=test", f"retrieve.model={MODEL}",
-            "score.teacher=bi-encoder", f"score.model={MODEL}", f"select.num_negatives={K}"]
+            "score.teacher=bi-encoder", f"score.model={MODEL}", f"select.num_negatives={K}",
+            f"retrieve.encoder_backend={BACKEND}", f"score.encoder_backend={BACKEND}",
+            f"select.encoder_backend={BACKEND}"]
     sets += [f"{k}={v}" for k, v in POOLS[name].items()]
     t = time.time()
     run_mine(load_config(None, sets), run)
@@ -116,9 +119,9 @@ def negmine_config(run: Path, overrides: dict, qrels):
 
     # every row states its rules: the document-similarity rule is off unless the row sets max_pos_sim; overrides
     # None = the product defaults untouched
-    params = (SelectParams(num_negatives=K, calibration="off") if overrides is None
+    params = (SelectParams(num_negatives=K, calibration="off", encoder_backend=BACKEND) if overrides is None
               else SelectParams.model_validate({"num_negatives": K, "max_pos_sim": None, "calibration": "off",
-                                                **overrides}))
+                                                "encoder_backend": BACKEND, **overrides}))
     t = time.time()
     run_select(run, params)
     secs = time.time() - t
@@ -344,7 +347,11 @@ def main() -> None:
                     help="one calibrated row per seed (none: skip calibration)")
     ap.add_argument("--calibration-set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="config overrides for the calibration rows, e.g. calibrate.queries=75")
+    ap.add_argument("--backend", default="torch", help="encoder backend of retrieve, score and select: torch (fp32, "
+                    "the reference) | auto | onnx | onnx-int8 | openvino | openvino-int8")
     args = ap.parse_args()
+    global BACKEND
+    BACKEND = args.backend
 
     from negmine.cli import setup_logging
     from negmine.report.eval import markdown_table
@@ -367,7 +374,7 @@ def main() -> None:
            "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}",
            "load_average_end": os.getloadavg(),
            "command": "python scripts/bench_quality.py " + " ".join(sys.argv[1:]),
-           "datasets": args.datasets, "protocols": protocols, "k": K, "model": MODEL,
+           "datasets": args.datasets, "protocols": protocols, "k": K, "model": MODEL, "backend": BACKEND,
            "wall_seconds": round(time.time() - t0, 1), "results": per_ds, "worse": worse, "tables": tables}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")

@@ -389,7 +389,7 @@ def run_calibrate(run_dir: str | Path, cfg, *, dry_run: bool = False, progress: 
     needs = needed_signals(features)
     spec = None
     if "pos_sim" in needs or sel.max_pos_sim is not None:
-        spec = embedding_spec(scores.params, sel.pos_sim_model)
+        spec = embedding_spec(scores.params, sel.pos_sim_model, sel.encoder_backend)
     lex_depth = max(params.lexical_depth, sel.max_lexical_rank or 0) if ("lex_rank" in needs or
                                                                           sel.max_lexical_rank) else None
     if sel.max_pos_sim == "auto":  # set explicitly next to a calibration: resolve it as select will

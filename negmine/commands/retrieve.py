@@ -12,7 +12,7 @@ from negmine.commands.options import Flag, stage_options
 from negmine.retrieve.params import RetrieveParams
 
 
-@stage_options(RetrieveParams, Flag("method", "--method", "-m"), "depth", "model", "backend", "index", "fusion",
+@stage_options(RetrieveParams, Flag("method", "--method", "-m"), "depth", "model", "encoder_backend", "backend", "index", "fusion",
                "query_prompt", "doc_prompt", "max_seq_length", "batch_size", "device", "shard_queries")
 def retrieve(
     run: Path = RunArg,

@@ -12,7 +12,7 @@ from negmine.commands.options import Flag, help_text, stage_options
 from negmine.score.params import ScoreParams
 
 
-@stage_options(ScoreParams, Flag("teacher", "--teacher", "-t"), "budget_usd", "batch_size", "device", "max_length",
+@stage_options(ScoreParams, Flag("teacher", "--teacher", "-t"), "encoder_backend", "budget_usd", "batch_size", "device", "max_length",
                "activation", "query_prompt", "query_prompt_name", "doc_prompt", "doc_prompt_name", "max_seq_length",
                "shard_queries")
 def score(

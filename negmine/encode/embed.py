@@ -4,7 +4,8 @@
 one stage or run is free for the next.
 
 Cache layout: ``cache_dir("embeddings")/<key>/`` where ``<key>`` hashes (model identity, model revision, kind,
-prompt / prompt_name, max_seq_length, normalize); ``key.json`` says what the key is. Rows are keyed by the
+prompt / prompt_name, max_seq_length, normalize, and for a backend other than torch fp32 the concrete backend, its
+quantisation and inference precision: vectors of different backends never mix); ``key.json`` says what the key is. Rows are keyed by the
 16-byte blake2b hash of the exact text given to the model. Each write adds one *chunk*:
 
 * ``chunk-<id>.f16.npy`` – float16 vectors ``(n, dim)``, read memory-mapped;
@@ -53,10 +54,16 @@ def model_identity(model: str) -> tuple[str, str]:
 
 
 def cache_key(model: str, kind: str, prompt: str | None, prompt_name: str | None,
-              max_seq_length: int | None, normalize: bool) -> dict[str, Any]:
+              max_seq_length: int | None, normalize: bool, backend: str = "torch") -> dict[str, Any]:
+    """``backend`` is a concrete backend (``negmine.encode.backends.resolve_backend``); torch fp32 adds nothing to
+    the key, so caches written before backends existed stay valid."""
+    from negmine.encode.backends import backend_identity
+
+    if backend == "auto":
+        raise ValueError("cache_key takes a concrete backend, not 'auto'")
     name, rev = model_identity(model)
     return {"model": name, "revision": rev, "kind": kind, "prompt": prompt, "prompt_name": prompt_name,
-            "max_seq_length": max_seq_length, "normalize": bool(normalize), "format": 1}
+            "max_seq_length": max_seq_length, "normalize": bool(normalize), "format": 1} | backend_identity(backend)
 
 
 def _finish(vectors: np.ndarray, normalize: bool) -> np.ndarray:
@@ -77,22 +84,27 @@ def _encode_fn(model: Any, kind: str):
 def encode_texts(texts: Sequence[str], *, model: str, kind: Literal["query", "doc"], prompt: str | None = None,
                  prompt_name: str | None = None, max_seq_length: int | None = None, batch_size: int = 64,
                  device: str | None = None, normalize: bool = True, use_cache: bool = True,
-                 desc: str | None = None) -> np.ndarray:
+                 desc: str | None = None, backend: str = "auto") -> np.ndarray:
     """Embed ``texts`` (queries, or documents already formatted with ``negmine.models.doc_text``).
 
     Returns float32 ``(n, dim)``, L2-normalised when ``normalize``. Cached rows are read back; only missing
     (distinct) texts are encoded, longest first, and appended to the cache in chunks of ``CHUNK_ROWS``. The model is
-    loaded only when something is missing, so a fully cached call costs no model load.
+    loaded only when something is missing, so a fully cached call costs no model load. ``backend``: see
+    :mod:`negmine.encode.backends` (``auto`` resolves once per process from the stored export and quality gate).
     """
+    from negmine.encode.backends import resolve_backend
+
     if kind not in ("query", "doc"):
         raise ValueError(f"kind must be 'query' or 'doc', not {kind!r}")
+    backend = resolve_backend(backend, model, device, "bi")
     n = len(texts)
     keys = text_keys(texts)
     cache = None
     found = np.zeros(n, dtype=bool)
     cached = None
     if use_cache and n:
-        cache = EmbeddingCache.for_key(cache_key(model, kind, prompt, prompt_name, max_seq_length, normalize))
+        cache = EmbeddingCache.for_key(cache_key(model, kind, prompt, prompt_name, max_seq_length, normalize,
+                                                   backend))
         found, cached = cache.lookup(keys)
     missing = np.nonzero(~found)[0]
     # distinct missing texts (a corpus may repeat a text): encode each once
@@ -106,7 +118,7 @@ def encode_texts(texts: Sequence[str], *, model: str, kind: Literal["query", "do
     if len(todo):
         new = _encode_missing([texts[i] for i in todo], uniq_keys, model=model, kind=kind, prompt=prompt,
                               prompt_name=prompt_name, max_seq_length=max_seq_length, batch_size=batch_size,
-                              device=device, normalize=normalize, cache=cache, desc=desc)
+                              device=device, normalize=normalize, cache=cache, desc=desc, backend=backend)
     dim = cached.shape[1] if cached is not None and len(cached) else new.shape[1]
     out = np.empty((n, dim), dtype=np.float32)
     if cached is not None and found.any():
@@ -118,12 +130,24 @@ def encode_texts(texts: Sequence[str], *, model: str, kind: Literal["query", "do
 
 def _encode_missing(texts: list[str], keys: np.ndarray, *, model: str, kind: str, prompt: str | None,
                     prompt_name: str | None, max_seq_length: int | None, batch_size: int, device: str | None,
-                    normalize: bool, cache: EmbeddingCache | None, desc: str | None) -> np.ndarray:
+                    normalize: bool, cache: EmbeddingCache | None, desc: str | None,
+                    backend: str = "torch") -> np.ndarray:
     from negmine.encode.models import load_bi_encoder
     from negmine.progress import tqdm
 
-    st = load_bi_encoder(model, device, max_seq_length)
-    encode = _encode_fn(st, kind)
+    if backend in ("torch", "torch-fp16"):
+        st = load_bi_encoder(model, device, max_seq_length, fp16=backend == "torch-fp16")
+        encode = _encode_fn(st, kind)
+    else:
+        from negmine.encode.backends import load_runner
+
+        runner = load_runner(model, backend, "bi", max_seq_length)
+        log.info("encoder: %s via %s", model, backend)
+
+        def encode(batch: list[str], *, prompt: str | None, prompt_name: str | None, batch_size: int,
+                   normalize_embeddings: bool, **_: Any) -> np.ndarray:
+            return runner.encode(batch, kind=kind, prompt=prompt, prompt_name=prompt_name, batch_size=batch_size,
+                                 normalize=normalize_embeddings)
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # longest first: least padding
     out: np.ndarray | None = None
     step = max(batch_size * 4, 1)

@@ -28,7 +28,7 @@ def pick_device(device: str | None = None) -> str:
 
 @functools.lru_cache(maxsize=4)
 def load_bi_encoder(name: str, device: str | None = None, max_seq_length: int | None = None,
-                    flag: str = "--model") -> Any:
+                    flag: str = "--model", fp16: bool = False) -> Any:
     resolved = _check_exists(name, flag)
     from sentence_transformers import SentenceTransformer
 
@@ -39,13 +39,15 @@ def load_bi_encoder(name: str, device: str | None = None, max_seq_length: int | 
         raise _not_found(name, flag, e) from None
     if max_seq_length:
         model.max_seq_length = max_seq_length
-    log.info("model: %s on %s", name, dev)
+    if fp16:
+        model.half()
+    log.info("model: %s on %s%s", name, dev, " (fp16)" if fp16 else "")
     return model
 
 
 @functools.lru_cache(maxsize=4)
 def load_cross_encoder(name: str, device: str | None = None, max_length: int | None = None,
-                       flag: str = "--model") -> Any:
+                       flag: str = "--model", fp16: bool = False) -> Any:
     resolved = _check_exists(name, flag)
     from sentence_transformers import CrossEncoder
 
@@ -57,5 +59,7 @@ def load_cross_encoder(name: str, device: str | None = None, max_length: int | N
         model = CrossEncoder(resolved, **kw)
     except (OSError, ValueError) as e:
         raise _not_found(name, flag, e) from None
-    log.info("cross-encoder: %s on %s", name, dev)
+    if fp16:
+        model.model.half()
+    log.info("cross-encoder: %s on %s%s", name, dev, " (fp16)" if fp16 else "")
     return model

@@ -43,11 +43,11 @@ class LocalEngine:
         return encode_texts(texts, **kw)
 
     def cross_encode(self, pairs: Sequence[tuple[str, str]], *, model: str, device: str | None,
-                     max_length: int | None, batch_size: int, activation: str) -> np.ndarray:
+                     max_length: int | None, batch_size: int, activation: str, backend: str = "torch") -> np.ndarray:
         from negmine.score.cross_encoder import predict_pairs
 
         return predict_pairs(pairs, model=model, device=device, max_length=max_length, batch_size=batch_size,
-                             activation=activation)
+                             activation=activation, backend=backend)
 
     def search(self, index: FaissSearch, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return index.search(xq, k)

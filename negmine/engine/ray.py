@@ -49,10 +49,15 @@ class EncodeKernel:
     caches it and finishes it like a cached read)."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
+        from negmine.encode.backends import load_runner
         from negmine.encode.models import load_bi_encoder
 
         self.spec = spec
-        load_bi_encoder(spec["model"], spec["device"], spec["max_seq_length"])  # load now, not in the first call
+        backend = spec.get("backend", "torch")  # concrete: resolved on the driver
+        if backend in ("torch", "torch-fp16"):  # load now, not in the first call
+            load_bi_encoder(spec["model"], spec["device"], spec["max_seq_length"])
+        else:
+            load_runner(spec["model"], backend, "bi", spec["max_seq_length"])
 
     def __call__(self, block: dict[str, Any]) -> np.ndarray:
         from negmine.encode.embed import _encode_missing
@@ -68,7 +73,7 @@ class CrossEncodeKernel:
         from negmine.score.cross_encoder import load_teacher_model
 
         self.spec = spec
-        load_teacher_model(spec["model"], spec["device"], spec["max_length"])
+        load_teacher_model(spec["model"], spec["device"], spec["max_length"], spec.get("backend", "torch"))
 
     def __call__(self, block: dict[str, Any]) -> np.ndarray:
         from negmine.score.cross_encoder import predict_pairs
@@ -282,19 +287,22 @@ class RayEngine(LocalEngine):
     def encode(self, texts: Sequence[str], *, model: str, kind: str, prompt: str | None = None,  # type: ignore[override]
                prompt_name: str | None = None, max_seq_length: int | None = None, batch_size: int = 64,
                device: str | None = None, normalize: bool = True, use_cache: bool = True,
-               desc: str | None = None) -> np.ndarray:
+               desc: str | None = None, backend: str = "auto") -> np.ndarray:
         """Texts the embedding cache does not hold are embedded on the workers and appended to the cache here;
         then :func:`encode_texts` reads every row from the cache: the same vectors a local run returns."""
+        from negmine.encode.backends import resolve_backend
         from negmine.encode.cache import EmbeddingCache, text_keys
         from negmine.encode.embed import CHUNK_ROWS, COUNTERS, cache_key, encode_texts
 
-        model_spec = {"model": model, "device": device, "max_seq_length": max_seq_length}
+        backend = resolve_backend(backend, model, device, "bi")  # on the driver: every worker runs the same one
+        model_spec = {"model": model, "device": device, "max_seq_length": max_seq_length, "backend": backend}
         call = {"kind": kind, "prompt": prompt, "prompt_name": prompt_name, "batch_size": batch_size,
                 "normalize": normalize}
         kw: dict[str, Any] = model_spec | call
         if not use_cache or not len(texts):
             return encode_texts(texts, use_cache=use_cache, desc=desc, **kw)  # (nothing to keep the rows in)
-        cache = EmbeddingCache.for_key(cache_key(model, kind, prompt, prompt_name, max_seq_length, normalize))
+        cache = EmbeddingCache.for_key(cache_key(model, kind, prompt, prompt_name, max_seq_length, normalize,
+                                                   backend))
         keys = text_keys(texts)
         found, _ = cache.lookup(keys)
         missing = np.nonzero(~found)[0]
@@ -321,12 +329,14 @@ class RayEngine(LocalEngine):
         return encode_texts(texts, desc=desc, **kw)
 
     def cross_encode(self, pairs: Sequence[tuple[str, str]], *, model: str, device: str | None,
-                     max_length: int | None, batch_size: int, activation: str) -> np.ndarray:
+                     max_length: int | None, batch_size: int, activation: str, backend: str = "torch") -> np.ndarray:
+        from negmine.encode.backends import resolve_backend
+
         out = np.empty(len(pairs), dtype=np.float32)
         if not len(pairs):
             return out
         spec = {"model": model, "device": device, "max_length": max_length, "batch_size": batch_size,
-                "activation": activation}
+                "activation": activation, "backend": resolve_backend(backend, model, device, "cross")}
         spans = self._blocks(len(pairs))
         blocks = [{"query": [q for q, _ in pairs[s:e]], "doc": [d for _, d in pairs[s:e]]} for s, e in spans]
         for b, scores in self._map("cross-encode", spec, blocks):

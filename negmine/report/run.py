@@ -175,7 +175,8 @@ def scores_pos_sim(run_dir: Path, scores: pa.Table, select_params: dict[str, Any
     group = np.fromiter((index[q] for q in qids), dtype=np.int64, count=len(qids))
     doc_ids = scores["doc_id"].to_pylist()
     is_pos = pc.fill_null(scores["is_positive"], False).to_numpy(zero_copy_only=False)
-    spec = embedding_spec(score_params, select_params.get("pos_sim_model"))
+    spec = embedding_spec(score_params, select_params.get("pos_sim_model"),
+                          select_params.get("encoder_backend", "auto"))
     return {"pos_sim": block_pos_sim(corpus_texts(ingest, set(doc_ids)), doc_ids, group, is_pos, spec)}
 
 

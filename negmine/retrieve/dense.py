@@ -111,7 +111,8 @@ class DenseSearcher:
         self.n_docs = len(doc_texts)
         vecs = engine.encode(doc_texts, model=cfg.model, kind="doc", prompt=cfg.doc_prompt,
                             prompt_name=cfg.doc_prompt_name, max_seq_length=cfg.max_seq_length,
-                            batch_size=batch_size, device=device, normalize=cfg.normalize, desc="corpus")
+                            batch_size=batch_size, device=device, normalize=cfg.normalize, desc="corpus",
+                            backend=cfg.encoder_backend)
         cpu = build_index(vecs, cfg)
         self.faiss = FaissSearch(cpu, to_gpu(cpu, cfg) if use_gpu else None, gpu_ok=use_gpu and cfg.index != "hnsw")
 
@@ -119,7 +120,8 @@ class DenseSearcher:
         c = self.cfg
         return engine.encode(queries, model=c.model, kind="query", prompt=c.query_prompt,
                             prompt_name=c.query_prompt_name, max_seq_length=c.max_seq_length,
-                            batch_size=self.batch_size, device=self.device, normalize=c.normalize, desc="queries")
+                            batch_size=self.batch_size, device=self.device, normalize=c.normalize, desc="queries",
+                            backend=c.encoder_backend)
 
     def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         return engine.search(self.faiss, self.encode_queries(queries), k)

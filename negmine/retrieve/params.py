@@ -14,16 +14,24 @@ The top-level keys configure one retriever (``method: bm25 | dense``) or the two
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from negmine.params_base import BatchSize, Device, Params, ShardQueries
+from negmine.params_base import BatchSize, Device, Params, ShardQueries, one_of
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+# encoder runtimes (negmine/encode/backends.py); the same key in retrieve, score and select
+ENCODER_BACKENDS = ("auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
+ENCODER_BACKEND_HELP = ("Encoder runtime: " + " | ".join(ENCODER_BACKENDS) + " [auto: on CPU the fastest exported "
+                        "backend that passed the quality gate vs torch fp32 (OpenVINO here), torch fp16 on CUDA].")
+
+
+def EncoderBackend() -> Any:  # noqa: N802 - reads like Field
+    return Field("auto", description=ENCODER_BACKEND_HELP)
 
 BM25_KEYS = ("backend", "bm25_method", "k1", "b", "delta", "stopwords", "stemmer")
-DENSE_KEYS = ("model", "query_prompt", "query_prompt_name", "doc_prompt", "doc_prompt_name", "max_seq_length",
+DENSE_KEYS = ("model", "encoder_backend", "query_prompt", "query_prompt_name", "doc_prompt", "doc_prompt_name", "max_seq_length",
               "normalize", "index", "ivf_nlist", "ivf_nprobe", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search")
 
 
@@ -45,6 +53,7 @@ class RetrieverConfig(Params):
     # -- dense --------------------------------------------------------------------------------------------------
     model: str = Field(DEFAULT_MODEL, description="Dense model: sentence-transformers name or local path "
                        f"[{DEFAULT_MODEL}, packaged].")
+    encoder_backend: Annotated[str, one_of(ENCODER_BACKENDS)] = EncoderBackend()
     query_prompt: str | None = Field(None, description="Text put before each query (e.g. 'query: ').")
     query_prompt_name: str | None = None
     doc_prompt: str | None = Field(None, description="Text put before each document.")

@@ -39,7 +39,7 @@ class BiEncoderTeacher:
         if len(qi) == 0:
             return np.empty(0, dtype=np.float32)
         common: dict[str, Any] = {"model": p.model, "max_seq_length": p.max_seq_length, "batch_size": p.batch_size,
-                  "device": p.device, "normalize": p.normalize, "use_cache": True}
+                  "device": p.device, "normalize": p.normalize, "use_cache": True, "backend": p.encoder_backend}
         qv = encode(list(queries), kind="query", prompt=p.query_prompt, prompt_name=p.query_prompt_name,
                           desc="teacher queries", **common)
         dv = encode(list(docs), kind="doc", prompt=p.doc_prompt, prompt_name=p.doc_prompt_name,

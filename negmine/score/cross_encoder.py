@@ -61,34 +61,46 @@ def num_labels(name: str) -> int | None:
     return len(conf["id2label"]) if conf.get("id2label") else 2  # transformers' default head has two labels
 
 
-def load_teacher_model(name: str, device: str | None, max_length: int | None) -> Any:
-    """The cross-encoder ``name`` on ``device``, checked to be a single-logit classifier (InputError if not)."""
+def load_teacher_model(name: str, device: str | None, max_length: int | None, backend: str = "torch") -> Any:
+    """The cross-encoder ``name`` on ``device`` with ``backend`` (a torch ``CrossEncoder``, or the runner of an
+    exported backend, :mod:`negmine.encode.backends`), checked to be a single-logit classifier (InputError if not)."""
+    from negmine.encode.backends import load_runner, resolve_backend
     from negmine.encode.models import load_cross_encoder
 
     check_classifier(name)
-    m = load_cross_encoder(name, device, max_length)
+    concrete = resolve_backend(backend, name, device, "cross")
+    if concrete in ("torch", "torch-fp16"):
+        m = load_cross_encoder(name, device, max_length, fp16=concrete == "torch-fp16")
+    else:
+        m = load_runner(name, concrete, "cross", max_length)
     if m.num_labels != 1:
         raise InputError(f"cross-encoder '{name}' has {m.num_labels} output labels; a teacher needs a single "
                          "relevance logit", "--model")
+    log.info("cross-encoder backend: %s", concrete)
     return m
 
 
 def predict_pairs(pairs: Sequence[tuple[str, str]], *, model: str, device: str | None, max_length: int | None,
-                  batch_size: int, activation: str) -> np.ndarray:
+                  batch_size: int, activation: str, backend: str = "torch") -> np.ndarray:
     """Scores of ``(query, document)`` pairs in this process (the local engine; a Ray worker calls it on its
     batches)."""
+    from negmine.encode.backends import ExportedModel
     from negmine.progress import tqdm
 
     out = np.empty(len(pairs), dtype=np.float32)
     if not len(pairs):
         return out
-    m = load_teacher_model(model, device, max_length)
-    act = activation_fn(activation)
+    m = load_teacher_model(model, device, max_length, backend)
+    exported = isinstance(m, ExportedModel)
+    act = activation if exported else activation_fn(activation)
     with tqdm(total=len(pairs), desc="cross-encoder", unit="pair", disable=None) as bar:
         for s in range(0, len(pairs), PAIR_BLOCK):
             e = min(s + PAIR_BLOCK, len(pairs))
-            out[s:e] = m.predict(list(pairs[s:e]), batch_size=batch_size, activation_fn=act,
-                                 show_progress_bar=False, convert_to_numpy=True)
+            if exported:
+                out[s:e] = m.predict(list(pairs[s:e]), batch_size=batch_size, activation=act)
+            else:
+                out[s:e] = m.predict(list(pairs[s:e]), batch_size=batch_size, activation_fn=act,
+                                     show_progress_bar=False, convert_to_numpy=True)
             bar.update(e - s)
     return out
 
@@ -107,7 +119,7 @@ class CrossEncoderTeacher:
         check_classifier(p.model)
         n = num_labels(p.model)
         if n is None:
-            load_teacher_model(p.model, p.device, p.max_length)
+            load_teacher_model(p.model, p.device, p.max_length, p.encoder_backend)
         elif n != 1:
             raise InputError(f"cross-encoder '{p.model}' has {n} output labels; a teacher needs a single "
                              "relevance logit", "--model")
@@ -122,4 +134,4 @@ class CrossEncoderTeacher:
         p = self.params
         pairs = [(queries[q], docs[d]) for q, d in zip(qi, di, strict=False)]
         return engine.cross_encode(pairs, model=p.model, device=p.device, max_length=p.max_length,
-                                   batch_size=p.batch_size, activation=p.activation)
+                                   batch_size=p.batch_size, activation=p.activation, backend=p.encoder_backend)

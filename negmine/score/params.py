@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 from negmine.judge.params import RelabelParams, Tier
 from negmine.params_base import BatchSize, Device, NoFP, Params, ShardQueries, one_of
-from negmine.retrieve.params import DEFAULT_MODEL
+from negmine.retrieve.params import DEFAULT_MODEL, ENCODER_BACKENDS, EncoderBackend
 
 # the teachers: each has a class registered under its name in negmine/score/stage.py:TEACHERS
 TEACHER_NAMES = ("bi-encoder", "cross-encoder", "llm")
@@ -25,6 +25,8 @@ class ScoreParams(Params):
     model: str = Field(DEFAULT_MODEL, description=(
         "Teacher model name or local path; a CrossEncoder for --teacher cross-encoder; the chat model "
         "(score.llm.model) for --teacher llm."))
+    # bi-encoder and cross-encoder: the runtime (negmine/encode/backends.py)
+    encoder_backend: Annotated[str, one_of(ENCODER_BACKENDS)] = EncoderBackend()
     # bi-encoder only. Unset prompts / max_seq_length / normalize are taken from the retrieve stage when the teacher is the
     # retriever's dense model (so the teacher scores what the retriever embedded, from the cache).
     query_prompt: str | None = Field(None, description="Bi-encoder: text prepended to queries [the retriever's, for the same model].")

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from negmine.params_base import BatchSize, Device, Params, ShardQueries, one_of
+from negmine.retrieve.params import ENCODER_BACKENDS, EncoderBackend
 
 FILTERS = ("perc-pos", "margin-pos", "abs", "none")
 # the samplers: each registered under its name in negmine/select/sampling.py
@@ -52,6 +53,8 @@ class SelectParams(Params):
     # any other value = that model name or path
     pos_sim_model: str | None = Field(None, description="Encoder for --max-pos-sim: a model name or path, or "
                                       "'teacher' [the packaged all-MiniLM-L6-v2].")
+    # runtime of that encoder (the bi-encoder teacher's own when its vectors are reused)
+    encoder_backend: Annotated[str, one_of(ENCODER_BACKENDS)] = EncoderBackend()
     # lexical_agreement (negmine.select.signals): drop candidates that BM25 (default settings, index cached) also
     # ranks in its top max_lexical_rank for the query: the teacher and a lexical retriever agreeing is a sign of a
     # relevant document (configs/low-fn.yaml; measured in docs/BENCHMARKS.md "Mining quality")

@@ -176,25 +176,28 @@ class LexicalRanker:
 # embedding side (the select stage calls this; vectors come through the embedding cache)
 
 
-def embedding_spec(score_params: Mapping[str, Any], model: str | None = None) -> dict[str, Any]:
+def embedding_spec(score_params: Mapping[str, Any], model: str | None = None,
+                   backend: str = "auto") -> dict[str, Any]:
     """Which document encoder to compare candidates and positives with.
 
     ``model`` None: the packaged default model, on whose cosine scale the default threshold is calibrated; when the
     score stage's bi-encoder teacher *is* that model, with the teacher's exact prompt / max_seq_length (cache hits,
     nothing encoded). ``"teacher"``: the bi-encoder teacher's own vectors whatever the model (the threshold must then
     be re-calibrated for it); a cross-encoder teacher has no document vectors, so the default model is used. Any
-    other value: that model name or path."""
+    other value: that model name or path. ``backend``: the encoder runtime when the teacher's vectors are not
+    reused (then the teacher's own ``encoder_backend``)."""
     teacher = None
     if score_params.get("teacher") == "bi-encoder" and score_params.get("model"):
         teacher = {"model": score_params["model"], "prompt": score_params.get("doc_prompt"),
                    "prompt_name": score_params.get("doc_prompt_name"),
-                   "max_seq_length": score_params.get("max_seq_length")}
+                   "max_seq_length": score_params.get("max_seq_length"),
+                   "backend": score_params.get("encoder_backend", "auto")}
     if model == "teacher" and teacher is not None:
         return teacher
     if model in (None, "teacher") and teacher is not None and _same_model(teacher["model"], DEFAULT_POS_SIM_MODEL):
         return teacher
     chosen = DEFAULT_POS_SIM_MODEL if model in (None, "teacher") else model
-    return {"model": chosen, "prompt": None, "prompt_name": None, "max_seq_length": None}
+    return {"model": chosen, "prompt": None, "prompt_name": None, "max_seq_length": None, "backend": backend}
 
 
 def _same_model(a: str, b: str) -> bool:
@@ -215,7 +218,8 @@ def block_pos_sim(doc_text_of: Mapping[str, str], doc_ids: Sequence[str], group:
         return np.full(len(doc_ids), np.nan)
     vecs = encode_texts([doc_text_of[d] for d in uniq], model=spec["model"], kind="doc", prompt=spec.get("prompt"),
                         prompt_name=spec.get("prompt_name"), max_seq_length=spec.get("max_seq_length"),
-                        batch_size=batch_size, device=device, normalize=True, desc="positive similarity")
+                        batch_size=batch_size, device=device, normalize=True, desc="positive similarity",
+                        backend=spec.get("backend", "auto"))
     index = {d: i for i, d in enumerate(uniq)}
     rows = np.fromiter((index.get(d, -1) for d in doc_ids), dtype=np.int64, count=len(doc_ids))
     aligned = np.zeros((len(doc_ids), vecs.shape[1]), dtype=np.float32)

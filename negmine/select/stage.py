@@ -177,7 +177,7 @@ def _pos_sim(ingest: _Ingest, params: SelectParams, spec: dict[str, Any] | None,
 
     doc_ids = d_arr.to_pylist()
     return block_pos_sim(corpus_texts(ingest.art, set(doc_ids)), doc_ids, group, is_pos,
-                         spec or embedding_spec({}, params.pos_sim_model), params.batch_size, params.device)
+                         spec or embedding_spec({}, params.pos_sim_model, params.encoder_backend), params.batch_size, params.device)
 
 
 def _lex_rank(ingest: _Ingest, params: SelectParams, lexical: Any, q_arr: pa.Array,
@@ -528,7 +528,7 @@ def run_select(run_dir: str | Path, params: SelectParams | None = None) -> Stage
     elif params.max_pos_sim is not None:
         from negmine.select.signals import embedding_spec
 
-        pos_sim_spec = embedding_spec(scores.params, params.pos_sim_model)
+        pos_sim_spec = embedding_spec(scores.params, params.pos_sim_model, params.encoder_backend)
     auto = None
     if params.max_pos_sim == "auto":
         from negmine.select.signals import auto_pos_sim_threshold

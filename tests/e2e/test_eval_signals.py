@@ -52,13 +52,13 @@ def test_embedding_spec_default_is_the_calibrated_model():
     mini = {"teacher": "bi-encoder", "model": "all-MiniLM-L6-v2", "doc_prompt": None, "max_seq_length": 128}
     # teacher = the calibration model: its own settings, so the vectors come from the embedding cache
     assert embedding_spec(mini) == {"model": "all-MiniLM-L6-v2", "prompt": None, "prompt_name": None,
-                                    "max_seq_length": 128}
+                                    "max_seq_length": 128, "backend": "auto"}
     # another bi-encoder teacher: the default threshold is on MiniLM's scale, so MiniLM is used unless asked
     other = {"teacher": "bi-encoder", "model": "m", "doc_prompt": "passage: ", "max_seq_length": 256}
     assert embedding_spec(other) == {"model": "all-MiniLM-L6-v2", "prompt": None, "prompt_name": None,
-                                     "max_seq_length": None}
+                                     "max_seq_length": None, "backend": "auto"}
     assert embedding_spec(other, "teacher") == {"model": "m", "prompt": "passage: ", "prompt_name": None,
-                                                "max_seq_length": 256}
+                                                "max_seq_length": 256, "backend": "auto"}
     assert embedding_spec({"teacher": "cross-encoder", "model": "ce"})["model"] == "all-MiniLM-L6-v2"
     assert embedding_spec({"teacher": "cross-encoder", "model": "ce"}, "teacher")["model"] == "all-MiniLM-L6-v2"
     assert embedding_spec(other, "e5")["model"] == "e5"

@@ -175,7 +175,8 @@ def test_cross_encoder_teacher_is_used_with_its_activation(handmade, tiny_cross_
 
     run = _copy_run(handmade[0], tmp_path / "run")
     code, out, err = cli("score", run, "--teacher", "cross-encoder", "--model", tiny_cross_encoder,
-                         "--activation", "none", "--max-length", "64", "--batch-size", "16")
+                         "--activation", "none", "--max-length", "64", "--batch-size", "16",
+                         "--encoder-backend", "torch")  # compared with CrossEncoder's torch scores to 1e-5
     assert code == 0, err
     art = Artifact.open(run / "scores", stage="score")
     assert art.params["teacher"] == "cross-encoder" and art.params["max_length"] == 64
@@ -192,7 +193,7 @@ def test_cross_encoder_teacher_is_used_with_its_activation(handmade, tiny_cross_
     assert np.ptp(got) > 0.05  # the random head separates texts: the scores are not a constant
     # logits, not probabilities: some are outside [0, 1]; with sigmoid they are the logistic of the same logits
     code, _, err = cli("score", run, "--teacher", "cross-encoder", "--model", tiny_cross_encoder,
-                       "--activation", "sigmoid", "--max-length", "64")
+                       "--activation", "sigmoid", "--max-length", "64", "--encoder-backend", "torch")
     assert code == 0 and "up to date" not in err  # the activation is part of the fingerprint
     sig = np.array(Artifact.open(run / "scores").read()["teacher_score"].to_pylist())
     assert np.allclose(sig, 1 / (1 + np.exp(-want)), atol=1e-5)
