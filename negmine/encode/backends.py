@@ -404,10 +404,14 @@ def _measure_gate(model: str, backend: str, kind: str) -> dict[str, Any]:
 
 
 def _threads() -> int:
+    """Inference threads: the CPUs this process may use, capped by ``OMP_NUM_THREADS`` when set (Ray sets it to a
+    worker's CPU share, so several workers on one machine do not oversubscribe it)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        n = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
-        return max(1, os.cpu_count() or 1)
+        n = max(1, os.cpu_count() or 1)
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    return min(n, int(omp)) if omp.isdigit() and int(omp) > 0 else n
 
 
 class ExportedModel:
