@@ -130,7 +130,11 @@ def open_bm25(cfg: RetrieverConfig, corpus_fingerprint: str,
     texts = doc_texts()
     log.info("bm25: indexing %d documents (bm25s %s, k1=%g, b=%g)", len(texts), cfg.bm25_method, cfg.k1, cfg.b)
     retriever = bm25s.BM25(method=cfg.bm25_method, k1=cfg.k1, b=cfg.b, delta=cfg.delta)
-    retriever.index(tokenize(texts, cfg, ids=True), show_progress=_progress(len(texts)))
+    n = len(texts)
+    tokens = tokenize(texts, cfg, ids=True)
+    del texts  # the strings are not needed once tokenised: they would double the peak while indexing
+    retriever.index(tokens, show_progress=_progress(n))
+    del tokens
     _save_atomic(retriever, path)
     return Bm25sSearcher(retriever, cfg)
 

@@ -33,7 +33,8 @@ from negmine.io import schemas
 from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs, hash_json
 from negmine.progress import tqdm
 from negmine.select.core import select_rows, table_rows
-from negmine.select.dedup import Signature, duplicate_of, signature
+from negmine.select.dedup import duplicate_rows
+from negmine.select.dedup_index import CorpusDedup
 from negmine.select.params import SelectParams
 from negmine.select.rules import NOT_SAMPLED, reasons
 
@@ -48,7 +49,6 @@ _SCORE_COLS = ["query_id", "doc_id", "rank", "retriever_score", "teacher_score",
 _KEY_SEP = "\x1f"
 DEDUP_VERSION = 1  # bump when duplicate detection changes (invalidates reuse of a previous run's duplicates)
 _MAX_QUANTILE_SAMPLE = 200_000  # per block and category: bounded memory for the summary quantiles
-_MAX_CACHED_SIGNATURES = 100_000  # near-duplicate signatures kept across blocks
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -71,7 +71,7 @@ def _pair_keys(q: pa.Array, d: pa.Array) -> pa.Array:
 
 
 class _Ingest:
-    """Positives (all in memory: small) and lazily read document signatures from the ingest artifact."""
+    """Positives (all in memory: small) and the corpus near-duplicate sketches (built or loaded on first use)."""
 
     def __init__(self, art: Artifact, params: SelectParams) -> None:
         self.art = art
@@ -81,27 +81,13 @@ class _Ingest:
         self.pos_keys = _pair_keys(pos["query_id"], pos["doc_id"]).combine_chunks() if pos.num_rows else \
             pa.array([], pa.string())
         self.query_order = read_parquet(art.shard_paths("queries"), ["query_id"])["query_id"].to_pylist()
-        self._sigs: dict[str, Signature | None] = {}
+        self._dedup: CorpusDedup | None = None
 
-    def signatures(self, doc_ids: set[str]) -> dict[str, Signature]:
-        """Signatures of ``doc_ids`` (docs not in the corpus have none); one corpus scan per call for the
-        documents not seen before."""
-        from negmine.models import doc_text
-
-        if len(self._sigs) > _MAX_CACHED_SIGNATURES:
-            self._sigs.clear()  # bounded memory on large corpora (signatures are ~10 KB per document)
-        missing = [d for d in doc_ids if d not in self._sigs]
-        if missing:
-            want = pa.array(missing, pa.string())
-            k = self.params.dedup_shingle
-            for path in self.art.shard_paths("corpus"):
-                t = read_parquet([path], ["doc_id", "title", "text"])
-                t = t.filter(pc.is_in(t["doc_id"], value_set=want))
-                for d, ti, tx in zip(t["doc_id"].to_pylist(), t["title"].to_pylist(), t["text"].to_pylist(), strict=True):
-                    self._sigs[d] = signature(doc_text(ti, tx or ""), k)
-            for d in missing:
-                self._sigs.setdefault(d, None)
-        return {d: s for d in doc_ids if (s := self._sigs.get(d)) is not None}
+    def dedup_index(self) -> CorpusDedup:
+        """The corpus' near-duplicate sketches (negmine.select.dedup_index: built once per corpus, cached)."""
+        if self._dedup is None:
+            self._dedup = CorpusDedup(self.art, self.params.dedup_shingle)
+        return self._dedup
 
 
 def _units(scores: Artifact) -> list[list[Path]]:
@@ -221,17 +207,16 @@ def _duplicates(ingest: _Ingest, params: SelectParams, ipos: pa.Table, keys: pa.
                 is_dup[i] = True
                 dup_of[i], sim[i] = hit
     elif params.dedup and len(group):
-        pq_ids = ipos["query_id"].to_pylist()
-        pd_ids = ipos["doc_id"].to_pylist()
+        index = ingest.dedup_index()
         c_idx = np.flatnonzero(~is_pos)
-        c_docs = pc.take(d_arr, pa.array(c_idx)).to_pylist()
-        sigs = ingest.signatures(set(c_docs) | set(pd_ids))
-        dup, of, s = duplicate_of(c_docs, group[c_idx], pd_ids,
-                                  np.fromiter((qpos[q] for q in pq_ids), dtype=np.int64, count=len(pq_ids)),
-                                  sigs, params.dedup_threshold)
+        p_rows = index.rows(ipos["doc_id"].combine_chunks()) if ipos.num_rows else np.zeros(0, np.int64)
+        p_query = np.fromiter((qpos[q] for q in ipos["query_id"].to_pylist()), dtype=np.int64, count=ipos.num_rows)
+        dup, of, s = duplicate_rows(index.rows(pc.take(d_arr, pa.array(c_idx))), group[c_idx], p_rows, p_query,
+                                    index.sketches, index.shingles_of, params.dedup_threshold, index.doc_order())
         is_dup[c_idx] = dup
         sim[c_idx] = s
-        for i, o in zip(c_idx.tolist(), of, strict=True):
+        hits = np.flatnonzero(dup)
+        for i, o in zip(c_idx[hits].tolist(), index.ids.take(pa.array(of[hits])).to_pylist(), strict=True):
             dup_of[i] = o
     return is_dup, dup_of, sim
 

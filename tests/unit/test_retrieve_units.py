@@ -125,3 +125,17 @@ def test_bad_retriever_lists_are_config_errors(bad, cli, tmp_path):
     cfg.write_text(yaml.safe_dump({"retrieve": bad}))
     code, _out, err = cli("retrieve", tmp_path / "run", "--config", cfg)
     assert code == 2 and err.count("\n") == 1 and "retrievers" in err, err
+
+
+def test_corpus_texts_are_not_kept(tmp_path):
+    """The corpus strings are read when a retriever builds its index and not held after (at 1M documents they
+    are about a gigabyte of the retrieve stage's peak)."""
+    from test_select_helpers import build_run
+
+    from negmine.io.corpus import Corpus
+    from negmine.io.store import Artifact
+
+    corpus = Corpus(Artifact.open(build_run(tmp_path) / "ingest", stage="ingest"))
+    a = corpus.texts()
+    assert a == corpus.texts() and a is not corpus.texts() and len(a) == len(corpus)
+    assert not any(isinstance(v, list) for v in vars(corpus).values())
