@@ -72,7 +72,8 @@ def select_batch(group: np.ndarray, n_groups: int, query_seeds: np.ndarray, scor
     eligible = reason < 0
 
     # per-row noise from (query seed, position in the query's rank order): independent of sharding and filters
-    order, pos = group_order(group, [r_sort, doc_code])
+    r_small = np.minimum(r_sort, r.max(initial=0) + 1)  # same order as r_sort, in a range sort_order can pack
+    order, pos = group_order(group, [r_small, doc_code])
     position = np.empty(n, dtype=np.int64)
     position[order] = pos
     noise = gumbel(row_uniforms(np.asarray(query_seeds, dtype=np.uint64)[group], position)) if n else np.zeros(0)

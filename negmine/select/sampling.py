@@ -121,10 +121,28 @@ def sample_keys(method: str, scores: np.ndarray, pos_score, noise: np.ndarray, p
 # grouped top-k
 
 
+def sort_order(keys: Sequence[np.ndarray]) -> np.ndarray:
+    """``np.lexsort`` of ``keys`` given most significant first (stable). Integer keys whose value ranges fit in 63
+    bits together are packed into one int64 and sorted once, which is several times faster on large blocks and
+    gives the same permutation."""
+    arrays = [np.asarray(k) for k in keys]
+    if arrays and len(arrays[0]) and all(a.dtype.kind in "iub" for a in arrays):
+        lows = [int(a.min()) for a in arrays]
+        widths = [int(a.max()) - lo + 1 for a, lo in zip(arrays, lows, strict=True)]
+        bits = [max(w - 1, 1).bit_length() for w in widths]
+        if sum(bits) <= 63:
+            packed = np.zeros(len(arrays[0]), dtype=np.int64)
+            for a, lo, b in zip(arrays, lows, bits, strict=True):
+                packed <<= np.int64(b)
+                packed |= a.astype(np.int64) - np.int64(lo)
+            return np.argsort(packed, kind="stable")
+    return np.lexsort(tuple(reversed(arrays)))
+
+
 def group_order(group: np.ndarray, primary: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Stable order of rows by group, then by the ``primary`` keys (ascending; first key most significant).
     Returns ``(order, position_in_group)`` with position given for the sorted rows."""
-    order = np.lexsort((*reversed(list(primary)), group))
+    order = sort_order([group, *primary])
     g = np.asarray(group)[order]
     n = len(g)
     if n == 0:

@@ -100,3 +100,18 @@ def test_corpus_sketches_built_once_then_read_from_the_cache(tmp_path, monkeypat
                                                                  texts["text"].to_pylist(), strict=True)])
     got = second.shingles_of(np.array([1, 0]))
     assert sorted(got) == [0, 1] and all(np.array_equal(got[r], shingles(norms[r])) for r in got)
+
+
+def test_sort_order_packs_integer_keys_into_the_same_permutation_as_lexsort():
+    from negmine.select.sampling import sort_order
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(0, 200))
+        keys = [rng.integers(-5, int(rng.integers(1, 10 ** int(rng.integers(1, 19)))), size=n)
+                for _ in range(int(rng.integers(1, 4)))]
+        if rng.random() < 0.3:
+            keys.append(rng.random(n) > 0.5)
+        if rng.random() < 0.2:
+            keys.append(rng.random(n))  # a float key: lexsort itself
+        assert np.array_equal(sort_order(keys), np.lexsort(tuple(reversed(keys))))
