@@ -139,3 +139,25 @@ def test_corpus_texts_are_not_kept(tmp_path):
     a = corpus.texts()
     assert a == corpus.texts() and a is not corpus.texts() and len(a) == len(corpus)
     assert not any(isinstance(v, list) for v in vars(corpus).values())
+
+
+@pytest.mark.parametrize("method", ["lucene", "bm25+"])
+def test_bm25_index_from_compact_token_ids_is_identical(method):
+    """The index is built from packed int32 token ids (a fifth of the memory of bm25s' Python lists at 1M
+    documents) and is the same index, array for array."""
+    import bm25s
+
+    from negmine.retrieve.bm25 import compact_tokens, tokenize
+    from negmine.retrieve.params import RetrieverConfig
+
+    texts = ["The cat sat on the mat", "", "dogs and cats", "a mat for a dog", "the the the", "Zebra crossing"] * 7
+    cfg = RetrieverConfig(method="bm25")
+    ref = bm25s.BM25(method=method)
+    ref.index(tokenize(texts, cfg, ids=True), show_progress=False)
+    tokens = tokenize(texts, cfg, ids=True)
+    new = bm25s.BM25(method=method)
+    new.index(compact_tokens(tokens), show_progress=False)
+    assert tokens.ids == []  # the lists were released before indexing
+    for k in ("data", "indices", "indptr"):
+        assert np.array_equal(ref.scores[k], new.scores[k]) and ref.scores[k].dtype == new.scores[k].dtype
+    assert ref.vocab_dict == new.vocab_dict
