@@ -25,7 +25,7 @@ import numpy as np
 from negmine.cache import cache_dir
 from negmine.errors import InputError
 from negmine.retrieve.params import RetrieverConfig
-from negmine.retrieve.ranking import sort_hits, topk_rows
+from negmine.retrieve.ranking import exact_topk, sort_hits, topk_rows
 
 log = logging.getLogger("negmine")
 
@@ -64,6 +64,26 @@ class BM25Searcher:
 
     def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
+
+
+def _bm25s_class() -> Any:
+    """bm25s' ``BM25`` whose per-query top-k is :func:`~negmine.retrieve.ranking.exact_topk` instead of a
+    partition of every document's score (most of a query's time at a million documents); scoring, query-token
+    handling and threading stay bm25s'. Ties at the k-th score are cut by document order, as :func:`sort_hits`
+    orders them."""
+    import bm25s
+
+    class BM25(bm25s.BM25):
+        def _get_top_k_results(self, query_tokens_single, k=1000, backend="auto", sorted=False,
+                               weight_mask=None):
+            if len(query_tokens_single) == 0:
+                scores = np.zeros(self.scores["num_docs"], dtype=self.dtype)
+            else:
+                scores = self.get_scores(query_tokens_single, weight_mask=weight_mask)
+            idx = exact_topk(scores, k)
+            return scores[idx], idx
+
+    return BM25
 
 
 class Bm25sSearcher(BM25Searcher):
@@ -150,12 +170,10 @@ def open_bm25(cfg: RetrieverConfig, corpus_fingerprint: str,
     if cfg.backend == "rank-bm25":
         log.info("bm25: building rank-bm25 BM25Okapi index (reference backend, slow)")
         return RankBm25Searcher(tokenize(doc_texts(), cfg), cfg)
-    import bm25s
-
     path = cache_dir("bm25") / index_key(cfg, corpus_fingerprint)
     if (path / "params.index.json").is_file():
         try:
-            retriever = bm25s.BM25.load(path, mmap=True, show_progress=False)
+            retriever = _bm25s_class().load(path, mmap=True, show_progress=False)
             log.info("bm25: index loaded from cache %s", path.name[:12])
             return Bm25sSearcher(retriever, cfg)
         except Exception as e:  # a damaged cache entry is rebuilt, not fatal
@@ -163,7 +181,7 @@ def open_bm25(cfg: RetrieverConfig, corpus_fingerprint: str,
             shutil.rmtree(path, ignore_errors=True)
     texts = doc_texts()
     log.info("bm25: indexing %d documents (bm25s %s, k1=%g, b=%g)", len(texts), cfg.bm25_method, cfg.k1, cfg.b)
-    retriever = bm25s.BM25(method=cfg.bm25_method, k1=cfg.k1, b=cfg.b, delta=cfg.delta)
+    retriever = _bm25s_class()(method=cfg.bm25_method, k1=cfg.k1, b=cfg.b, delta=cfg.delta)
     n = len(texts)
     tokens = tokenize(texts, cfg, ids=True)
     del texts  # the strings are not needed once tokenised: they would add to the peak while indexing
