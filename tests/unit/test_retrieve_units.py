@@ -202,3 +202,27 @@ def test_bm25s_search_with_exact_topk_matches_bm25s():
     for r in np.flatnonzero(differ):
         tie = a[1][r][-1]
         assert set(a[0][r][a[1][r] > tie]) == set(b[0][r][b[1][r] > tie])
+
+
+def test_dense_flat_index_built_block_by_block_is_the_same_index(monkeypatch):
+    """A flat index is filled block by block (the corpus' float32 vectors never sit beside faiss' copy): the same
+    vectors in the same order, so the same search results."""
+    import negmine.retrieve.dense as dense
+    from negmine.retrieve.params import RetrieverConfig
+
+    def fake_encode(texts, **kw):
+        rows = np.stack([np.random.default_rng(abs(hash(t)) % 2**32).normal(size=16) for t in texts]) \
+            if len(texts) else np.zeros((0, 16))
+        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+    monkeypatch.setattr(dense, "encode_texts", fake_encode)
+    docs = [f"doc {i}" for i in range(50)]
+    queries = [f"query {i}" for i in range(9)]
+    cfg = RetrieverConfig(method="dense")
+    monkeypatch.setattr(dense, "ADD_BLOCK", 1 << 20)
+    whole = dense.DenseSearcher(cfg, docs, use_gpu=False)
+    monkeypatch.setattr(dense, "ADD_BLOCK", 7)
+    blocks = dense.DenseSearcher(cfg, docs, use_gpu=False)
+    assert blocks.faiss.cpu.ntotal == 50
+    a, b = whole.search(queries, 10), blocks.search(queries, 10)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
