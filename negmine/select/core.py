@@ -135,13 +135,20 @@ class Rows:
 def table_rows(table: Any, qids: Sequence[str] | None = None) -> Rows:
     """The arrays of ``table`` (a pyarrow Table); ``qids`` orders the groups (default: order of first appearance;
     it may list queries without rows)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    q_list = table["query_id"].to_pylist()
-    order = list(dict.fromkeys(q_list)) if qids is None else list(qids)
-    index = {q: i for i, q in enumerate(order)}
-    n = len(q_list)
-    group = np.fromiter((index[q] for q in q_list), dtype=np.int64, count=n)
+    q_col = table["query_id"]
+    order = list(dict.fromkeys(q_col.to_pylist())) if qids is None else list(qids)
+    n = table.num_rows
+    if n:
+        found = pc.index_in(q_col, value_set=pa.array(order, pa.string()))
+        if found.null_count:
+            missing = pc.filter(q_col, pc.is_null(found))[0].as_py()
+            raise KeyError(missing)
+        group = found.to_numpy().astype(np.int64)
+    else:
+        group = np.zeros(0, dtype=np.int64)
     if not n:
         return Rows(order, group, np.zeros(0), np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, np.int64))
     return Rows(order, group,

@@ -149,6 +149,11 @@ def _blocks(scores: Artifact, ingest: _Ingest, shard_queries: int) -> Iterator[t
 # one block
 
 
+def _names_at(names: np.ndarray, idx: np.ndarray) -> pa.Array:
+    """The string column ``names[idx]`` (None = null), built by one Arrow take instead of a Python list per row."""
+    return pc.take(pa.array(names.tolist(), pa.string()), pa.array(np.asarray(idx, dtype=np.int64)))
+
+
 def _f32(a: np.ndarray) -> pa.Array:
     return pa.array(np.asarray(a, dtype=np.float32), pa.float32(), mask=np.isnan(a))
 
@@ -287,9 +292,9 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
     d_is_dup = reason[di] == names.index("duplicate_of_positive")
     dropped = pa.table({
         **common(di),
-        "reason_dropped": pa.array(reason_names[reason[di]].tolist(), pa.string()),
-        "duplicate_of": pa.array([dup_of[i] if m else None
-                                  for i, m in zip(di.tolist(), d_is_dup.tolist(), strict=True)], pa.string()),
+        "reason_dropped": _names_at(reason_names, reason[di]),
+        "duplicate_of": _names_at(np.array([None, *(dup_of[i] for i in di[d_is_dup].tolist())], dtype=object),
+                                  np.where(d_is_dup, np.cumsum(d_is_dup), 0)),
         "similarity": _f32(np.where(d_is_dup, sim[di], np.nan)),
     }, schema=schemas.DROPPED)
 
