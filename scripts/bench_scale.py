@@ -231,6 +231,7 @@ def bound_child(kind: str, data: Path, model: Path, depth: int, n_queries: int |
                 texts.append(f"{d['title']} {d['text']}" if d.get("title") else d["text"])
         queries = [orjson.loads(line)["text"] for line in open(data / "queries.jsonl", "rb")][:n_queries]
         out["read_s"] = time.perf_counter() - t0
+        out["docs"], out["queries"] = len(texts), len(queries)
         if kind == "bm25":
             import bm25s
             import Stemmer
@@ -300,7 +301,7 @@ def encoder_throughput(model: Path, data: Path, n: int, batch_size: int) -> dict
     out = {"texts": len(texts), "torch_threads": torch.get_num_threads()}
     for name, path in (("static", str(model)), ("all-MiniLM-L6-v2", resolve_model("all-MiniLM-L6-v2"))):
         st = SentenceTransformer(path, device="cpu")
-        sample = texts if name == "static" else texts[: max(256, n // 20)]
+        sample = texts if name == "static" else texts[: max(256, n // 40)]
         st.encode(sample[:64], batch_size=batch_size)
         t0 = time.perf_counter()
         st.encode(sample, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True)

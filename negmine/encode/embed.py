@@ -101,7 +101,7 @@ def encode_texts(texts: Sequence[str], *, model: str, kind: Literal["query", "do
     cached = None
     if use_cache and n:
         cache = EmbeddingCache.for_key(cache_key(model, kind, prompt, prompt_name, max_seq_length, normalize))
-        found, cached = cache.lookup(keys)
+        found, cached = cache.lookup(keys, dtype=np.float16)  # what is stored: half the memory of float32
     missing = np.nonzero(~found)[0]
     # distinct missing texts (a corpus may repeat a text): encode each once
     uniq_keys, first, inverse = np.unique(keys[missing], return_index=True, return_inverse=True)

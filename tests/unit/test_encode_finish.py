@@ -27,3 +27,19 @@ def test_finish_in_place_equals_whole_array_formula(monkeypatch, n, normalize):
     got = embed._finish(buf, normalize)
     assert got is buf and np.array_equal(got, want)  # no second full-size array
     assert np.array_equal(embed._finish(x.astype(np.float16), normalize), want)
+
+
+def test_cache_lookup_in_float16_returns_the_stored_values(tmp_path):
+    """encode_texts reads cached rows as the stored float16 (half the memory of a float32 copy) and the float32
+    lookup holds exactly the same values."""
+    from negmine.encode.cache import EmbeddingCache, text_keys
+
+    cache = EmbeddingCache(tmp_path)
+    vecs = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float16)
+    cache.append(text_keys([f"t{i}" for i in range(5)]), vecs)
+    keys = text_keys(["t3", "nope", "t0"])
+    found16, v16 = cache.lookup(keys, dtype=np.float16)
+    found32, v32 = cache.lookup(keys)
+    assert found16.tolist() == found32.tolist() == [True, False, True]
+    assert v16.dtype == np.float16 and np.array_equal(v16, vecs[[3, 0]])
+    assert v32.dtype == np.float32 and np.array_equal(v32, v16.astype(np.float32))
