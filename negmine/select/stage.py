@@ -214,9 +214,10 @@ def _duplicates(ingest: _Ingest, params: SelectParams, ipos: pa.Table, keys: pa.
     elif params.dedup and len(group):
         index = ingest.dedup_index()
         c_idx = np.flatnonzero(~is_pos)
-        p_rows = index.rows(ipos["doc_id"].combine_chunks()) if ipos.num_rows else np.zeros(0, np.int64)
+        both = index.rows(pa.concat_arrays([pc.take(d_arr, pa.array(c_idx)),
+                                            ipos["doc_id"].combine_chunks().cast(pa.string())]))  # one lookup
         p_query = np.fromiter((qpos[q] for q in ipos["query_id"].to_pylist()), dtype=np.int64, count=ipos.num_rows)
-        dup, of, s = duplicate_rows(index.rows(pc.take(d_arr, pa.array(c_idx))), group[c_idx], p_rows, p_query,
+        dup, of, s = duplicate_rows(both[:len(c_idx)], group[c_idx], both[len(c_idx):], p_query,
                                     index.sketches, index.shingles_of, params.dedup_threshold, index.doc_order())
         is_dup[c_idx] = dup
         sim[c_idx] = s
