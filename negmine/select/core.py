@@ -78,7 +78,7 @@ def select_batch(group: np.ndarray, n_groups: int, query_seeds: np.ndarray, scor
     position[order] = pos
     noise = gumbel(row_uniforms(np.asarray(query_seeds, dtype=np.uint64)[group], position)) if n else np.zeros(0)
     key = sample_keys(sampling, s, row_ref, noise, dict(sampling_params or {}))
-    taken = group_topk(group, key, eligible, k, tiebreak=(r_sort, doc_code))
+    taken = group_topk(group, key, eligible, k, tiebreak=(r_small, doc_code))
     n_eligible = np.bincount(group[eligible], minlength=n_groups)
     short = n_eligible < k
     names = reasons()

@@ -112,6 +112,8 @@ def test_sort_order_packs_integer_keys_into_the_same_permutation_as_lexsort():
                 for _ in range(int(rng.integers(1, 4)))]
         if rng.random() < 0.3:
             keys.append(rng.random(n) > 0.5)
-        if rng.random() < 0.2:
-            keys.append(rng.random(n))  # a float key: lexsort itself
+        if rng.random() < 0.5:  # a float key (its dense rank is packed), with NaN, infinities and signed zeros
+            f = rng.choice(np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.5, -2.0]), size=n) if rng.random() < 0.5 \
+                else rng.random(n)
+            keys.insert(int(rng.integers(0, len(keys) + 1)), f)
         assert np.array_equal(sort_order(keys), np.lexsort(tuple(reversed(keys))))
