@@ -37,6 +37,7 @@ from negmine.select.dedup import duplicate_rows
 from negmine.select.dedup_index import CorpusDedup
 from negmine.select.params import SelectParams
 from negmine.select.rules import NOT_SAMPLED, reasons
+from negmine.select.sampling import sort_order
 
 log = logging.getLogger("negmine")
 
@@ -271,7 +272,7 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
 
     # negatives: per query, sampled before filled, hardest first
     ki = np.flatnonzero(kept)
-    ki = ki[np.lexsort((doc_code[ki], ranks[ki], -scores[ki], sel.filled[ki], group[ki]))]
+    ki = ki[sort_order([group[ki], sel.filled[ki], -scores[ki], ranks[ki], doc_code[ki]])]
     filled = sel.filled[ki]
     fr = sel.fill_reason[ki]
 
@@ -289,7 +290,7 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
     }, schema=schemas.NEGATIVES)
 
     di = np.flatnonzero(~kept & ~unretrieved_pos)
-    di = di[np.lexsort((doc_code[di], np.where(ranks[di] > 0, ranks[di], np.iinfo(np.int32).max), group[di]))]
+    di = di[sort_order([group[di], np.where(ranks[di] > 0, ranks[di], ranks.max(initial=0) + 1), doc_code[di]])]
     d_is_dup = reason[di] == names.index("duplicate_of_positive")
     dropped = pa.table({
         **common(di),
