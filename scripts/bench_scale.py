@@ -216,7 +216,30 @@ def bound_child(kind: str, data: Path, model: Path, depth: int, n_queries: int |
 
     t0 = time.perf_counter()
     out: dict = {}
-    if kind == "parse":
+    if kind == "bm25search":  # the cached index negmine built: bare bm25s retrieve vs negmine's searcher
+        import bm25s
+
+        from negmine.retrieve.bm25 import Bm25sSearcher, _bm25s_class
+        from negmine.retrieve.params import RetrieverConfig
+
+        root = Path(os.environ["NEGMINE_CACHE_DIR"]) / "bm25"
+        path = next(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                    and json.loads((p / "params.index.json").read_text()).get("num_docs") == n_docs_of(data))
+        queries = [orjson.loads(line)["text"] for line in open(data / "queries.jsonl", "rb")][:n_queries or 2000]
+        cfg = RetrieverConfig(method="bm25")
+        bare = bm25s.BM25.load(path, mmap=True, show_progress=False)
+        from negmine.retrieve.bm25 import tokenize
+
+        tok = tokenize(queries, cfg)
+        t1 = time.perf_counter()
+        bare.retrieve(tok, k=depth, show_progress=False, n_threads=os.cpu_count() or 1)
+        out["bm25s_search_s"] = time.perf_counter() - t1
+        ours = Bm25sSearcher(_bm25s_class().load(path, mmap=True, show_progress=False), cfg)
+        t1 = time.perf_counter()
+        ours.search(queries, depth)
+        out["negmine_search_s"] = time.perf_counter() - t1
+        out["queries"] = len(queries)
+    elif kind == "parse":
         n = 0
         with open(data / "corpus.jsonl", "rb") as f:
             for line in f:
@@ -268,6 +291,10 @@ def bound_child(kind: str, data: Path, model: Path, depth: int, n_queries: int |
             out["search_s"] = time.perf_counter() - t1
     out["total_s"] = time.perf_counter() - t0
     return out
+
+
+def n_docs_of(data: Path) -> int:
+    return int(data.name.split("-")[1])
 
 
 def measure_bound(kind: str, args, env) -> dict:
