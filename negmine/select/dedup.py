@@ -96,12 +96,33 @@ def duplicate_of(cand_docs: Sequence[str], cand_query: np.ndarray, pos_docs: Seq
     hashes = np.array([sigs[d].hash for d in names], dtype=np.uint64)
     c_doc = np.fromiter((index.get(d, -1) for d in cand_docs), dtype=np.int64, count=n)
     p_doc = np.fromiter((index.get(d, -1) for d in pos_docs), dtype=np.int64, count=len(pos_docs))
+    row, a, b = _query_pairs(c_doc, cand_query, p_doc, pos_query)
+    s = np.full(len(row), np.nan)
+    s[hashes[a] == hashes[b]] = 1.0
+    lo_sz, hi_sz = np.minimum(size[a], size[b]), np.maximum(size[a], size[b])
+    todo = np.flatnonzero(np.isnan(s) & (lo_sz >= threshold * hi_sz) & (hi_sz > 0))
+    for j in todo.tolist():
+        s[j] = jaccard(sigs[names[a[j]]].shingles, sigs[names[b[j]]].shingles)
+    row, b, s = _best_pairs(row, b, s, b, threshold, is_dup, sim)
+    for r, d in zip(row.tolist(), b.tolist(), strict=True):
+        of[r] = names[d]
+    return is_dup, of, sim
+
+
+def _query_pairs(c_doc: np.ndarray, cand_query: np.ndarray, p_doc: np.ndarray, pos_query: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (candidate row, positive of the same query) pair, without a Python loop: ``(row, candidate doc,
+    positive doc)``. Documents < 0 (unknown) take part in no pair, nor does a candidate that is itself one of its
+    query's positives (it is masked as a positive)."""
+    n = len(c_doc)
+    c_doc = np.asarray(c_doc, dtype=np.int64)
+    p_doc = np.asarray(p_doc, dtype=np.int64)
     pq = np.asarray(pos_query, dtype=np.int64)
     keep = p_doc >= 0
     p_doc, pq = p_doc[keep], pq[keep]
+    empty = np.zeros(0, dtype=np.int64)
     if n == 0 or len(p_doc) == 0:
-        return is_dup, of, sim
-    # every (candidate row, positive of the same query) pair, without a Python loop
+        return empty, empty, empty
     o = np.argsort(pq, kind="stable")
     p_doc, pq = p_doc[o], pq[o]
     cq = np.asarray(cand_query, dtype=np.int64)
@@ -111,31 +132,26 @@ def duplicate_of(cand_docs: Sequence[str], cand_query: np.ndarray, pos_docs: Seq
     first = np.repeat(np.cumsum(cnt) - cnt, cnt)
     pi = np.repeat(lo, cnt) + (np.arange(len(row)) - first)
     a, b = c_doc[row], p_doc[pi]
-    # a candidate that is one of its query's positives is not a duplicate candidate
     self_pos = np.zeros(n, dtype=bool)
     self_pos[row[a == b]] = True
     ok = ~self_pos[row]
-    row, a, b = row[ok], a[ok], b[ok]
-    s = np.full(len(row), np.nan)
-    s[hashes[a] == hashes[b]] = 1.0
-    lo_sz, hi_sz = np.minimum(size[a], size[b]), np.maximum(size[a], size[b])
-    todo = np.flatnonzero(np.isnan(s) & (lo_sz >= threshold * hi_sz) & (hi_sz > 0))
-    for j in todo.tolist():
-        s[j] = jaccard(sigs[names[a[j]]].shingles, sigs[names[b[j]]].shingles)
+    return row[ok], a[ok], b[ok]
+
+
+def _best_pairs(row: np.ndarray, b: np.ndarray, s: np.ndarray, order_b: np.ndarray, threshold: float,
+                is_dup: np.ndarray, sim: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's most similar computed pair (ties: the lowest ``order_b``): its similarity goes into ``sim``, and
+    ``is_dup`` is set where it reaches ``threshold``. Returns the duplicates' ``(row, positive, similarity)``."""
     done = ~np.isnan(s)
-    row, b, s = row[done], b[done], s[done]
-    if len(row) == 0:
-        return is_dup, of, sim
-    best = np.lexsort((b, -s, row))
+    row, b, s, order_b = row[done], b[done], s[done], order_b[done]
+    best = np.lexsort((order_b, -s, row))
     row, b, s = row[best], b[best], s[best]
-    head = np.r_[True, row[1:] != row[:-1]]
+    head = np.r_[True, row[1:] != row[:-1]] if len(row) else np.zeros(0, dtype=bool)
     row, b, s = row[head], b[head], s[head]
     sim[row] = s
     hit = s >= threshold
     is_dup[row[hit]] = True
-    for r, d in zip(row[hit].tolist(), b[hit].tolist(), strict=True):
-        of[r] = names[d]
-    return is_dup, of, sim
+    return row[hit], b[hit], s[hit]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -254,26 +270,7 @@ def duplicate_rows(cand_doc: np.ndarray, cand_query: np.ndarray, pos_doc: np.nda
     is_dup = np.zeros(n, dtype=bool)
     sim = np.full(n, np.nan)
     of = np.full(n, -1, dtype=np.int64)
-    c_doc = np.asarray(cand_doc, dtype=np.int64)
-    p_doc = np.asarray(pos_doc, dtype=np.int64)
-    pq = np.asarray(pos_query, dtype=np.int64)
-    keep = p_doc >= 0
-    p_doc, pq = p_doc[keep], pq[keep]
-    if n == 0 or len(p_doc) == 0:
-        return is_dup, of, sim
-    o = np.argsort(pq, kind="stable")
-    p_doc, pq = p_doc[o], pq[o]
-    cq = np.asarray(cand_query, dtype=np.int64)
-    lo = np.searchsorted(pq, cq, side="left")
-    cnt = np.where(c_doc >= 0, np.searchsorted(pq, cq, side="right") - lo, 0)
-    row = np.repeat(np.arange(n), cnt)
-    first = np.repeat(np.cumsum(cnt) - cnt, cnt)
-    pi = np.repeat(lo, cnt) + (np.arange(len(row)) - first)
-    a, b = c_doc[row], p_doc[pi]
-    self_pos = np.zeros(n, dtype=bool)
-    self_pos[row[a == b]] = True
-    ok = ~self_pos[row]
-    row, a, b = row[ok], a[ok], b[ok]
+    row, a, b = _query_pairs(cand_doc, cand_query, pos_doc, pos_query)
     s = np.full(len(row), np.nan)
     s[sk.hash[a] == sk.hash[b]] = 1.0
     sa, sb = sk.size[a], sk.size[b]
@@ -290,17 +287,7 @@ def duplicate_rows(cand_doc: np.ndarray, cand_query: np.ndarray, pos_doc: np.nda
         sets = shingles_of(np.unique(np.concatenate([a[todo], b[todo]])))
         for j in todo.tolist():
             s[j] = jaccard(sets[int(a[j])], sets[int(b[j])])
-    done = ~np.isnan(s)
-    row, b, s = row[done], b[done], s[done]
-    if len(row) == 0:
-        return is_dup, of, sim
-    rank_b = b if doc_order is None else np.asarray(doc_order)[b]
-    best = np.lexsort((rank_b, -s, row))
-    row, b, s = row[best], b[best], s[best]
-    head = np.r_[True, row[1:] != row[:-1]]
-    row, b, s = row[head], b[head], s[head]
-    sim[row] = s
-    hit = s >= threshold
-    is_dup[row[hit]] = True
-    of[row[hit]] = b[hit]
+    rows, pos, _ = _best_pairs(row, b, s, b if doc_order is None else np.asarray(doc_order)[b], threshold, is_dup,
+                               sim)
+    of[rows] = pos
     return is_dup, of, sim
