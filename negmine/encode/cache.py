@@ -69,8 +69,9 @@ class EmbeddingCache:
         order = np.argsort(allk, kind="stable")
         return vecs, allk[order], np.concatenate(chunk_of)[order], np.concatenate(row_of)[order]
 
-    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(found mask, float32 vectors for the found rows in order) for the query ``keys``."""
+    def lookup(self, keys: np.ndarray, dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray | None]:
+        """(found mask, vectors for the found rows in order) for the query ``keys``; ``dtype`` float16 returns the
+        stored values at half the memory (float32 holds them exactly)."""
         vecs, sk, ch, rw = self._load()
         if len(sk) == 0:
             return np.zeros(len(keys), dtype=bool), None
@@ -78,7 +79,7 @@ class EmbeddingCache:
         pos_c = np.minimum(pos, len(sk) - 1)
         found = (pos < len(sk)) & (sk[pos_c] == keys)
         idx = pos_c[found]
-        out = np.empty((len(idx), vecs[0].shape[1]), dtype=np.float32)
+        out = np.empty((len(idx), vecs[0].shape[1]), dtype=dtype)
         chunk_ids, rows = ch[idx], rw[idx]
         for c in np.unique(chunk_ids):
             sel = np.nonzero(chunk_ids == c)[0]

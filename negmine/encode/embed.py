@@ -66,12 +66,20 @@ def cache_key(model: str, kind: str, prompt: str | None, prompt_name: str | None
             "max_seq_length": max_seq_length, "normalize": bool(normalize), "format": 1} | backend_identity(backend)
 
 
+FINISH_ROWS = 65_536  # rows finished at a time (in place: no second full-size copy of a large block's vectors)
+
+
 def _finish(vectors: np.ndarray, normalize: bool) -> np.ndarray:
-    """float16 round trip (what the cache stores) then re-normalise: cold and warm paths give equal output."""
-    out = np.asarray(vectors, dtype=np.float16).astype(np.float32)
-    if normalize:
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        np.divide(out, np.maximum(norms, 1e-12), out=out)
+    """float16 round trip (what the cache stores) then re-normalise: cold and warm paths give equal output.
+    A float32 array is finished in place (the caller's own buffer), in row blocks (a row's result does not depend
+    on the blocking)."""
+    out = np.asarray(vectors, dtype=np.float32)
+    for s in range(0, len(out), FINISH_ROWS):
+        block = out[s:s + FINISH_ROWS]
+        block[...] = block.astype(np.float16)
+        if normalize:
+            norms = np.linalg.norm(block, axis=1, keepdims=True)
+            np.divide(block, np.maximum(norms, 1e-12), out=block)
     return out
 
 
@@ -105,7 +113,7 @@ def encode_texts(texts: Sequence[str], *, model: str, kind: Literal["query", "do
     if use_cache and n:
         cache = EmbeddingCache.for_key(cache_key(model, kind, prompt, prompt_name, max_seq_length, normalize,
                                                    backend))
-        found, cached = cache.lookup(keys)
+        found, cached = cache.lookup(keys, dtype=np.float16)  # what is stored: half the memory of float32
     missing = np.nonzero(~found)[0]
     # distinct missing texts (a corpus may repeat a text): encode each once
     uniq_keys, first, inverse = np.unique(keys[missing], return_index=True, return_inverse=True)
@@ -123,8 +131,11 @@ def encode_texts(texts: Sequence[str], *, model: str, kind: Literal["query", "do
     out = np.empty((n, dim), dtype=np.float32)
     if cached is not None and found.any():
         out[found] = cached
-    if len(todo):
-        out[missing] = new[inverse.reshape(-1)]
+    del cached
+    inverse = inverse.reshape(-1)
+    for s in range(0, len(missing), FINISH_ROWS):  # row blocks: no full-size float16 temporary
+        out[missing[s:s + FINISH_ROWS]] = new[inverse[s:s + FINISH_ROWS]]
+    del new
     return _finish(out, normalize)
 
 

@@ -9,12 +9,11 @@ from negmine.io.store import Artifact, hash_json
 
 
 class Corpus:
-    """The ingest corpus: ids always, model strings (``doc_text(title, text)``) read on first use."""
+    """The ingest corpus: ids always, model strings (``doc_text(title, text)``) read when asked for."""
 
     def __init__(self, ingest: Artifact):
         self.ingest = ingest
         self.ids = np.asarray(ingest.read("corpus", columns=["doc_id"]).column("doc_id").to_pylist(), dtype=object)
-        self._texts: list[str] | None = None
         self._index: dict[str, int] | None = None
         # the corpus content alone (not queries or qrels) keys the BM25 index cache
         self.fingerprint = hash_json([s["sha256"] for s in ingest.manifest["tables"]["corpus"]["shards"]])
@@ -23,12 +22,15 @@ class Corpus:
         return len(self.ids)
 
     def texts(self) -> list[str]:
-        if self._texts is None:
-            from negmine.models import doc_text
+        """The model strings of every document, read anew on each call: not kept, since a retriever needs them
+        only while it builds its index (a million documents' strings are about a gigabyte)."""
+        from negmine.models import doc_text
 
-            t = self.ingest.read("corpus", columns=["title", "text"])
-            self._texts = [doc_text(a, b) for a, b in zip(t.column("title").to_pylist(), t.column("text").to_pylist(), strict=True)]
-        return self._texts
+        out: list[str] = []
+        for t in self.ingest.iter_shards("corpus", columns=["title", "text"]):
+            out.extend(doc_text(a, b) for a, b in zip(t.column("title").to_pylist(), t.column("text").to_pylist(),
+                                                      strict=True))
+        return out
 
     def index_of(self) -> dict[str, int]:
         if self._index is None:

@@ -27,6 +27,7 @@ log = logging.getLogger("negmine")
 
 GPU_K_LIMIT = 2048  # faiss GPU k-selection limit (k and nprobe)
 SEARCH_BATCH = 4096  # queries per faiss call (bounds the distance buffers; progress granularity)
+ADD_BLOCK = 131_072  # documents encoded and added to a flat index at a time (bounds the float32 vectors held)
 
 
 def build_index(vectors: np.ndarray, cfg: RetrieverConfig) -> Any:
@@ -109,11 +110,19 @@ class DenseSearcher:
                  device: str | None = None, use_gpu: bool = True):
         self.cfg, self.batch_size, self.device = cfg, batch_size, device
         self.n_docs = len(doc_texts)
-        vecs = engine.encode(doc_texts, model=cfg.model, kind="doc", prompt=cfg.doc_prompt,
-                            prompt_name=cfg.doc_prompt_name, max_seq_length=cfg.max_seq_length,
-                            batch_size=batch_size, device=device, normalize=cfg.normalize, desc="corpus",
-                            backend=cfg.encoder_backend)
-        cpu = build_index(vecs, cfg)
+        cpu = None
+        # a flat index grows block by block: the corpus' float32 vectors are never held beside faiss' own copy
+        step = ADD_BLOCK if cfg.index == "flat" else max(self.n_docs, 1)
+        for s in range(0, max(self.n_docs, 1), step):
+            vecs = engine.encode(doc_texts[s:s + step], model=cfg.model, kind="doc", prompt=cfg.doc_prompt,
+                                 prompt_name=cfg.doc_prompt_name, max_seq_length=cfg.max_seq_length,
+                                 batch_size=batch_size, device=device, normalize=cfg.normalize, desc="corpus",
+                                 backend=cfg.encoder_backend)
+            if cpu is None:
+                cpu = build_index(vecs, cfg)
+            else:
+                cpu.add(np.ascontiguousarray(vecs, dtype=np.float32))
+            del vecs
         self.faiss = FaissSearch(cpu, to_gpu(cpu, cfg) if use_gpu else None, gpu_ok=use_gpu and cfg.index != "hnsw")
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:

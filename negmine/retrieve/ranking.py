@@ -17,6 +17,33 @@ def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return sort_hits(part, np.take_along_axis(scores, part, axis=1))
 
 
+TOPK_CHUNK = 1024  # scores per chunk whose maximum bounds the k-th best score from below (exact_topk)
+
+
+def exact_topk(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` best ``scores`` of one row (any order), ties at the cut taken by lower index: the rows
+    :func:`sort_hits` keeps, found without partitioning the whole row. The k-th largest of the chunk maxima is a
+    lower bound of the k-th best score (k chunks reach it), so only the scores at or above it are partitioned."""
+    s = np.asarray(scores)
+    n = len(s)
+    k = min(k, n)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    m = n // TOPK_CHUNK
+    if m >= k:
+        maxes = s[: m * TOPK_CHUNK].reshape(m, TOPK_CHUNK).max(axis=1)
+        cand = np.flatnonzero(s >= np.partition(maxes, m - k)[m - k])
+    else:
+        cand = np.arange(n)
+    sc = s[cand]
+    if len(cand) == k:
+        return cand.astype(np.int64)
+    kth = np.partition(sc, len(sc) - k)[len(sc) - k]
+    above = cand[sc > kth]
+    tied = cand[sc == kth]  # ascending: the lowest indices fill the cut
+    return np.concatenate([above, tied[: k - len(above)]]).astype(np.int64)
+
+
 def sort_hits(idx: np.ndarray, scores: np.ndarray, drop_nonpositive: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Order each row by (score desc, index asc); missing entries (index < 0, and score <= 0 when
     ``drop_nonpositive``: a BM25 score of 0 means no term matched) become (-1, 0) at the end of the row."""

@@ -78,19 +78,18 @@ class _Inputs:
         self.positives: dict[str, list[str]] = {}
         for qid, did in zip(pos["query_id"].to_pylist(), pos["doc_id"].to_pylist(), strict=False):
             self.positives.setdefault(qid, []).append(did)
-        corpus = ingest.read("corpus")
-        self.doc_row = {d: i for i, d in enumerate(corpus["doc_id"].to_pylist())}
+        corpus = ingest.read("corpus", columns=["doc_id", "title", "text"])
+        self.doc_ids = corpus["doc_id"].combine_chunks()  # looked up with Arrow: no dict of a million strings
         self._titles = corpus["title"]
         self._texts = corpus["text"]
         self._doc_text = doc_text
 
     def doc_texts(self, doc_ids: list[str], where: Path) -> list[str]:
-        try:
-            rows = [self.doc_row[d] for d in doc_ids]
-        except KeyError as e:
-            raise InputError(f"candidate document {e.args[0]!r} is not in the ingested corpus; re-run retrieve",
-                             where) from None
-        idx = pa.array(rows, type=pa.int64())
+        idx = pc.index_in(pa.array(doc_ids, pa.string()), value_set=self.doc_ids)
+        if idx.null_count:
+            missing = doc_ids[pc.index(pc.is_null(idx), True).as_py()]
+            raise InputError(f"candidate document {missing!r} is not in the ingested corpus; re-run retrieve",
+                             where)
         titles = self._titles.take(idx).to_pylist()
         texts = self._texts.take(idx).to_pylist()
         return [self._doc_text(t, x) for t, x in zip(titles, texts, strict=False)]

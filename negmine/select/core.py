@@ -72,12 +72,13 @@ def select_batch(group: np.ndarray, n_groups: int, query_seeds: np.ndarray, scor
     eligible = reason < 0
 
     # per-row noise from (query seed, position in the query's rank order): independent of sharding and filters
-    order, pos = group_order(group, [r_sort, doc_code])
+    r_small = np.minimum(r_sort, r.max(initial=0) + 1)  # same order as r_sort, in a range sort_order can pack
+    order, pos = group_order(group, [r_small, doc_code])
     position = np.empty(n, dtype=np.int64)
     position[order] = pos
     noise = gumbel(row_uniforms(np.asarray(query_seeds, dtype=np.uint64)[group], position)) if n else np.zeros(0)
     key = sample_keys(sampling, s, row_ref, noise, dict(sampling_params or {}))
-    taken = group_topk(group, key, eligible, k, tiebreak=(r_sort, doc_code))
+    taken = group_topk(group, key, eligible, k, tiebreak=(r_small, doc_code))
     n_eligible = np.bincount(group[eligible], minlength=n_groups)
     short = n_eligible < k
     names = reasons()
@@ -134,13 +135,20 @@ class Rows:
 def table_rows(table: Any, qids: Sequence[str] | None = None) -> Rows:
     """The arrays of ``table`` (a pyarrow Table); ``qids`` orders the groups (default: order of first appearance;
     it may list queries without rows)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    q_list = table["query_id"].to_pylist()
-    order = list(dict.fromkeys(q_list)) if qids is None else list(qids)
-    index = {q: i for i, q in enumerate(order)}
-    n = len(q_list)
-    group = np.fromiter((index[q] for q in q_list), dtype=np.int64, count=n)
+    q_col = table["query_id"]
+    order = list(dict.fromkeys(q_col.to_pylist())) if qids is None else list(qids)
+    n = table.num_rows
+    if n:
+        found = pc.index_in(q_col, value_set=pa.array(order, pa.string()))
+        if found.null_count:
+            missing = pc.filter(q_col, pc.is_null(found))[0].as_py()
+            raise KeyError(missing)
+        group = found.to_numpy().astype(np.int64)
+    else:
+        group = np.zeros(0, dtype=np.int64)
     if not n:
         return Rows(order, group, np.zeros(0), np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, np.int64))
     return Rows(order, group,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,12 +96,33 @@ def duplicate_of(cand_docs: Sequence[str], cand_query: np.ndarray, pos_docs: Seq
     hashes = np.array([sigs[d].hash for d in names], dtype=np.uint64)
     c_doc = np.fromiter((index.get(d, -1) for d in cand_docs), dtype=np.int64, count=n)
     p_doc = np.fromiter((index.get(d, -1) for d in pos_docs), dtype=np.int64, count=len(pos_docs))
+    row, a, b = _query_pairs(c_doc, cand_query, p_doc, pos_query)
+    s = np.full(len(row), np.nan)
+    s[hashes[a] == hashes[b]] = 1.0
+    lo_sz, hi_sz = np.minimum(size[a], size[b]), np.maximum(size[a], size[b])
+    todo = np.flatnonzero(np.isnan(s) & (lo_sz >= threshold * hi_sz) & (hi_sz > 0))
+    for j in todo.tolist():
+        s[j] = jaccard(sigs[names[a[j]]].shingles, sigs[names[b[j]]].shingles)
+    row, b, s = _best_pairs(row, b, s, b, threshold, is_dup, sim)
+    for r, d in zip(row.tolist(), b.tolist(), strict=True):
+        of[r] = names[d]
+    return is_dup, of, sim
+
+
+def _query_pairs(c_doc: np.ndarray, cand_query: np.ndarray, p_doc: np.ndarray, pos_query: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (candidate row, positive of the same query) pair, without a Python loop: ``(row, candidate doc,
+    positive doc)``. Documents < 0 (unknown) take part in no pair, nor does a candidate that is itself one of its
+    query's positives (it is masked as a positive)."""
+    n = len(c_doc)
+    c_doc = np.asarray(c_doc, dtype=np.int64)
+    p_doc = np.asarray(p_doc, dtype=np.int64)
     pq = np.asarray(pos_query, dtype=np.int64)
     keep = p_doc >= 0
     p_doc, pq = p_doc[keep], pq[keep]
+    empty = np.zeros(0, dtype=np.int64)
     if n == 0 or len(p_doc) == 0:
-        return is_dup, of, sim
-    # every (candidate row, positive of the same query) pair, without a Python loop
+        return empty, empty, empty
     o = np.argsort(pq, kind="stable")
     p_doc, pq = p_doc[o], pq[o]
     cq = np.asarray(cand_query, dtype=np.int64)
@@ -111,28 +132,162 @@ def duplicate_of(cand_docs: Sequence[str], cand_query: np.ndarray, pos_docs: Seq
     first = np.repeat(np.cumsum(cnt) - cnt, cnt)
     pi = np.repeat(lo, cnt) + (np.arange(len(row)) - first)
     a, b = c_doc[row], p_doc[pi]
-    # a candidate that is one of its query's positives is not a duplicate candidate
     self_pos = np.zeros(n, dtype=bool)
     self_pos[row[a == b]] = True
     ok = ~self_pos[row]
-    row, a, b = row[ok], a[ok], b[ok]
-    s = np.full(len(row), np.nan)
-    s[hashes[a] == hashes[b]] = 1.0
-    lo_sz, hi_sz = np.minimum(size[a], size[b]), np.maximum(size[a], size[b])
-    todo = np.flatnonzero(np.isnan(s) & (lo_sz >= threshold * hi_sz) & (hi_sz > 0))
-    for j in todo.tolist():
-        s[j] = jaccard(sigs[names[a[j]]].shingles, sigs[names[b[j]]].shingles)
+    return row[ok], a[ok], b[ok]
+
+
+def _best_pairs(row: np.ndarray, b: np.ndarray, s: np.ndarray, order_b: np.ndarray, threshold: float,
+                is_dup: np.ndarray, sim: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's most similar computed pair (ties: the lowest ``order_b``): its similarity goes into ``sim``, and
+    ``is_dup`` is set where it reaches ``threshold``. Returns the duplicates' ``(row, positive, similarity)``."""
     done = ~np.isnan(s)
-    row, b, s = row[done], b[done], s[done]
-    if len(row) == 0:
-        return is_dup, of, sim
-    best = np.lexsort((b, -s, row))
+    row, b, s, order_b = row[done], b[done], s[done], order_b[done]
+    best = np.lexsort((order_b, -s, row))
     row, b, s = row[best], b[best], s[best]
-    head = np.r_[True, row[1:] != row[:-1]]
+    head = np.r_[True, row[1:] != row[:-1]] if len(row) else np.zeros(0, dtype=bool)
     row, b, s = row[head], b[head], s[head]
     sim[row] = s
     hit = s >= threshold
     is_dup[row[hit]] = True
-    for r, d in zip(row[hit].tolist(), b[hit].tolist(), strict=True):
-        of[r] = names[d]
+    return row[hit], b[hit], s[hit]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the same decision over whole arrays of documents: sketches that rule pairs out without their shingle sets
+
+SKETCH_BUCKETS = 64  # per-document counts of distinct shingles by bucket: an exact upper bound of the Jaccard
+_SKETCH_MAX = np.iinfo(np.uint16).max
+_FIB = np.uint64(0x9E3779B97F4A7C15)
+
+
+def normalize_many(texts: Sequence[str | None]) -> list[str]:
+    """:func:`normalize_text` of every text (None = empty). Pure-ASCII texts take a vectorised path (Arrow string
+    kernels; for ASCII, NFKC is the identity, casefold is lower-casing and ``[\\W_]`` is ``[^a-z0-9]`` after it),
+    the others the Python one: the results are equal."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array([t or "" for t in texts], pa.string()) if not isinstance(texts, (pa.Array, pa.ChunkedArray)) \
+        else pc.fill_null(texts, "")
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    fast = pc.utf8_trim(pc.replace_substring_regex(pc.ascii_lower(arr), "[^a-z0-9]+", " "), " ").to_pylist()
+    ascii_ = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)
+    if not ascii_.all():
+        for i in np.flatnonzero(~ascii_).tolist():
+            fast[i] = normalize_text(arr[i].as_py())
+    return fast
+
+
+@dataclass
+class Sketches:
+    """Row-aligned arrays over documents (normalised texts): what :func:`duplicate_rows` needs to decide most
+    pairs. ``hash``: :func:`text_hash`; ``size``: number of distinct shingles; ``counts``: distinct shingles per
+    bucket (``SKETCH_BUCKETS`` columns; ``exact`` False where a count did not fit, so the bound is not used)."""
+
+    hash: np.ndarray    # uint64
+    size: np.ndarray    # int64
+    counts: np.ndarray  # (n, SKETCH_BUCKETS) uint16
+    exact: np.ndarray   # bool
+
+    @classmethod
+    def concat(cls, parts: Sequence[Sketches]) -> Sketches:
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("hash", "size", "counts", "exact")))
+
+
+def shingle_sets(norms: Sequence[str], k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """The :func:`shingles` of every normalised text in one vectorised pass: ``(values, offsets)``, text ``i``'s
+    sorted unique shingles being ``values[offsets[i]:offsets[i + 1]]``."""
+    if not 1 <= k <= 8:
+        raise ValueError("shingle length must be 1..8 bytes")
+    enc = [t.encode("utf-8") for t in norms]
+    n = len(enc)
+    lengths = np.fromiter((len(b) for b in enc), dtype=np.int64, count=n)
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    buf = np.frombuffer(b"".join(enc) + b"\0" * 8, dtype=np.uint8)
+    # windows that lie inside their text (texts shorter than k: one zero-padded window, done below)
+    nwin = np.where(lengths >= k, lengths - k + 1, 0)
+    doc = np.repeat(np.arange(n, dtype=np.int64), nwin)
+    pos = np.arange(len(doc), dtype=np.int64) + np.repeat(starts[:-1] - (np.cumsum(nwin) - nwin), nwin)
+    # the 8 bytes at every offset as one little-endian word (an overlapping strided view), masked to k bytes
+    words = np.ndarray(shape=(len(buf) - 7,), dtype="<u8", buffer=buf, offset=0, strides=(1,))
+    packed = words[pos].astype(np.uint64)
+    if k < 8:
+        packed &= np.uint64((1 << (8 * k)) - 1)
+    short = np.flatnonzero((lengths > 0) & (lengths < k))
+    if len(short):
+        extra = np.array([int(shingles(norms[i], k)[0]) for i in short.tolist()], dtype=np.uint64)
+        doc = np.concatenate([doc, short])
+        packed = np.concatenate([packed, extra])
+    del pos
+    if k < 8 and max(n - 1, 1).bit_length() + 8 * k <= 64:  # one sort of (text, shingle) packed in 64 bits
+        key = (doc.astype(np.uint64) << np.uint64(8 * k)) | packed
+        key.sort()
+        doc = (key >> np.uint64(8 * k)).astype(np.int64)
+        packed = key & np.uint64((1 << (8 * k)) - 1)
+        del key
+    else:
+        order = np.lexsort((packed, doc))
+        doc, packed = doc[order], packed[order]
+    keep = np.ones(len(doc), dtype=bool)
+    keep[1:] = (doc[1:] != doc[:-1]) | (packed[1:] != packed[:-1])
+    doc, packed = doc[keep], packed[keep]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(doc, minlength=n), out=offsets[1:])
+    return packed, offsets
+
+
+def sketch(norms: Sequence[str], k: int = 5) -> Sketches:
+    """:class:`Sketches` of normalised texts."""
+    values, offsets = shingle_sets(norms, k)
+    n = len(norms)
+    size = np.diff(offsets)
+    doc = np.repeat(np.arange(n, dtype=np.int64), size)
+    with np.errstate(over="ignore"):
+        bucket = ((values * _FIB) >> np.uint64(64 - 6)).astype(np.int64)  # SKETCH_BUCKETS = 2**6
+    counts = np.bincount(doc * SKETCH_BUCKETS + bucket, minlength=n * SKETCH_BUCKETS).reshape(n, SKETCH_BUCKETS)
+    exact = counts.max(axis=1, initial=0) <= _SKETCH_MAX
+    hashes = np.fromiter((text_hash(t) for t in norms), dtype=np.uint64, count=n)
+    return Sketches(hashes, size.astype(np.int64), np.minimum(counts, _SKETCH_MAX).astype(np.uint16), exact)
+
+
+def duplicate_rows(cand_doc: np.ndarray, cand_query: np.ndarray, pos_doc: np.ndarray, pos_query: np.ndarray,
+                   sk: Sketches, shingles_of: Callable[[np.ndarray], Mapping[int, np.ndarray]],
+                   threshold: float = 0.9, doc_order: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`duplicate_of` over document *rows* of ``sk`` (-1 = no document) instead of ids and signatures.
+
+    A pair is decided without shingle sets when the texts' hashes are equal (1.0), or when the size bound or the
+    bucket bound ``sum(min(counts)) / sum(max(counts)) < threshold`` (an upper bound of the Jaccard) rules it out;
+    ``shingles_of(rows)`` gives the shingle sets of the documents of the remaining pairs. ``doc_order``: per
+    document row, the order in which equally similar positives are preferred (default: the row; ``duplicate_of``
+    prefers the smaller doc id). Returns ``(is_dup, of_positive_row (-1 if none), similarity)``: the same
+    duplicates, positives and duplicate similarities as :func:`duplicate_of`; the similarity of a row that is not a
+    duplicate may be NaN where :func:`duplicate_of` computed a value below the threshold."""
+    n = len(cand_doc)
+    is_dup = np.zeros(n, dtype=bool)
+    sim = np.full(n, np.nan)
+    of = np.full(n, -1, dtype=np.int64)
+    row, a, b = _query_pairs(cand_doc, cand_query, pos_doc, pos_query)
+    s = np.full(len(row), np.nan)
+    s[sk.hash[a] == sk.hash[b]] = 1.0
+    sa, sb = sk.size[a], sk.size[b]
+    lo_sz, hi_sz = np.minimum(sa, sb), np.maximum(sa, sb)
+    todo = np.flatnonzero(np.isnan(s) & (lo_sz >= threshold * hi_sz) & (hi_sz > 0))
+    if len(todo):
+        ca, cb = sk.counts[a[todo]].astype(np.int64), sk.counts[b[todo]].astype(np.int64)
+        inter_max = np.minimum(ca, cb).sum(axis=1)
+        union_min = np.maximum(ca, cb).sum(axis=1)
+        possible = inter_max >= threshold * union_min
+        possible |= ~(sk.exact[a[todo]] & sk.exact[b[todo]])
+        todo = todo[possible]
+    if len(todo):
+        sets = shingles_of(np.unique(np.concatenate([a[todo], b[todo]])))
+        for j in todo.tolist():
+            s[j] = jaccard(sets[int(a[j])], sets[int(b[j])])
+    rows, pos, _ = _best_pairs(row, b, s, b if doc_order is None else np.asarray(doc_order)[b], threshold, is_dup,
+                               sim)
+    of[rows] = pos
     return is_dup, of, sim

@@ -121,10 +121,32 @@ def sample_keys(method: str, scores: np.ndarray, pos_score, noise: np.ndarray, p
 # grouped top-k
 
 
+def sort_order(keys: Sequence[np.ndarray]) -> np.ndarray:
+    """``np.lexsort`` of ``keys`` given most significant first (stable). When the keys' value ranges fit in 63 bits
+    together they are packed into one int64 and sorted once (several times faster on large blocks, the same
+    permutation); a float key takes part as its dense rank (``np.unique``: NaN last and equal to each other,
+    -0.0 equal to 0.0, as a sort orders them)."""
+    arrays = [np.asarray(k) for k in keys]
+    n = len(arrays[0]) if arrays else 0
+    if n:
+        is_int = [a.dtype.kind in "iub" for a in arrays]
+        lows = [int(a.min()) if i else 0 for a, i in zip(arrays, is_int, strict=True)]
+        bits = [max(int(a.max()) - lo, 1).bit_length() if i else max(n - 1, 1).bit_length()
+                for a, lo, i in zip(arrays, lows, is_int, strict=True)]
+        if sum(bits) <= 63:
+            packed = np.zeros(n, dtype=np.int64)
+            for a, lo, b, i in zip(arrays, lows, bits, is_int, strict=True):
+                v = a.astype(np.int64) - np.int64(lo) if i else np.unique(a, return_inverse=True)[1].reshape(-1)
+                packed <<= np.int64(b)
+                packed |= v
+            return np.argsort(packed, kind="stable")
+    return np.lexsort(tuple(reversed(arrays)))
+
+
 def group_order(group: np.ndarray, primary: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Stable order of rows by group, then by the ``primary`` keys (ascending; first key most significant).
     Returns ``(order, position_in_group)`` with position given for the sorted rows."""
-    order = np.lexsort((*reversed(list(primary)), group))
+    order = sort_order([group, *primary])
     g = np.asarray(group)[order]
     n = len(g)
     if n == 0:

@@ -33,9 +33,11 @@ from negmine.io import schemas
 from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs, hash_json, run_shards
 from negmine.progress import tqdm
 from negmine.select.core import select_rows, table_rows
-from negmine.select.dedup import Signature, duplicate_of, signature
+from negmine.select.dedup import duplicate_rows
+from negmine.select.dedup_index import CorpusDedup
 from negmine.select.params import SelectParams
 from negmine.select.rules import NOT_SAMPLED, reasons
+from negmine.select.sampling import sort_order
 
 log = logging.getLogger("negmine")
 
@@ -48,7 +50,6 @@ _SCORE_COLS = ["query_id", "doc_id", "rank", "retriever_score", "teacher_score",
 _KEY_SEP = "\x1f"
 DEDUP_VERSION = 1  # bump when duplicate detection changes (invalidates reuse of a previous run's duplicates)
 _MAX_QUANTILE_SAMPLE = 200_000  # per block and category: bounded memory for the summary quantiles
-_MAX_CACHED_SIGNATURES = 100_000  # near-duplicate signatures kept across blocks
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -71,7 +72,7 @@ def _pair_keys(q: pa.Array, d: pa.Array) -> pa.Array:
 
 
 class _Ingest:
-    """Positives (all in memory: small) and lazily read document signatures from the ingest artifact."""
+    """Positives (all in memory: small) and the corpus near-duplicate sketches (built or loaded on first use)."""
 
     def __init__(self, art: Artifact, params: SelectParams) -> None:
         self.art = art
@@ -81,27 +82,13 @@ class _Ingest:
         self.pos_keys = _pair_keys(pos["query_id"], pos["doc_id"]).combine_chunks() if pos.num_rows else \
             pa.array([], pa.string())
         self.query_order = read_parquet(art.shard_paths("queries"), ["query_id"])["query_id"].to_pylist()
-        self._sigs: dict[str, Signature | None] = {}
+        self._dedup: CorpusDedup | None = None
 
-    def signatures(self, doc_ids: set[str]) -> dict[str, Signature]:
-        """Signatures of ``doc_ids`` (docs not in the corpus have none); one corpus scan per call for the
-        documents not seen before."""
-        from negmine.models import doc_text
-
-        if len(self._sigs) > _MAX_CACHED_SIGNATURES:
-            self._sigs.clear()  # bounded memory on large corpora (signatures are ~10 KB per document)
-        missing = [d for d in doc_ids if d not in self._sigs]
-        if missing:
-            want = pa.array(missing, pa.string())
-            k = self.params.dedup_shingle
-            for path in self.art.shard_paths("corpus"):
-                t = read_parquet([path], ["doc_id", "title", "text"])
-                t = t.filter(pc.is_in(t["doc_id"], value_set=want))
-                for d, ti, tx in zip(t["doc_id"].to_pylist(), t["title"].to_pylist(), t["text"].to_pylist(), strict=True):
-                    self._sigs[d] = signature(doc_text(ti, tx or ""), k)
-            for d in missing:
-                self._sigs.setdefault(d, None)
-        return {d: s for d in doc_ids if (s := self._sigs.get(d)) is not None}
+    def dedup_index(self) -> CorpusDedup:
+        """The corpus' near-duplicate sketches (negmine.select.dedup_index: built once per corpus, cached)."""
+        if self._dedup is None:
+            self._dedup = CorpusDedup(self.art, self.params.dedup_shingle)
+        return self._dedup
 
 
 def _units(scores: Artifact) -> list[list[Path]]:
@@ -163,6 +150,11 @@ def _blocks(scores: Artifact, ingest: _Ingest, shard_queries: int) -> Iterator[t
 # one block
 
 
+def _names_at(names: np.ndarray, idx: np.ndarray) -> pa.Array:
+    """The string column ``names[idx]`` (None = null), built by one Arrow take instead of a Python list per row."""
+    return pc.take(pa.array(names.tolist(), pa.string()), pa.array(np.asarray(idx, dtype=np.int64)))
+
+
 def _f32(a: np.ndarray) -> pa.Array:
     return pa.array(np.asarray(a, dtype=np.float32), pa.float32(), mask=np.isnan(a))
 
@@ -221,17 +213,17 @@ def _duplicates(ingest: _Ingest, params: SelectParams, ipos: pa.Table, keys: pa.
                 is_dup[i] = True
                 dup_of[i], sim[i] = hit
     elif params.dedup and len(group):
-        pq_ids = ipos["query_id"].to_pylist()
-        pd_ids = ipos["doc_id"].to_pylist()
+        index = ingest.dedup_index()
         c_idx = np.flatnonzero(~is_pos)
-        c_docs = pc.take(d_arr, pa.array(c_idx)).to_pylist()
-        sigs = ingest.signatures(set(c_docs) | set(pd_ids))
-        dup, of, s = duplicate_of(c_docs, group[c_idx], pd_ids,
-                                  np.fromiter((qpos[q] for q in pq_ids), dtype=np.int64, count=len(pq_ids)),
-                                  sigs, params.dedup_threshold)
+        both = index.rows(pa.concat_arrays([pc.take(d_arr, pa.array(c_idx)),
+                                            ipos["doc_id"].combine_chunks().cast(pa.string())]))  # one lookup
+        p_query = np.fromiter((qpos[q] for q in ipos["query_id"].to_pylist()), dtype=np.int64, count=ipos.num_rows)
+        dup, of, s = duplicate_rows(both[:len(c_idx)], group[c_idx], both[len(c_idx):], p_query,
+                                    index.sketches, index.shingles_of, params.dedup_threshold, index.doc_order())
         is_dup[c_idx] = dup
         sim[c_idx] = s
-        for i, o in zip(c_idx.tolist(), of, strict=True):
+        hits = np.flatnonzero(dup)
+        for i, o in zip(c_idx[hits].tolist(), index.ids.take(pa.array(of[hits])).to_pylist(), strict=True):
             dup_of[i] = o
     return is_dup, dup_of, sim
 
@@ -280,7 +272,7 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
 
     # negatives: per query, sampled before filled, hardest first
     ki = np.flatnonzero(kept)
-    ki = ki[np.lexsort((doc_code[ki], ranks[ki], -scores[ki], sel.filled[ki], group[ki]))]
+    ki = ki[sort_order([group[ki], sel.filled[ki], -scores[ki], ranks[ki], doc_code[ki]])]
     filled = sel.filled[ki]
     fr = sel.fill_reason[ki]
 
@@ -298,13 +290,13 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
     }, schema=schemas.NEGATIVES)
 
     di = np.flatnonzero(~kept & ~unretrieved_pos)
-    di = di[np.lexsort((doc_code[di], np.where(ranks[di] > 0, ranks[di], np.iinfo(np.int32).max), group[di]))]
+    di = di[sort_order([group[di], np.where(ranks[di] > 0, ranks[di], ranks.max(initial=0) + 1), doc_code[di]])]
     d_is_dup = reason[di] == names.index("duplicate_of_positive")
     dropped = pa.table({
         **common(di),
-        "reason_dropped": pa.array(reason_names[reason[di]].tolist(), pa.string()),
-        "duplicate_of": pa.array([dup_of[i] if m else None
-                                  for i, m in zip(di.tolist(), d_is_dup.tolist(), strict=True)], pa.string()),
+        "reason_dropped": _names_at(reason_names, reason[di]),
+        "duplicate_of": _names_at(np.array([None, *(dup_of[i] for i in di[d_is_dup].tolist())], dtype=object),
+                                  np.where(d_is_dup, np.cumsum(d_is_dup), 0)),
         "similarity": _f32(np.where(d_is_dup, sim[di], np.nan)),
     }, schema=schemas.DROPPED)
 
