@@ -215,7 +215,7 @@ def test_dense_flat_index_built_block_by_block_is_the_same_index(monkeypatch):
             if len(texts) else np.zeros((0, 16))
         return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
 
-    monkeypatch.setattr(dense, "encode_texts", fake_encode)
+    monkeypatch.setattr(dense.engine, "encode", fake_encode)  # the stage encodes through the engine seam
     docs = [f"doc {i}" for i in range(50)]
     queries = [f"query {i}" for i in range(9)]
     cfg = RetrieverConfig(method="dense")
