@@ -26,7 +26,8 @@ import pyarrow.compute as pc
 
 from negmine.io.store import Artifact
 from negmine.judge.engine import pick_canary
-from negmine.judge.stage import CANARY_POOL
+from negmine.judge.params import RelabelParams
+from negmine.judge.stage import canary_rows, passage_chars
 from negmine.models import doc_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,12 +44,11 @@ def shares(reqs: list[tuple[str, list[str]]], hidden: set[tuple[str, str]], min_
 def canary_relevant(reqs: list[tuple[str, list[str]]], relevant: set[tuple[str, str]], corpus: dict[str, str],
                     queries: dict[str, str], exclude: dict[str, set[str]]) -> float:
     """Share of requests whose canary (picked exactly as relabel picks it) is relevant to the query by the qrels."""
-    import random
-
-    ids = sorted(corpus)
-    sample = [ids[i] for i in sorted(random.Random(0).sample(range(len(ids)), min(CANARY_POOL, len(ids))))]
-    pool = [("", d, corpus[d]) for d in sample]
-    by_text = {corpus[d]: d for d in sample}
+    ids = list(corpus)  # the ingest corpus' order, in which relabel samples its canaries
+    sample = [ids[i] for i in sorted(canary_rows(len(ids)))]
+    keep = passage_chars(RelabelParams())  # the stage keeps this prefix of each passage
+    pool = [(d, corpus[d][:keep]) for d in sample]
+    by_text = {t: d for d, t in pool}
     hits = n = 0
     for q, docs in reqs:
         got = pick_canary(pool, q, exclude.get(q, set()) | set(docs), docs, len(docs), queries[q])

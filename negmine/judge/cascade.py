@@ -21,6 +21,11 @@ from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
 FLAGGED = ("relevant", "partial")
+DISTRUSTED = "distrusted"  # error prefix of verdicts relabel's canary check did not trust
+
+
+def is_distrusted(error: str | None) -> bool:
+    return error is not None and error.startswith(DISTRUSTED)
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,7 @@ def action_for(v: Verdict, policy: Policy) -> str:
     if v.label is None:
         # a verdict the canary check distrusted (instructions injected into a passage?) is never kept as a sure
         # negative nor promoted: removed, so refill replaces it with a candidate judged in another request
-        return "remove" if v.error is not None and v.error.startswith("distrusted") else policy.on_unjudged
+        return "remove" if is_distrusted(v.error) else policy.on_unjudged
     if policy.on_unsure == "remove" and v.prob is not None and policy.band[0] <= v.prob <= policy.band[1]:
         return "remove"
     if v.label == "relevant":

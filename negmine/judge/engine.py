@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from negmine.judge import parse as P
-from negmine.judge.cascade import FLAGGED, Verdict, get_router, group
+from negmine.judge.cascade import DISTRUSTED, FLAGGED, Verdict, get_router, group, is_distrusted
 from negmine.judge.client import Answer, JudgeClient
 from negmine.judge.params import RelabelParams
 from negmine.judge.prompts import VERSIONS, listwise_messages, pointwise_messages, prompt_hash, reask_messages
 from negmine.judge.tokens import Tokenizer, message_tokens
 
 Key = tuple[str, str]
-DISTRUSTED = "distrusted"  # error prefix of verdicts the canary check did not trust
 
 
 @dataclass
@@ -67,16 +66,16 @@ class Work:
     queries: dict[str, str]
     positives: dict[str, list[str]]
     items: dict[str, list[tuple[str, str]]]  # query_id → [(doc_id, passage text)] in rank order
-    # canary passages (``relabel.canary``): (owner query id or "", doc_id, text); one is slipped into each listwise
-    # request, never a passage of the request's own query nor one in ``canary_exclude[query]``
-    canary_pool: Sequence[tuple[str, str, str]] = ()
+    # canary passages (``relabel.canary``): (doc_id, text); one is slipped into each listwise request, never a
+    # passage of the request's own query nor one in ``canary_exclude[query]``
+    canary_pool: Sequence[tuple[str, str]] = ()
     canary_exclude: dict[str, set[str]] | None = None
 
 
-def pick_canary(pool: Sequence[tuple[str, str, str]], qid: str, exclude: set[str], seed_parts: Sequence[str],
+def pick_canary(pool: Sequence[tuple[str, str]], qid: str, exclude: set[str], seed_parts: Sequence[str],
                 m: int, query: str = "", draws: int = 8) -> tuple[str, int] | None:
     """(text, 0-based position among m + 1 passages) of the canary for one request, or None when the pool has
-    no usable passage. Of ``draws`` seeded draws from the pool (not the query's own documents nor ``exclude``), the
+    no usable passage. Of ``draws`` seeded draws from the pool (none of ``exclude``, the query's own documents), the
     one sharing the fewest words with the query: a random document is rarely relevant, one with no word of the
     query even more rarely. Deterministic in the request's content, so a re-run sends the same request (its cached
     answer is reused)."""
@@ -87,8 +86,8 @@ def pick_canary(pool: Sequence[tuple[str, str, str]], qid: str, exclude: set[str
     words = _words(query)
     best: tuple[int, str] | None = None
     for _ in range(draws):
-        owner, doc_id, text = pool[rng.randrange(len(pool))]
-        if owner == qid or doc_id in exclude:
+        doc_id, text = pool[rng.randrange(len(pool))]
+        if doc_id in exclude:
             continue
         overlap = len(words & _words(text))
         if best is None or overlap < best[0]:
@@ -97,7 +96,7 @@ def pick_canary(pool: Sequence[tuple[str, str, str]], qid: str, exclude: set[str
 
 
 def _distrusted(res: Sequence[Judgment]) -> bool:
-    return bool(res) and all(j.error is not None and j.error.startswith(DISTRUSTED) for j in res)
+    return bool(res) and all(is_distrusted(j.error) for j in res)
 
 
 def _words(text: str) -> set[str]:
@@ -113,7 +112,6 @@ class Judge:
         self.version = VERSIONS[self.mode]
         self.prompt_hash = prompt_hash(self.mode)
         self.progress = progress  # a tqdm-like object with update(n), or None
-        self.distrusted = 0  # requests whose verdicts the canary check distrusted
 
     # -- one request (+ its re-ask) -------------------------------------------------------------------------------
     def _messages(self, qtext: str, positives: list[str], texts: list[str]) -> list[dict[str, str]]:
@@ -192,7 +190,6 @@ class Judge:
             out.append(Judgment(tier, model, label, parsed.probs.get(i) if label else None, error, first.key,
                                 all(a.cached for a in answers), pt, ct, n, cost / n, answers[-1].finish_reason,
                                 sum(a.attempts for a in answers), reasked))
-        self.distrusted += distrust is not None
         if self.progress is not None:
             self.progress.update(n)
         return out

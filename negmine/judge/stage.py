@@ -39,7 +39,7 @@ from negmine.io.store import (
     write_parquet_atomic,
 )
 from negmine.judge import schemas
-from negmine.judge.cascade import Policy, decide_query, get_router, pick_refill
+from negmine.judge.cascade import DISTRUSTED, Policy, decide_query, get_router, is_distrusted, pick_refill
 from negmine.judge.client import JudgeClient, public_url, tier_endpoint
 from negmine.judge.engine import Judge, Judgment, Work
 from negmine.judge.params import RelabelParams
@@ -84,11 +84,11 @@ def _check_unjudged(audit: pa.Table, shard: int, n_shards: int, params: RelabelP
     decided = audit.filter(pc.is_valid(audit["action"]))
     n = decided.num_rows
     # a verdict the canary check distrusted is an answer about the content (an injected passage), not a broken judge
-    distrusted = decided.filter(pc.fill_null(pc.starts_with(decided["error"], "distrusted"), False)).num_rows
+    distrusted = decided.filter(pc.fill_null(pc.starts_with(decided["error"], DISTRUSTED), False)).num_rows
     unjudged = n - int(pc.sum(pc.is_valid(decided["label"])).as_py() or 0) - distrusted
     if n and unjudged > params.max_unjudged * n:
         errors = [e for e in decided.filter(pc.is_null(decided["label"]))["error"].to_pylist()
-                  if e and not e.startswith("distrusted")]
+                  if e and not is_distrusted(e)]
         last = client.last_error or (f"unusable answer ({errors[0]})" if errors else "unusable answers")
         raise JudgeFailure(
             f"relabel: the judge gave no usable answer for {unjudged:,} of the {n:,} negatives of shard "
@@ -107,6 +107,12 @@ def _public_params(params: RelabelParams) -> dict[str, Any]:
 
 
 CANARY_POOL = 256  # corpus documents sampled as canaries (relabel.canary)
+
+
+def canary_rows(n_docs: int) -> set[int]:
+    """Row numbers (in the ingest corpus' order) of the documents sampled as canaries: a fixed seed, so every run
+    sends the same requests and their cached answers are reused."""
+    return set(random.Random(0).sample(range(n_docs), min(CANARY_POOL, n_docs)))
 
 # ---- inputs ------------------------------------------------------------------------------------------------------
 
@@ -232,7 +238,7 @@ def load_inputs(neg: Artifact, ingest: Artifact, scores: Artifact | None, params
     # canaries: a fixed-seed uniform sample of the corpus (a random document is almost never relevant to a query;
     # another query's hard negative may well be); the same sample every run, so re-sent requests hit the cache
     n_docs = ingest.num_rows("corpus")
-    pick = set(random.Random(0).sample(range(n_docs), min(CANARY_POOL, n_docs))) if params.canary else set()
+    pick = canary_rows(n_docs) if params.canary else set()
     canaries: list[tuple[str, str]] = []
     offset = 0
     for t in ingest.iter_shards("corpus"):
@@ -289,9 +295,8 @@ async def judge_shard(judge: Judge, inp: Inputs, qids: list[str], params: Relabe
             mined[q].add(r["doc_id"])
             items[q].append((r["doc_id"], inp.texts[r["doc_id"]]))
     # canaries for this shard's requests: never one of the query's own positives, negatives or refill pool
-    canary_pool = [("", d, t) for d, t in inp.canaries]
     canary_exclude = {q: set(inp.positives.get(q, ())) | mined[q] | inp.excluded.get(q, set())
-                      | {c[0] for c in inp.candidates.get(q, ())} for q in qids} if canary_pool else None
+                      | {c[0] for c in inp.candidates.get(q, ())} for q in qids} if inp.canaries else None
     history: dict[tuple[str, str], list[Judgment]] = {}
     refill = inp.refill == "on"  # dry run / batch: refill is planned for the queries whose answers are all cached
     bound = max((len(inp.candidates.get(q, ())) for q in qids), default=0)  # safety bound on rounds
@@ -303,7 +308,7 @@ async def judge_shard(judge: Judge, inp: Inputs, qids: list[str], params: Relabe
     per_q: dict[str, dict[str, Any]] = defaultdict(dict)
     rnd = 0
     while True:
-        work = Work({q: inp.queries[q] for q in items}, pos_texts, items, canary_pool, canary_exclude)
+        work = Work({q: inp.queries[q] for q in items}, pos_texts, items, inp.canaries, canary_exclude)
         got = await judge.cascade(work)
         history.update(got)
         for (q, d), hs in got.items():
@@ -595,7 +600,7 @@ def _shard_counts(writer: StageWriter, n_shards: int) -> Counter:
     for i in range(n_shards):
         for r in writer.read_shard("audit", i).select(["tier", "label", "action", "error"]).to_pylist():
             c[f"judgments_tier{r['tier']}"] += 1
-            c["judgments_distrusted"] += bool(r["error"]) and r["error"].startswith("distrusted")
+            c["judgments_distrusted"] += is_distrusted(r["error"])
             if r["action"] is not None:
                 c[f"action_{r['action']}"] += 1
                 c[f"label_{r['label'] or 'unjudged'}"] += 1

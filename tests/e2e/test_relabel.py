@@ -454,7 +454,8 @@ def _inject(base, tmp_path, name):
 def test_canary_keeps_an_obeying_judge_from_promoting_an_injected_request(base, server, tmp_path, canary):
     """issue 13, defence in depth: a judge that obeys an instruction injected INSIDE a quoted passage flags every
     candidate of that request. Without the canary every one of them is promoted to a positive; with it, the
-    request's verdicts are distrusted (unjudged: kept as negatives, never promoted) and the run still succeeds."""
+    request's verdicts are distrusted (unjudged: removed after the last tier, never promoted) and the run still
+    succeeds."""
     from negmine.judge.stage import run_relabel
 
     run, q = _inject(base, tmp_path, f"canary-{canary}")
