@@ -248,13 +248,19 @@ def rerun_command(art: Artifact) -> str:
     return f"negmine {art.stage} {run}"
 
 
+def _input_path(out_dir: Path, params: Mapping[str, Any], name: str) -> Path | None:
+    """Where, in the run directory of ``out_dir``, the input ``name`` of an artifact with ``params`` lives (None:
+    an input that is not an artifact of this run)."""
+    d = INPUT_DIRS.get(name)
+    if d is None or (name == "calibration" and str(params.get("calibration", "auto")).lower() != "auto"):
+        return None  # a calibration applied from another run's PATH
+    return out_dir.parent / d
+
+
 def _upstream(art: Artifact, name: str) -> Artifact | None:
     """The artifact now in ``art``'s run directory under the input ``name`` (None: not there, or not from it)."""
-    d = INPUT_DIRS.get(name)
-    if d is None or (name == "calibration" and str(art.params.get("calibration", "auto")).lower() != "auto"):
-        return None  # a calibration applied from another run's PATH
-    path = art.path.parent / d
-    if path == art.path or not (path / MANIFEST).is_file():
+    path = _input_path(art.path, art.params, name)
+    if path is None or path == art.path or not (path / MANIFEST).is_file():
         return None
     try:
         return Artifact.open(path)
@@ -677,11 +683,9 @@ class StageWriter:
         Another process that re-ran an upstream stage meanwhile (each stage locks only its own output) would
         otherwise leave an artifact built from a mix of old and new inputs under a manifest naming the old ones."""
         for name, fp in self.inputs.items():
-            d = INPUT_DIRS.get(name)
-            if d is None or (name == "calibration" and
-                             str(self.params.get("calibration", "auto")).lower() != "auto"):
+            path = _input_path(self.out_dir, self.params, name)
+            if path is None:
                 continue
-            path = self.out_dir.parent / d
             try:
                 now = json.loads((path / MANIFEST).read_text()).get("fingerprint")
             except (OSError, ValueError):
