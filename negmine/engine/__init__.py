@@ -56,6 +56,43 @@ class LocalEngine:
         pass
 
 
+class ThreadedShards:
+    """A local executor that computes up to ``workers`` shards at once in threads of this process, yielding them in
+    order, so that the caller's thread writes one shard while the next ones are computed. For stages whose compute
+    is numpy / Arrow work that releases the GIL (select); the output is the same as computing them one by one."""
+
+    def __init__(self, workers: int = 2) -> None:
+        self.workers = max(1, int(workers))
+
+    def map_shards(self, compute: Callable[[int, Any], Mapping[str, Any]],
+                   plan: Iterable[tuple[int, Any, bool]]) -> Iterator[tuple[int, Any, Mapping[str, Any] | None, bool]]:
+        if self.workers == 1:
+            yield from _LOCAL.map_shards(compute, plan)
+            return
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        pending: deque = deque()
+        items = iter(plan)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="negmine-shard") as pool:
+            try:
+                while True:
+                    while len(pending) < self.workers:
+                        nxt = next(items, None)
+                        if nxt is None:
+                            break
+                        index, unit, resumed = nxt
+                        pending.append((index, unit, resumed, None if resumed else pool.submit(compute, index, unit)))
+                    if not pending:
+                        return
+                    index, unit, resumed, fut = pending.popleft()
+                    yield index, unit, (None if fut is None else fut.result()), resumed
+            finally:
+                for *_, fut in pending:
+                    if fut is not None:
+                        fut.cancel()
+
+
 _CURRENT: contextvars.ContextVar[Any] = contextvars.ContextVar("negmine_engine", default=None)
 _LOCAL = LocalEngine()
 

@@ -132,30 +132,34 @@ class Rows:
     doc_code: np.ndarray      # dense rank of the doc id: the last tie-break
 
 
-def table_rows(table: Any, qids: Sequence[str] | None = None) -> Rows:
+def table_rows(table: Any, qids: Sequence[str] | None = None, group: np.ndarray | None = None,
+               doc_code: np.ndarray | None = None) -> Rows:
     """The arrays of ``table`` (a pyarrow Table); ``qids`` orders the groups (default: order of first appearance;
-    it may list queries without rows)."""
+    it may list queries without rows). ``group`` (each row's index into ``qids``) and ``doc_code`` (an integer
+    order of the doc ids) may be given when the caller already has them (the select stage: from its block reader
+    and the corpus rows), which spares a string lookup and a string sort."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     q_col = table["query_id"]
     order = list(dict.fromkeys(q_col.to_pylist())) if qids is None else list(qids)
     n = table.num_rows
-    if n:
+    if not n:
+        return Rows(order, np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, bool),
+                    np.zeros(0, np.int64))
+    if group is None:
         found = pc.index_in(q_col, value_set=pa.array(order, pa.string()))
         if found.null_count:
             missing = pc.filter(q_col, pc.is_null(found))[0].as_py()
             raise KeyError(missing)
         group = found.to_numpy().astype(np.int64)
-    else:
-        group = np.zeros(0, dtype=np.int64)
-    if not n:
-        return Rows(order, group, np.zeros(0), np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, np.int64))
-    return Rows(order, group,
+    if doc_code is None:
+        doc_code = pc.rank(table["doc_id"], sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64)
+    return Rows(order, np.asarray(group, dtype=np.int64),
                 table["teacher_score"].to_numpy().astype(np.float64),
                 pc.fill_null(table["rank"], 0).to_numpy().astype(np.int64),
                 pc.fill_null(table["is_positive"], False).to_numpy().astype(bool),
-                pc.rank(table["doc_id"], sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64))
+                np.asarray(doc_code, dtype=np.int64))
 
 
 def select_rows(rows: Rows, params: SelectParams, signals: Mapping[str, np.ndarray | None] | None = None,

@@ -126,8 +126,20 @@ def _query_pairs(c_doc: np.ndarray, cand_query: np.ndarray, p_doc: np.ndarray, p
     o = np.argsort(pq, kind="stable")
     p_doc, pq = p_doc[o], pq[o]
     cq = np.asarray(cand_query, dtype=np.int64)
-    lo = np.searchsorted(pq, cq, side="left")
-    cnt = np.where(c_doc >= 0, np.searchsorted(pq, cq, side="right") - lo, 0)
+    if len(cq) and cq.min() >= 0 and (pq.min() >= 0):  # query indices: per-query start and count by a gather
+        n_q = int(max(cq.max(), pq.max())) + 1
+        per_q = np.bincount(pq, minlength=n_q)
+        first_q = np.cumsum(per_q) - per_q
+        if per_q.max() == 1:  # one positive a query (the usual case): each candidate pairs with it or nothing
+            row = np.flatnonzero((c_doc >= 0) & (per_q[cq] == 1))
+            a, b = c_doc[row], p_doc[first_q[cq[row]]]
+            ok = a != b
+            return row[ok], a[ok], b[ok]
+        lo = first_q[cq]
+        cnt = np.where(c_doc >= 0, per_q[cq], 0)
+    else:
+        lo = np.searchsorted(pq, cq, side="left")
+        cnt = np.where(c_doc >= 0, np.searchsorted(pq, cq, side="right") - lo, 0)
     row = np.repeat(np.arange(n), cnt)
     first = np.repeat(np.cumsum(cnt) - cnt, cnt)
     pi = np.repeat(lo, cnt) + (np.arange(len(row)) - first)
@@ -253,6 +265,24 @@ def sketch(norms: Sequence[str], k: int = 5) -> Sketches:
     return Sketches(hashes, size.astype(np.int64), np.minimum(counts, _SKETCH_MAX).astype(np.uint16), exact)
 
 
+_BOUND_BLOCK = 1 << 16  # pairs per step of the bucket bound (bounds its (pairs, buckets) temporaries)
+
+
+def _bucket_bound_passes(sk: Sketches, a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
+    """Per pair of document rows: whether the bucket bound leaves a Jaccard >= ``threshold`` possible.
+
+    The bound is ``sum(min(counts)) / sum(max(counts))``; where both documents' counts are exact,
+    ``sum(max) = size_a + size_b - sum(min)``, so only the minima are summed (in the counts' own uint16, by blocks
+    of pairs), which is what makes this cheap over a million pairs. A pair with an inexact count always passes."""
+    out = np.ones(len(a), dtype=bool)
+    for s in range(0, len(a), _BOUND_BLOCK):
+        ia, ib = a[s:s + _BOUND_BLOCK], b[s:s + _BOUND_BLOCK]
+        inter_max = np.minimum(sk.counts[ia], sk.counts[ib]).sum(axis=1, dtype=np.int64)
+        union_min = sk.size[ia] + sk.size[ib] - inter_max
+        out[s:s + len(ia)] = (inter_max >= threshold * union_min) | ~(sk.exact[ia] & sk.exact[ib])
+    return out
+
+
 def duplicate_rows(cand_doc: np.ndarray, cand_query: np.ndarray, pos_doc: np.ndarray, pos_query: np.ndarray,
                    sk: Sketches, shingles_of: Callable[[np.ndarray], Mapping[int, np.ndarray]],
                    threshold: float = 0.9, doc_order: np.ndarray | None = None
@@ -277,12 +307,7 @@ def duplicate_rows(cand_doc: np.ndarray, cand_query: np.ndarray, pos_doc: np.nda
     lo_sz, hi_sz = np.minimum(sa, sb), np.maximum(sa, sb)
     todo = np.flatnonzero(np.isnan(s) & (lo_sz >= threshold * hi_sz) & (hi_sz > 0))
     if len(todo):
-        ca, cb = sk.counts[a[todo]].astype(np.int64), sk.counts[b[todo]].astype(np.int64)
-        inter_max = np.minimum(ca, cb).sum(axis=1)
-        union_min = np.maximum(ca, cb).sum(axis=1)
-        possible = inter_max >= threshold * union_min
-        possible |= ~(sk.exact[a[todo]] & sk.exact[b[todo]])
-        todo = todo[possible]
+        todo = todo[_bucket_bound_passes(sk, a[todo], b[todo], threshold)]
     if len(todo):
         sets = shingles_of(np.unique(np.concatenate([a[todo], b[todo]])))
         for j in todo.tolist():

@@ -34,7 +34,7 @@ from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs, h
 from negmine.progress import tqdm
 from negmine.select.core import select_rows, table_rows
 from negmine.select.dedup import duplicate_rows
-from negmine.select.dedup_index import CorpusDedup
+from negmine.select.dedup_index import CorpusDedup, CorpusRows
 from negmine.select.params import SelectParams
 from negmine.select.rules import NOT_SAMPLED, reasons
 from negmine.select.sampling import sort_order
@@ -83,11 +83,18 @@ class _Ingest:
             pa.array([], pa.string())
         self.query_order = read_parquet(art.shard_paths("queries"), ["query_id"])["query_id"].to_pylist()
         self._dedup: CorpusDedup | None = None
+        self._corpus: CorpusRows | None = None
+
+    def corpus(self) -> CorpusRows:
+        """The corpus' doc ids by row (rows replace doc id strings in the block's joins and tie-breaks)."""
+        if self._corpus is None:
+            self._corpus = CorpusRows(self.art)
+        return self._corpus
 
     def dedup_index(self) -> CorpusDedup:
         """The corpus' near-duplicate sketches (negmine.select.dedup_index: built once per corpus, cached)."""
         if self._dedup is None:
-            self._dedup = CorpusDedup(self.art, self.params.dedup_shingle)
+            self._dedup = CorpusDedup(self.art, self.params.dedup_shingle, self.corpus())
         return self._dedup
 
 
@@ -121,9 +128,10 @@ def _units(scores: Artifact) -> list[list[Path]]:
     return out
 
 
-def _blocks(scores: Artifact, ingest: _Ingest, shard_queries: int) -> Iterator[tuple[list[str], pa.Table]]:
-    """(query ids, their scored rows) in blocks of at most ``shard_queries`` queries, in scores order; ingest
-    queries that have no scored row at all come last (their block has no rows)."""
+def _blocks(scores: Artifact, ingest: _Ingest, shard_queries: int
+            ) -> Iterator[tuple[list[str], pa.Table, np.ndarray]]:
+    """(query ids, their scored rows, each row's index into the query ids) in blocks of at most ``shard_queries``
+    queries, in scores order; ingest queries that have no scored row at all come last (their block has no rows)."""
 
     seen: set[str] = set()
     empty = None
@@ -132,18 +140,24 @@ def _blocks(scores: Artifact, ingest: _Ingest, shard_queries: int) -> Iterator[t
         empty = t.schema.empty_table()
         enc = pc.dictionary_encode(t["query_id"].combine_chunks())
         qids = enc.dictionary.to_pylist()
-        idx = enc.indices.to_numpy(zero_copy_only=False)
-        order = np.argsort(idx, kind="stable")
-        starts = np.searchsorted(idx[order], np.arange(len(qids) + 1))
+        idx = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        # the score stage writes each query's rows together, so codes (by first appearance) are already sorted
+        # and a block is a slice; otherwise the rows are regrouped by one stable sort
+        contiguous = bool(len(idx) < 2 or (idx[1:] >= idx[:-1]).all())
+        order = None if contiguous else np.argsort(idx, kind="stable")
+        sorted_idx = idx if order is None else idx[order]
+        starts = np.searchsorted(sorted_idx, np.arange(len(qids) + 1))
         seen.update(qids)
         for s in range(0, len(qids), shard_queries):
             e = min(s + shard_queries, len(qids))
-            yield qids[s:e], t.take(pa.array(order[starts[s]:starts[e]]))
+            a, b = int(starts[s]), int(starts[e])
+            rows = t.slice(a, b - a) if order is None else t.take(pa.array(order[a:b]))
+            yield qids[s:e], rows, sorted_idx[a:b] - s
     rest = [q for q in ingest.query_order if q not in seen]
     if empty is None:
         empty = pa.schema([(c, schemas.SCORES.field(c).type) for c in _SCORE_COLS]).empty_table()
     for s in range(0, len(rest), shard_queries):
-        yield rest[s:s + shard_queries], empty
+        yield rest[s:s + shard_queries], empty, np.zeros(0, dtype=np.int64)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -198,16 +212,17 @@ def _fn_prob(cal: Any, params: SelectParams, arrays: Any, rows: pa.Table, pos_si
     return fn_probabilities(cal, signals_of(arrays, rs, params.pos_ref, pos_sim, lex_rank), keys)
 
 
-def _duplicates(ingest: _Ingest, params: SelectParams, ipos: pa.Table, keys: pa.Array, d_arr: pa.Array,
-                group: np.ndarray, is_pos: np.ndarray, qpos: dict[str, int],
+def _duplicates(ingest: _Ingest, params: SelectParams, keys: Any, group: np.ndarray, is_pos: np.ndarray,
+                doc_row: np.ndarray, p_row: np.ndarray, p_group: np.ndarray,
                 known_dups: dict[str, tuple[str, float]] | None) -> tuple[np.ndarray, list[str | None], np.ndarray]:
-    """Per row: near-duplicate of one of its query's positives ``ipos``, which positive, and the similarity
-    (from ``known_dups`` when a previous run found them, else computed from the documents' signatures)."""
+    """Per row: near-duplicate of one of its query's positives (corpus rows ``p_row`` of queries ``p_group``),
+    which positive, and the similarity (from ``known_dups`` when a previous run found them, else computed from the
+    documents' sketches). ``keys()`` gives the rows' ``query_id \x1f doc_id`` keys."""
     dup_of: list[str | None] = [None] * len(group)
     sim = np.full(len(group), np.nan)
     is_dup = np.zeros(len(group), dtype=bool)
     if params.dedup and len(group) and known_dups is not None:
-        for i, k in enumerate(keys.to_pylist()):
+        for i, k in enumerate(keys().to_pylist()):
             hit = known_dups.get(k)
             if hit is not None and not is_pos[i]:
                 is_dup[i] = True
@@ -215,10 +230,7 @@ def _duplicates(ingest: _Ingest, params: SelectParams, ipos: pa.Table, keys: pa.
     elif params.dedup and len(group):
         index = ingest.dedup_index()
         c_idx = np.flatnonzero(~is_pos)
-        both = index.rows(pa.concat_arrays([pc.take(d_arr, pa.array(c_idx)),
-                                            ipos["doc_id"].combine_chunks().cast(pa.string())]))  # one lookup
-        p_query = np.fromiter((qpos[q] for q in ipos["query_id"].to_pylist()), dtype=np.int64, count=ipos.num_rows)
-        dup, of, s = duplicate_rows(both[:len(c_idx)], group[c_idx], both[len(c_idx):], p_query,
+        dup, of, s = duplicate_rows(doc_row[c_idx], group[c_idx], p_row, p_group,
                                     index.sketches, index.shingles_of, params.dedup_threshold, index.doc_order())
         is_dup[c_idx] = dup
         sim[c_idx] = s
@@ -228,34 +240,65 @@ def _duplicates(ingest: _Ingest, params: SelectParams, ipos: pa.Table, keys: pa.
     return is_dup, dup_of, sim
 
 
+def _is_positive_pair(group: np.ndarray, doc_row: np.ndarray, p_group: np.ndarray, p_row: np.ndarray,
+                      n_docs: int) -> np.ndarray:
+    """Per row: whether (its query, its document) is one of the (query, positive) pairs; by corpus row (>= 0).
+    The few positives' keys are sorted and the rows' keys searched in them (``np.isin`` would sort both)."""
+    if not len(p_row) or not len(group):
+        return np.zeros(len(group), dtype=bool)
+    keys = group * np.int64(n_docs) + doc_row
+    pos = np.sort(p_group * np.int64(n_docs) + p_row)
+    at = np.minimum(np.searchsorted(pos, keys), len(pos) - 1)
+    return pos[at] == keys
+
+
 def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: SelectParams,
                  known_dups: dict[str, tuple[str, float]] | None = None,
                  pos_sim_spec: dict[str, Any] | None = None, lexical: Any = None,
-                 cal: Any = None) -> dict[str, pa.Table]:
+                 cal: Any = None, group: np.ndarray | None = None) -> dict[str, pa.Table]:
     """Select the negatives of one block of queries; returns the four output tables. ``known_dups`` maps
     ``query_id \x1f doc_id`` of every duplicate to (positive, similarity) when a previous run already found
     them for the same inputs and dedup settings (None = compute). ``lexical``: a signals.LexicalRanker when
     ``select.max_lexical_rank`` is set or a calibration needs BM25 ranks (opened once per stage run); ``cal``: the
-    calibration to apply (negmine.calibrate.stage.Calibration) or None."""
+    calibration to apply (negmine.calibrate.stage.Calibration) or None. ``group``: each row's index into ``qids``
+    (from the block reader; looked up when None).
+
+    Documents are joined by their corpus row (one lookup of the block's doc ids): the row gives the tie-break
+    order of the ids (their rank in the corpus' string order), the positive test and the near-duplicate sketches.
+    A block with a document that is not in the corpus falls back to the string keys for those."""
     n_q = len(qids)
     qpos = {q: i for i, q in enumerate(qids)}
     q_arr = rows["query_id"].combine_chunks() if rows.num_rows else pa.array([], pa.string())
     d_arr = rows["doc_id"].combine_chunks() if rows.num_rows else pa.array([], pa.string())
-    keys = _pair_keys(q_arr, d_arr)
-    arrays = table_rows(rows, qids)
-    arrays.is_positive |= pc.is_in(keys, value_set=ingest.pos_keys).to_numpy(zero_copy_only=False).astype(bool)
-    group, scores, ranks, is_pos, doc_code = (arrays.group, arrays.scores, arrays.ranks, arrays.is_positive,
-                                              arrays.doc_code)
+    key_cache: list[pa.Array] = []
+
+    def keys() -> pa.Array:
+        if not key_cache:
+            key_cache.append(_pair_keys(q_arr, d_arr))
+        return key_cache[0]
 
     # positives of the block (ingest positives + any row flagged positive), with their scores
     want = pa.array(qids, pa.string())
     ipos = ingest.positives.filter(pc.is_in(ingest.positives["query_id"], value_set=want))
-    is_dup, dup_of, sim = _duplicates(ingest, params, ipos, keys, d_arr, group, is_pos, qpos, known_dups)
+    p_group = np.fromiter((qpos[q] for q in ipos["query_id"].to_pylist()), dtype=np.int64, count=ipos.num_rows)
+    corpus = ingest.corpus()
+    doc_row = corpus.rows(d_arr) if rows.num_rows else np.zeros(0, dtype=np.int64)
+    p_row = corpus.rows(ipos["doc_id"].combine_chunks().cast(pa.string())) if ipos.num_rows else \
+        np.zeros(0, dtype=np.int64)
+    by_row = bool((doc_row >= 0).all() and (p_row >= 0).all())
+    arrays = table_rows(rows, qids, group, corpus.doc_order()[doc_row] if by_row else None)
+    group, scores, ranks, is_pos, doc_code = (arrays.group, arrays.scores, arrays.ranks, arrays.is_positive,
+                                              arrays.doc_code)
+    if by_row:
+        is_pos |= _is_positive_pair(group, doc_row, p_group, p_row, len(corpus.ids))
+    else:
+        is_pos |= pc.is_in(keys(), value_set=ingest.pos_keys).to_numpy(zero_copy_only=False).astype(bool)
+    is_dup, dup_of, sim = _duplicates(ingest, params, keys, group, is_pos, doc_row, p_row, p_group, known_dups)
     needs = set() if cal is None else cal.needs
     pos_sim = _pos_sim(ingest, params, pos_sim_spec, d_arr, group, is_pos, "pos_sim" in needs)
     lex_rank = _lex_rank(ingest, params, lexical, q_arr, d_arr,
                          max(params.max_lexical_rank or 0, cal.lexical_depth) if "lex_rank" in needs else None)
-    fn_prob = _fn_prob(cal, params, arrays, rows, pos_sim, lex_rank, keys)
+    fn_prob = _fn_prob(cal, params, arrays, rows, pos_sim, lex_rank, keys() if cal is not None else None)
     sel = select_rows(arrays, params, {"is_duplicate": is_dup, "pos_sim": pos_sim, "lex_rank": lex_rank,
                                        "fn_prob": fn_prob},
                       None if cal is None else {"fn_threshold": cal.model.threshold})
@@ -300,7 +343,7 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
         "similarity": _f32(np.where(d_is_dup, sim[di], np.nan)),
     }, schema=schemas.DROPPED)
 
-    positives = _positives_table(qids, qpos, ipos, q_arr, d_arr, keys, is_pos, ranks, scores, group)
+    positives = _positives_table(ipos, p_group, q_arr, d_arr, is_pos, ranks, scores, group)
     n_cand = np.bincount(group[~unretrieved_pos], minlength=n_q)
     n_elig = np.bincount(group[(sel.reason < 0) & ~sel.filled | (sel.reason == names.index(NOT_SAMPLED))],
                          minlength=n_q)
@@ -318,33 +361,38 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
     return {"negatives": negatives, "dropped": dropped, "positives": positives, "queries": queries}
 
 
-def _positives_table(qids, qpos, ipos, q_arr, d_arr, keys, is_pos, ranks, scores, group) -> pa.Table:
-    """Ingest positives of the block (plus rows flagged positive by the score stage), with rank and score."""
+def _positives_table(ipos: pa.Table, p_group: np.ndarray, q_arr: pa.Array, d_arr: pa.Array, is_pos: np.ndarray,
+                     ranks: np.ndarray, scores: np.ndarray, group: np.ndarray) -> pa.Table:
+    """Ingest positives of the block (``ipos``, of queries ``p_group``) with the rank and score of their scored row
+    (the last one if a pair was scored twice), then the rows flagged positive by the score stage that are not
+    ingest positives (once each); ordered by query, stably."""
     pi = np.flatnonzero(is_pos)
-    scored = {k: (int(r), float(s)) for k, r, s in zip(pc.take(keys, pa.array(pi, pa.int64())).to_pylist(),
-                                                       ranks[pi].tolist(), scores[pi].tolist(), strict=True)}
-    rows: dict[str, list] = {"query_id": [], "doc_id": [], "rank": [], "teacher_score": [], "grade": []}
-    seen = set()
-    for q, d, g in zip(ipos["query_id"].to_pylist(), ipos["doc_id"].to_pylist(), ipos["grade"].to_pylist(), strict=True):
-        k = f"{q}{_KEY_SEP}{d}"
-        seen.add(k)
-        r, s = scored.get(k, (0, float("nan")))
-        rows["query_id"].append(q)
-        rows["doc_id"].append(d)
-        rows["rank"].append(r if r > 0 else None)
-        rows["teacher_score"].append(None if s != s else s)
-        rows["grade"].append(g)
-    for i, k in zip(pi.tolist(), pc.take(keys, pa.array(pi, pa.int64())).to_pylist(), strict=True):
-        if k in seen:
-            continue
-        seen.add(k)
-        rows["query_id"].append(q_arr[i].as_py())
-        rows["doc_id"].append(d_arr[i].as_py())
-        rows["rank"].append(int(ranks[i]) if ranks[i] > 0 else None)
-        rows["teacher_score"].append(None if np.isnan(scores[i]) else float(scores[i]))
-        rows["grade"].append(None)
-    t = pa.table(rows, schema=schemas.SELECT_POSITIVES)
-    order = sorted(range(t.num_rows), key=lambda i: (qpos[rows["query_id"][i]], i))
+    take = pa.array(pi, pa.int64())
+    pi_q, pi_d = pc.take(q_arr, take), pc.take(d_arr, take)
+    pi_keys = _pair_keys(pi_q, pi_d)
+    ip_keys = _pair_keys(ipos["query_id"].combine_chunks().cast(pa.string()),
+                         ipos["doc_id"].combine_chunks().cast(pa.string()))
+    n = len(pi)
+    last = pc.fill_null(pc.index_in(ip_keys, value_set=pc.take(pi_keys, pa.array(np.arange(n)[::-1]))), -1)
+    j = last.to_numpy(zero_copy_only=False).astype(np.int64)
+    j = np.where(j >= 0, n - 1 - j, -1)
+    found = j >= 0
+    p_rank = np.where(found, ranks[pi][np.maximum(j, 0)] if n else 0, 0)
+    p_score = np.where(found, scores[pi][np.maximum(j, 0)] if n else np.nan, np.nan)
+    first = pc.index_in(pi_keys, value_set=pi_keys).to_numpy(zero_copy_only=False) == np.arange(n)
+    ex = np.flatnonzero(first & ~pc.is_in(pi_keys, value_set=ip_keys).to_numpy(zero_copy_only=False).astype(bool))
+    ex_take = pa.array(ex, pa.int64())
+    e_rank, e_score = ranks[pi][ex], scores[pi][ex]
+    t = pa.table({
+        "query_id": pa.concat_arrays([ipos["query_id"].combine_chunks().cast(pa.string()), pc.take(pi_q, ex_take)]),
+        "doc_id": pa.concat_arrays([ipos["doc_id"].combine_chunks().cast(pa.string()), pc.take(pi_d, ex_take)]),
+        "rank": pa.array(np.concatenate([p_rank, e_rank]), pa.int32(),
+                         mask=np.concatenate([p_rank, e_rank]) <= 0),
+        "teacher_score": _f32(np.concatenate([p_score, e_score])),
+        "grade": pa.concat_arrays([ipos["grade"].combine_chunks().cast(pa.float32()),
+                                   pa.nulls(len(ex), pa.float32())]),
+    }, schema=schemas.SELECT_POSITIVES)
+    order = np.argsort(np.concatenate([p_group, group[pi][ex]]), kind="stable")
     return t.take(pa.array(order, pa.int64()))
 
 
@@ -482,6 +530,23 @@ def _previous_duplicates(out_dir: Path, key: str | None) -> dict[str, tuple[str,
     return out
 
 
+SELECT_THREADS = 2  # blocks selected at once (numpy / Arrow release the GIL; the caller's thread writes meanwhile)
+
+
+def _executor(ingest: _Ingest, params: SelectParams, pos_sim_spec: Any, lexical: Any) -> Any:
+    """Threads for the blocks when a block is pure numpy / Arrow work over shared read-only state (the corpus
+    rows and sketches, built here before the threads start); the engine's loop, one block at a time, when a block
+    also encodes documents (``max_pos_sim``) or reads the BM25 index (``max_lexical_rank``)."""
+    from negmine.engine import ThreadedShards, current
+
+    if pos_sim_spec is not None or lexical is not None or SELECT_THREADS < 2:
+        return current()
+    ingest.corpus().doc_order()
+    if params.dedup:
+        ingest.dedup_index()
+    return ThreadedShards(SELECT_THREADS)
+
+
 def run_select(run_dir: str | Path, params: SelectParams | None = None) -> StageResult:
     """Read ``RUN/scores`` (+ ``RUN/ingest``) and write ``RUN/negatives``; skipped when up to date."""
     params = params or SelectParams()
@@ -540,15 +605,16 @@ def run_select(run_dir: str | Path, params: SelectParams | None = None) -> Stage
     summary = _Summary(params.num_negatives)
     n_queries = len(ingest.query_order)
     with tqdm(total=n_queries, desc="select", unit="q", disable=None) as bar:
-        def compute(i: int, block: tuple[list[str], Any]) -> dict[str, pa.Table]:
-            return select_block(block[0], block[1], ingest, params, known_dups, pos_sim_spec, lexical, cal)
+        def compute(i: int, block: tuple[list[str], Any, np.ndarray]) -> dict[str, pa.Table]:
+            return select_block(block[0], block[1], ingest, params, known_dups, pos_sim_spec, lexical, cal,
+                                group=block[2])
 
-        def shard_done(i: int, block: tuple[list[str], Any], tables: Any, resumed: bool) -> None:
+        def shard_done(i: int, block: tuple[list[str], Any, np.ndarray], tables: Any, resumed: bool) -> None:
             summary.add(tables)
             bar.update(len(block[0]))
 
         run_shards(writer, enumerate(_blocks(scores, ingest, params.shard_queries)), compute, on_shard=shard_done,
-                   read_resumed=True)
+                   read_resumed=True, executor=_executor(ingest, params, pos_sim_spec, lexical))
     stats = summary.as_dict()
     stats["duplicates_reused"] = known_dups is not None
     stats["max_pos_sim"] = params.max_pos_sim

@@ -117,3 +117,47 @@ def test_sort_order_packs_integer_keys_into_the_same_permutation_as_lexsort():
                 else rng.random(n)
             keys.insert(int(rng.integers(0, len(keys) + 1)), f)
         assert np.array_equal(sort_order(keys), np.lexsort(tuple(reversed(keys))))
+
+
+def test_bucket_bound_sums_only_the_minima_and_decides_as_the_two_sided_bound():
+    """The bucket bound over pairs: sum(max) is size_a + size_b - sum(min) where the counts are exact; inexact
+    counts always pass; computed by blocks of pairs."""
+    import negmine.select.dedup as dd
+
+    norms = normalize_many(_corpus(3, 200))
+    sk = sketch(norms)
+    sk.exact[::17] = False
+    rng = np.random.default_rng(4)
+    a, b = rng.integers(0, len(norms), 5000), rng.integers(0, len(norms), 5000)
+    ca, cb = sk.counts[a].astype(np.int64), sk.counts[b].astype(np.int64)
+    for t in (0.3, 0.5, 0.9):
+        ref = (np.minimum(ca, cb).sum(1) >= t * np.maximum(ca, cb).sum(1)) | ~(sk.exact[a] & sk.exact[b])
+        old = dd._BOUND_BLOCK
+        try:
+            dd._BOUND_BLOCK = 777  # several blocks
+            got = dd._bucket_bound_passes(sk, a, b, t)
+        finally:
+            dd._BOUND_BLOCK = old
+        assert ref.any() and (~ref).any() and np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("per_query", [1, 3])
+def test_query_pairs_every_candidate_with_each_positive_of_its_query(per_query):
+    """(candidate row, positive) pairs, by the one-positive fast path and by the general one: the same pairs as a
+    double loop; a candidate that is itself a positive of its query, or unknown (-1), pairs with nothing."""
+    from negmine.select.dedup import _query_pairs
+
+    rng = np.random.default_rng(per_query)
+    n_q = 30
+    pos_query = np.repeat(np.arange(n_q), per_query)[rng.permutation(n_q * per_query)]
+    pos_doc = rng.integers(0, 50, len(pos_query))
+    cand_query = rng.integers(0, n_q + 2, 400)  # two queries without positives
+    cand_doc = rng.integers(-1, 50, 400)
+    row, a, b = _query_pairs(cand_doc, cand_query, pos_doc, pos_query)
+    ref = []
+    for i, (d, q) in enumerate(zip(cand_doc.tolist(), cand_query.tolist(), strict=True)):
+        mine = [p for p, pq in zip(pos_doc.tolist(), pos_query.tolist(), strict=True) if pq == q]
+        if d < 0 or d in mine:
+            continue
+        ref += [(i, d, p) for p in mine]
+    assert sorted(zip(row.tolist(), a.tolist(), b.tolist(), strict=True)) == sorted(ref) and len(ref) > 100

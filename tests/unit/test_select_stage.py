@@ -250,3 +250,24 @@ def test_unknown_pos_sim_model_blames_its_own_flag_before_any_work(run, monkeypa
     assert last.startswith("negmine: error: --pos-sim-model: unknown model 'no-such-model-anywhere'"), err
     assert "embed" not in err  # nothing was encoded before the check
     assert not (run / "negatives").exists()
+
+
+def test_rows_of_a_query_apart_and_documents_outside_the_corpus(tmp_path):
+    """The block reader slices query-grouped scores and regroups interleaved ones to the same output; a block with a
+    document that is not in the corpus (joined by string keys instead of corpus rows) still selects it, and a row
+    flagged positive by the score stage that is no labelled positive is listed once among the positives."""
+    extra = [("q3", "zz_not_in_corpus", 3, 0.04, False), ("q3", "n1", 4, 0.5, True)]
+    ref = run_select(build_run(tmp_path / "ref", SCORE_ROWS + extra), rule_params(num_negatives=3)).artifact
+    interleaved = sorted(SCORE_ROWS + extra, key=lambda r: (r[2] or 99, r[0]))  # q1, q2, q3, q1, q2, ...
+    assert [r[0] for r in interleaved[:3]] == ["q1", "q2", "q3"]
+    got = run_select(build_run(tmp_path / "mixed", interleaved), rule_params(num_negatives=3)).artifact
+    for t in ("negatives", "dropped", "positives", "queries"):
+        assert got.read(t).equals(ref.read(t)), t
+    assert ("q3", "zz_not_in_corpus") in _kept(ref) and ("q3", "n11") in _kept(ref)
+    assert _reasons(ref)[("q3", "n1")] == "positive"
+    pos = [(x["query_id"], x["doc_id"], x["rank"], x["grade"]) for x in ref.read("positives").to_pylist()]
+    assert pos == [("q1", "p1", 2, 1.0), ("q1", "p1b", None, 1.0), ("q2", "p2", 4, 1.0), ("q3", "p3", None, 1.0),
+                   ("q3", "n1", 4, None), ("q4", "p3", None, 1.0)]
+    # the other queries' blocks joined by corpus rows: the same decisions as before the extra rows
+    base = run_select(build_run(tmp_path / "base"), rule_params(num_negatives=3)).artifact
+    assert [k for k in _kept(ref) if k[0] != "q3"] == [k for k in _kept(base) if k[0] != "q3"]
