@@ -115,10 +115,16 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+# columns whose values are (nearly) all distinct: Parquet's dictionary encoding would be tried and abandoned for
+# them on every page (about half the write time of a select shard, for a file 3 % smaller)
+UNIQUE_COLUMNS = frozenset({"doc_id", "text", "title", "negative"})
+
+
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write ``table`` to ``path`` through a temporary name; the final name appears only when complete."""
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    pq.write_table(table, tmp, compression=COMPRESSION)
+    pq.write_table(table, tmp, compression=COMPRESSION,
+                   use_dictionary=[c for c in table.column_names if c not in UNIQUE_COLUMNS])
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
