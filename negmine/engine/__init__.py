@@ -4,7 +4,7 @@ Stages never know which engine runs them. They hand their shard loop to :func:`n
 asks the current engine's ``map_shards`` to compute the shards that are not finished yet, and they reach the models
 only through the thin functions below (:func:`encode`, :func:`cross_encode`, :func:`search`), which ask the current
 engine. The local engine (the default) does everything in this process, as negmine always did; the Ray engine
-(:mod:`negmine.engine.ray`) runs the model work as Ray Data ``map_batches`` jobs over actor pools. Adding an engine
+(:mod:`negmine.engine.ray`) sends the model work to a pool of Ray actors (one model each). Adding an engine
 means writing one class with these four methods: no stage changes.
 
 The engine is chosen per process with :func:`use_engine` (the CLI does it from ``--engine`` / config ``engine``).

@@ -17,7 +17,7 @@ ENGINES = ("local", "ray")
 
 class EngineParams(Params):
     kind: Literal["local", "ray"] = Field("local", description="Where models run: local (this process) | ray "
-                                          "(Ray Data actor pools on a Ray cluster; needs the [ray] extra).")
+                                          "(a pool of Ray actors on a Ray cluster; needs the [ray] extra).")
     address: str | None = Field(None, description="Ray cluster address (host:port or ray://host:port) [$RAY_ADDRESS, "
                                 "else a local cluster].")
     num_cpus: float = Field(1.0, gt=0, description="CPUs per Ray worker (one model per worker).")
@@ -25,7 +25,7 @@ class EngineParams(Params):
                                    "else 0].")
     workers: int | None = Field(None, gt=0, description="Ray workers per model [as many as the cluster's "
                                 "CPUs (or GPUs) allow].")
-    batch_size: int = Field(256, gt=0, description="Rows per Ray Data batch given to a worker.")
+    batch_size: int = Field(256, gt=0, description="Rows per block of model work sent to a Ray worker.")
 
     @field_validator("address")
     @classmethod
