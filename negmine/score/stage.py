@@ -147,6 +147,26 @@ def _shard_rows(group: list[str], cand: pa.Table, inputs: _Inputs) -> dict[str, 
             "is_positive": [(q, d) in pos_set for q, d in zip(qids, dids, strict=False)]}
 
 
+DOC_CHUNK = 131_072  # distinct documents whose texts and vectors an encoder teacher holds at a time
+
+
+def _score_pairs(teacher: Any, queries: list[str], ud: list[str], qi: np.ndarray, di: np.ndarray, inputs: _Inputs,
+                 where: Path) -> np.ndarray:
+    """The teacher's scores of the pairs ``(queries[qi[r]], ud[di[r]])``. A pairwise teacher (bi- or
+    cross-encoder: a pair's score depends on that pair alone) gets the documents ``DOC_CHUNK`` at a time, so a shard
+    of a million candidates over a large corpus never holds every text and vector at once; the LLM teacher, which
+    judges a query's candidates together, gets them all."""
+    if isinstance(teacher, LLMTeacher) or len(ud) <= DOC_CHUNK:
+        return teacher.score(queries, inputs.doc_texts(ud, where), qi, di)
+    out = np.empty(len(qi), dtype=np.float32)
+    order = np.argsort(di, kind="stable")
+    bounds = np.searchsorted(di[order], np.arange(0, len(ud) + DOC_CHUNK, DOC_CHUNK))
+    for c, s in enumerate(range(0, len(ud), DOC_CHUNK)):
+        rows = order[bounds[c]:bounds[c + 1]]
+        out[rows] = teacher.score(queries, inputs.doc_texts(ud[s:s + DOC_CHUNK], where), qi[rows], di[rows] - s)
+    return out
+
+
 def _score_shard(rows: dict[str, Any], inputs: _Inputs, teacher: Any, where: Path) -> pa.Table:
     qids, dids = rows["query_id"], rows["doc_id"]
     uq = list(dict.fromkeys(qids))
@@ -155,7 +175,8 @@ def _score_shard(rows: dict[str, Any], inputs: _Inputs, teacher: Any, where: Pat
     dmap = {d: i for i, d in enumerate(ud)}
     qi = np.fromiter((qmap[q] for q in qids), dtype=np.int64, count=len(qids))
     di = np.fromiter((dmap[d] for d in dids), dtype=np.int64, count=len(dids))
-    scores = teacher.score([inputs.query_text[q] for q in uq], inputs.doc_texts(ud, where), qi, di)
+    del dmap
+    scores = _score_pairs(teacher, [inputs.query_text[q] for q in uq], ud, qi, di, inputs, where)
     return pa.table({
         "query_id": pa.array(qids, pa.string()),
         "doc_id": pa.array(dids, pa.string()),

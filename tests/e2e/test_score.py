@@ -270,3 +270,28 @@ def test_teacher_inherits_the_dense_retrievers_prompts_only_for_the_same_model()
               "retrievers": [{"method": "bm25"}, {"method": "dense", "query_prompt": "q: "}]}
     p = effective_params(ScoreParams(), listed)
     assert (p.query_prompt, p.max_seq_length) == ("q: ", 256)
+
+
+def test_an_encoder_teacher_gets_a_large_shards_documents_a_chunk_at_a_time(handmade, minilm, tmp_path, monkeypatch):
+    """Peak memory of a shard with many distinct documents: the teacher never holds more than DOC_CHUNK of its
+    texts and vectors at once, and the scores are the one-call scores (cache off between the two runs: encoded
+    anew, in other batches)."""
+    import negmine.score.stage as stage
+    from negmine.score.bi_encoder import BiEncoderTeacher
+
+    ref = stage.run_score(_copy_run(handmade[0], tmp_path / "whole"), ScoreParams()).artifact.read()
+    monkeypatch.setenv("NEGMINE_CACHE_DIR", str(tmp_path / "cache2"))
+    seen = []
+    real = BiEncoderTeacher.score
+
+    def spy(self, queries, docs, qi, di):
+        seen.append(len(docs))
+        return real(self, queries, docs, qi, di)
+
+    monkeypatch.setattr(BiEncoderTeacher, "score", spy)
+    monkeypatch.setattr(stage, "DOC_CHUNK", 7)
+    got = stage.run_score(_copy_run(handmade[0], tmp_path / "chunked"), ScoreParams()).artifact.read()
+    assert len(seen) > 3 and max(seen) <= 7
+    for c in ("query_id", "doc_id", "rank", "is_positive"):
+        assert got[c].equals(ref[c]), c
+    assert np.abs(got["teacher_score"].to_numpy() - ref["teacher_score"].to_numpy()).max() < 1e-3
