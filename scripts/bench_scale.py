@@ -23,6 +23,17 @@ The fast encoder (``--method dense`` and the bi-encoder teacher of both methods)
     python scripts/bench_scale.py --docs 1000000 --queries 100000 --method bm25
     python scripts/bench_scale.py --docs 100000 --queries 10000 --method dense --stages retrieve,score
     python scripts/bench_scale.py --encoder-only      # static vs MiniLM encode throughput
+    python scripts/bench_scale.py --docs 20000 --queries 2000 --method dense --engine ray   # models on Ray actors
+
+``--engine ray`` writes ``engine: {kind: ray, ...}`` into the config, so every stage command runs with the Ray engine
+(retrieve and score send their model work to Ray worker actors; the others have none). Without ``--engine-address``
+(or ``$RAY_ADDRESS``) each of those commands starts a local Ray cluster of this machine's CPUs, whose start is in
+the stage's wall time. The run directory and the result file get ``-ray`` after the method/size part (before
+``--tag``), so local and Ray runs of the same size do not overwrite each other, and the result JSON records the
+engine. Each engine has its own ``$NEGMINE_CACHE_DIR`` (``negmine-cache-ray``), so a Ray run embeds the texts
+instead of reading a local run's vectors from the cache. CPU time and peak RSS are the stage command's and its
+waited-for children's: Ray worker processes are children of the raylet, so their CPU may be missing (all of it on a
+remote cluster): compare wall times.
 
 Targets (issue 11): peak RSS <= 3 GiB in every stage, select >= 1M candidate rows/s, no stage > 10 % above its bound.
 """
@@ -141,9 +152,36 @@ def write_config(run: Path, data: Path, method: str, model: Path, depth: int, ar
                    "calibration": "off"} | ({"pos_sim_model": "teacher"} if args.max_pos_sim != "off" else {}),
         "export": {"format": "triplet"},
     }
+    engine = engine_config(args)
+    if engine is not None:  # every stage command reads it; retrieve and score run their model work on Ray
+        cfg["engine"] = engine
     path = run.parent / f"{run.name}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
+
+
+def engine_config(args) -> dict | None:
+    """The config's ``engine`` section for ``--engine`` (None for the local engine: the config stays as before)."""
+    if args.engine == "local":
+        return None
+    eng: dict = {"kind": args.engine, "batch_size": args.engine_batch_size}
+    if args.engine_address:
+        eng["address"] = args.engine_address
+    if args.engine_workers:
+        eng["workers"] = args.engine_workers
+    return eng
+
+
+def cache_dir(args) -> Path:
+    """``$NEGMINE_CACHE_DIR`` of the stage commands: one per engine, so a Ray run embeds what a local run of the
+    same data already cached (and the reverse) instead of reading it back; the local engine keeps the one it had.
+    A second run with the same engine finds its embeddings cached (``cache_bytes_added`` ~ 0 in the result)."""
+    return CACHE / ("negmine-cache" if args.engine == "local" else f"negmine-cache-{args.engine}")
+
+
+def run_name(args) -> str:
+    """``METHOD-DOCS-QUERIES[-ENGINE]TAG``: the local engine keeps the names runs had before ``--engine``."""
+    return f"{args.method}-{args.docs}-{args.queries}{'' if args.engine == 'local' else '-' + args.engine}{args.tag}"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -354,6 +392,16 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--max-pos-sim", default="off", help="select.max_pos_sim (with pos_sim_model: teacher)")
     ap.add_argument("--encoder-only", action="store_true", help="measure static vs MiniLM encode throughput")
+    ap.add_argument("--engine", choices=("local", "ray"), default="local",
+                    help="where the stages run their models (config engine.kind); ray adds -ray to the run and "
+                         "result names")
+    ap.add_argument("--engine-address", default=None,
+                    help="Ray cluster address (config engine.address) [$RAY_ADDRESS, else a local cluster per "
+                         "stage command]")
+    ap.add_argument("--engine-workers", type=int, default=None, help="Ray workers (config engine.workers) "
+                    "[as many as the cluster's CPUs allow]")
+    ap.add_argument("--engine-batch-size", type=int, default=256, help="rows per block sent to a Ray worker "
+                    "(config engine.batch_size)")
     ap.add_argument("--tag", default="", help="suffix of the run directory and result file")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--bound", help=argparse.SUPPRESS)
@@ -363,24 +411,25 @@ def main() -> None:
     if args.bound:
         print(json.dumps(bound_child(args.bound, data, model, args.depth, args.bound_queries, args.batch_size)))
         return
-    env = dict(os.environ, PYTHONPATH=str(ROOT), NEGMINE_CACHE_DIR=str(CACHE / "negmine-cache"),
-               HF_HUB_OFFLINE="1")
+    cache = cache_dir(args)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NEGMINE_CACHE_DIR=str(cache), HF_HUB_OFFLINE="1")
     result: dict = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python", "scripts/bench_scale.py"] + sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "docs": args.docs, "queries": args.queries, "method": args.method, "depth": args.depth,
+        "engine": engine_config(args) or {"kind": "local"}, "negmine_cache": cache.name,
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
     if args.encoder_only:
         result["encoder"] = encoder_throughput(model, data, 20_000, args.batch_size)
     else:
-        run = CACHE / "runs" / f"{args.method}-{args.docs}-{args.queries}{args.tag}"
+        run = CACHE / "runs" / run_name(args)
         run.parent.mkdir(parents=True, exist_ok=True)
         cfg = write_config(run, data, args.method, model, args.depth, args)
         stages = [s for s in args.stages.split(",") if s]
         if stages:
-            result["stages"] = run_stages(stages, run, cfg, env, CACHE / "negmine-cache")
+            result["stages"] = run_stages(stages, run, cfg, env, cache)
             sel = result["stages"].get("select")
             if sel and sel.get("stats"):
                 rows = sel["stats"]["candidates"]
@@ -388,8 +437,8 @@ def main() -> None:
             result["max_peak_rss_gib"] = round(max(r["peak_rss_kib"] for r in result["stages"].values()) / 2**20, 3)
         result["bounds"] = {b: measure_bound(b, args, env) for b in args.bounds.split(",") if b}
     result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    out = args.out or ROOT / "scripts" / "results" / (
-        f"bench_scale-{'encoder' if args.encoder_only else args.method}-{args.docs}-{args.queries}{args.tag}.json")
+    name = f"encoder-{args.docs}-{args.queries}{args.tag}" if args.encoder_only else run_name(args)
+    out = args.out or ROOT / "scripts" / "results" / f"bench_scale-{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}", file=sys.stderr)

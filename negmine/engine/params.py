@@ -25,7 +25,8 @@ class EngineParams(Params):
                                    "else 0].")
     workers: int | None = Field(None, gt=0, description="Ray workers per model [as many as the cluster's "
                                 "CPUs (or GPUs) allow].")
-    batch_size: int = Field(256, gt=0, description="Rows per block of model work sent to a Ray worker.")
+    batch_size: int = Field(256, gt=0, description="Rows per block of model work sent to a Ray worker (the dense "
+                            "search keeps the local engine's blocks of 4096 queries).")
 
     @field_validator("address")
     @classmethod

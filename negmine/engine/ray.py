@@ -10,7 +10,8 @@ What runs where:
   embedding (dense retrieval: corpus and queries; the bi-encoder teacher), cross-encoder scoring, and the dense
   search of query blocks (each worker holds a copy of the faiss index, on its GPU when it has one).
 
-Work is cut into blocks of ``engine.batch_size`` rows; each block is one actor call whose result is stored at its
+Work is cut into blocks of ``engine.batch_size`` rows (the dense search: the local engine's blocks of
+``SEARCH_BATCH`` queries, so that faiss returns the same scores to the last bit); each block is one actor call whose result is stored at its
 row positions, so a block is never lost or counted twice. A worker that dies (killed, out of memory, node lost) is
 replaced by a fresh actor and its unfinished blocks are sent again (``MAX_RETRIES`` times per block). A driver
 killed mid-stage resumes like the local engine: finished shards are kept, finished embeddings are in the cache.
@@ -345,11 +346,15 @@ class RayEngine(LocalEngine):
         return out
 
     def search(self, index: Any, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Blocks of ``SEARCH_BATCH`` queries (not ``engine.batch_size``): the faiss calls the local engine makes,
+        because faiss's scores depend in the last bit on how many queries one call holds (BLAS); other blocks gave
+        other near-ties at the depth cut (docs/BENCHMARKS.md, "Scale")."""
+        from negmine.retrieve.dense import SEARCH_BATCH
         from negmine.retrieve.ranking import sort_hits
 
         if not len(xq):
             return index.search(xq, k)
-        spans = self._blocks(len(xq))
+        spans = [(s, min(s + SEARCH_BATCH, len(xq))) for s in range(0, len(xq), SEARCH_BATCH)]
         k = min(k, index.cpu.ntotal)
         idx = np.empty((len(xq), k), dtype=np.int64)
         scores = np.empty((len(xq), k), dtype=np.float32)

@@ -85,8 +85,9 @@ class FaissSearch:
         return sort_hits(*self.raw_search(xq, k), drop_nonpositive=False)
 
     def raw_search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """faiss's (indices, scores) as it returns them (rows are independent: any split of ``xq`` gives the same
-        rows, which is what lets the Ray engine search query blocks on its workers)."""
+        """faiss's (indices, scores) as it returns them, one faiss call per ``SEARCH_BATCH`` queries. Rows are
+        independent up to the last bit of a score, which depends on how many queries one call holds: the Ray engine
+        searches the same blocks on its workers, so its hits are these, bit for bit."""
         from negmine.progress import tqdm
 
         k = min(k, self.cpu.ntotal)

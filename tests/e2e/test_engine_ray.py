@@ -1,12 +1,20 @@
-"""`--engine ray` on a local Ray cluster of 2 CPUs (one for the module): the Ray engine's candidates equal the local
-engine's, scores agree within fp16 tolerance, manifests and fingerprints are the same; a worker killed with SIGKILL
-mid-stage is replaced and the stage completes with no lost or duplicated row; a driver killed mid-stage resumes to
-the same output. Models are tiny (random BERTs built from a config with the packaged tokenizer), so the time goes to
-Ray, not to the models."""
+"""`--engine ray` on a local Ray cluster (one for the module): `negmine mine --engine ray` (its model work done by Ray
+worker actors) writes the same candidates, negatives and export as `negmine mine` on the local engine, scores agree
+within fp16 tolerance, manifests and fingerprints are the same; a worker killed with SIGKILL mid-stage is replaced
+and the stage completes with no lost or duplicated row; a driver killed mid-stage resumes to the same output. Models
+are tiny (random BERTs built from a config with the packaged tokenizer), so the time goes to Ray, not to the models.
+
+Where the time goes is Ray: starting a worker actor (a Python process that imports torch and loads a model) costs
+seconds on a loaded 2-core box, so the module starts as few as it can. The two `negmine mine` runs are the data of
+every comparison test; the Ray engine the mine run made is kept open (its close deferred to the module's end), so the
+in-process tests reuse its two warm workers; the cluster has one logical CPU more than those two workers hold, for
+the one worker of the `negmine score` child that the driver-kill test starts while they are alive."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import io
 import json
 import os
 import shutil
@@ -20,13 +28,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from negmine.engine import use_engine
-from negmine.engine.params import EngineParams
 from negmine.io.ingest import run_ingest
 from negmine.io.params import IngestParams
 from negmine.io.store import MANIFEST, Artifact
 from negmine.retrieve.params import RetrieveParams
-from negmine.retrieve.stage import run_retrieve
 from negmine.score.params import ScoreParams
 from negmine.score.stage import run_score
 
@@ -34,18 +39,19 @@ from negmine.score.stage import run_score
 ray = __import__("ray") if os.environ.get("CI") else pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-RAY = EngineParams(kind="ray", batch_size=16)
+ENGINE = {"batch_size": 16, "workers": 2}  # the config's engine section (kind from --engine): 2 workers, many blocks
+CLUSTER_CPUS = ENGINE["workers"] + 1      # + 1 for the driver-kill test's child (engine.workers=1)
 TIMES = ("started", "finished", "seconds", "timings")  # what differs between any two runs of a stage
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """One local Ray cluster (2 CPUs) for the module; its address for subprocesses. A fresh embedding cache, so
-    the Ray engine really embeds."""
+    """One local Ray cluster for the module; its address for subprocesses. A fresh embedding cache, so the Ray
+    engine really embeds."""
     cache = tmp_path_factory.mktemp("ray_cache")
     old = os.environ.get("NEGMINE_CACHE_DIR")
     os.environ["NEGMINE_CACHE_DIR"] = str(cache)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(num_cpus=CLUSTER_CPUS, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
@@ -100,7 +106,27 @@ def retrieve_params(bi: str) -> RetrieveParams:
 
 
 def score_params(ce: str) -> ScoreParams:
-    return ScoreParams(teacher="cross-encoder", model=ce, shard_queries=16, activation="none")
+    """max_length 128: Cranfield pairs run to ~400 tokens, a quarter of the model work for the same checks. Backend
+    onnx (an exported runner on the workers), not auto: auto would also build and gate OpenVINO and int8 exports of
+    the random model, which fail its gate here (the bi-encoder's auto is still resolved on the driver)."""
+    return ScoreParams(teacher="cross-encoder", model=ce, shard_queries=16, activation="none", max_length=128,
+                       encoder_backend="onnx")
+
+
+def mine_config(path: Path, data: Path, bi: str, ce: str) -> Path:
+    """The config both `negmine mine` runs take (the Ray one adds --engine ray): retrieve and score as
+    :func:`retrieve_params` / :func:`score_params`; select's similarity rule on the tiny bi-encoder's cached vectors."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({
+        "input": {"path": str(data), "split": "test"},
+        "retrieve": retrieve_params(bi).model_dump(exclude_defaults=True),
+        "score": score_params(ce).model_dump(exclude_defaults=True),
+        "select": {"num_negatives": 4, "pos_sim_model": bi},
+        "export": {"format": "triplet"},
+        "engine": ENGINE,
+    }))
+    return path
 
 
 def same_manifest(a: Artifact, b: Artifact, *, shards: bool = True) -> None:
@@ -114,14 +140,77 @@ def same_manifest(a: Artifact, b: Artifact, *, shards: bool = True) -> None:
     assert ma == mb
 
 
-@pytest.fixture(scope="module")
-def ray_engine(cluster):
-    """One Ray engine (one pool of workers) for the in-process tests of the module."""
-    from negmine.engine.ray import RayEngine
+class Recording:
+    """A kernel that notes ``KIND PID`` in a file for each block it computes, then computes it with the real
+    kernel: the proof that blocks were computed by Ray workers (processes other than the driver)."""
 
-    eng = RayEngine(RAY)
-    yield eng
-    eng.close()
+    kind = real = path = ""
+
+    def __init__(self, spec):
+        self.inner = self.real(spec)
+
+    def __call__(self, block):
+        with open(self.path, "a") as f:
+            f.write(f"{self.kind} {os.getpid()}\n")
+        return self.inner(block)
+
+
+@dataclasses.dataclass
+class Mined:
+    runs: dict[str, Path]     # engine kind -> run directory of `negmine mine`
+    logs: dict[str, str]      # engine kind -> its stderr (log lines)
+    calls: list[tuple[str, int]]  # (kernel, pid) of every block the Ray workers computed
+    engine: object            # the Ray engine the Ray run made, still open
+
+
+@pytest.fixture(scope="module")
+def mined(cluster, cranfield_small, tiny_models, tmp_path_factory):
+    """`negmine mine --engine ray` (cold embedding cache: the workers embed) and `negmine mine` on the local engine,
+    same config, in-process (the module's cluster is the one Ray connects to). The Ray engine is kept open for the
+    other tests (its close is deferred to the module's end)."""
+    from ray import cloudpickle
+
+    import negmine.engine.ray as engine_ray
+    from negmine.cli import run as negmine
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    root = tmp_path_factory.mktemp("ray_vs_local")
+    cfg = mine_config(root / "mine.yaml", cranfield_small, *tiny_models)
+    calls = root / "worker-calls"
+    made: list = []
+    real_close = engine_ray.RayEngine.close
+    runs, logs = {}, {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine_ray, "KERNELS", {k: type(f"Recording_{k.replace('-', '_')}", (Recording,), {
+            "kind": k, "real": v, "path": str(calls)}) for k, v in engine_ray.KERNELS.items()})
+        mp.setattr(engine_ray.RayEngine, "close", lambda self: made.append(self))
+        for kind in ("ray", "local"):
+            runs[kind] = root / kind
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                code = negmine(["mine", "--config", str(cfg), "--out", str(runs[kind]),
+                                *(["--engine", "ray"] if kind == "ray" else [])])
+            logs[kind] = err.getvalue()
+            assert code == 0, logs[kind][-3000:]
+    assert len(made) == 1, "the Ray run made no Ray engine, or the local run made one"
+    seen = [(line.split()[0], int(line.split()[1])) for line in calls.read_text().splitlines()] \
+        if calls.exists() else []
+    try:
+        yield Mined(runs, logs, seen, made[0])
+    finally:
+        real_close(made[0])
+
+
+@pytest.fixture(scope="module")
+def both(mined):
+    """engine kind -> the run `negmine mine` wrote with it."""
+    return mined.runs
+
+
+@pytest.fixture(scope="module")
+def ray_engine(mined):
+    """The Ray engine (two warm workers) of the mine run, for the in-process tests."""
+    return mined.engine
 
 
 @contextlib.contextmanager
@@ -136,20 +225,29 @@ def on(engine):
         negmine.engine._CURRENT.reset(token)
 
 
-@pytest.fixture(scope="module")
-def both(ray_engine, ingested, tiny_models, tmp_path_factory):
-    """The same retrieve + score run by the Ray engine (cold embedding cache: the workers embed) and by the local
-    engine."""
-    bi, ce = tiny_models
-    root = tmp_path_factory.mktemp("ray_vs_local")
-    runs = {}
-    for kind in ("ray", "local"):
-        run = copy_run(ingested, root / kind)
-        with on(ray_engine) if kind == "ray" else use_engine(EngineParams()):
-            run_retrieve(run, retrieve_params(bi))
-            run_score(run, score_params(ce))
-        runs[kind] = run
-    return runs
+def test_mine_on_ray_has_its_model_work_done_by_ray_workers(mined):
+    """Every kind of model work ran on the workers, in two processes that are not the driver: without
+    `--engine ray` (or with the option ignored) nothing is computed on Ray and this fails."""
+    assert {k for k, _ in mined.calls} == {"encode", "search", "cross-encode"}, mined.calls
+    pids = {p for _, p in mined.calls}
+    assert len(pids) == ENGINE["workers"] and os.getpid() not in pids
+    assert "embed corpus on ray" in mined.logs["ray"] and "on ray" not in mined.logs["local"]
+    # the ray run embedded every text (cold cache); the local run after it read them back, computing nothing new
+    assert sum(1 for k, _ in mined.calls if k == "encode") >= 500 // ENGINE["batch_size"]
+
+
+def test_mine_on_ray_selects_and_exports_what_the_local_engine_does(both):
+    for stage in ("ingest", "negatives"):
+        ray_a, local_a = (Artifact.open(both[k] / stage) for k in ("ray", "local"))
+        for table in ray_a.manifest["tables"]:
+            assert ray_a.read(table).equals(local_a.read(table)), (stage, table)
+        assert ray_a.fingerprint == local_a.fingerprint
+    neg = Artifact.open(both["ray"] / "negatives")
+    assert neg.num_rows() > 0 and neg.stats["dropped"].get("similar_to_positive", 0) > 0, neg.stats
+    ray_x, local_x = (pq.read_table(both[k] / "export" / "triplet.parquet") for k in ("ray", "local"))
+    assert ray_x.num_rows > 0 and ray_x.equals(local_x)
+    sidecars = [json.loads((both[k] / "export" / ".triplet.parquet.negmine.json").read_text()) for k in ("ray", "local")]
+    assert sidecars[0]["fingerprint"] == sidecars[1]["fingerprint"]
 
 
 def test_ray_candidates_and_manifests_equal_the_local_engines(both):
@@ -178,6 +276,28 @@ def test_ray_embeddings_equal_a_local_encode_within_fp16(both, tiny_models):
     cached = encode_texts(texts, model=tiny_models[0], kind="doc")
     fresh = encode_texts(texts, model=tiny_models[0], kind="doc", use_cache=False)
     np.testing.assert_allclose(cached, fresh, atol=2e-3)
+
+
+def test_ray_search_returns_the_local_engines_hits_bit_for_bit(ray_engine):
+    """The same (index, score) rows as the local engine's search, not only the same within float rounding: faiss's
+    scores depend in the last bit on how many queries one call holds, so the workers must search the blocks the
+    local engine searches (at 20k docs x 2k queries, blocks of 256 changed 11 of 200,000 candidates at the depth cut
+    and 1,740 ranks among ties)."""
+    import faiss
+
+    from negmine.retrieve.dense import FaissSearch
+
+    rng = np.random.default_rng(0)
+    docs = rng.standard_normal((3000, 384)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    xq = rng.standard_normal((400, 384)).astype(np.float32)
+    xq /= np.linalg.norm(xq, axis=1, keepdims=True)
+    cpu = faiss.IndexFlatIP(384)
+    cpu.add(docs)
+    index = FaissSearch(cpu)
+    want_i, want_s = index.search(xq, 50)  # the local engine
+    got_i, got_s = ray_engine.search(index, xq, 50)
+    assert np.array_equal(got_s, want_s) and np.array_equal(got_i, want_i)
 
 
 class KillingCrossEncode:
@@ -222,14 +342,15 @@ def test_a_worker_killed_mid_stage_is_replaced_and_no_row_is_lost_or_doubled(bot
 
 
 def test_a_killed_driver_resumes_to_the_same_output(cluster, both, ray_engine, tiny_models, tmp_path):
-    """`negmine score --engine ray` (one shard per 2 queries) killed with SIGKILL once a shard is staged, then run
-    again: the same artifact as an uninterrupted local run."""
-    ray_engine.close()  # its workers hold the cluster's 2 CPUs: the child's workers would wait for them
+    """`negmine score --engine ray` (one shard per 2 queries) killed with SIGKILL once two shards are staged, then
+    resumed by another driver (this process, on the module's Ray engine): the same artifact as the uninterrupted
+    local run (its shards hold 16 queries: shard_queries changes no row and no fingerprint)."""
     run = tmp_path / "run"
     shutil.copytree(both["local"], run, ignore=shutil.ignore_patterns("scores", ".*"))
     env = dict(os.environ, RAY_ADDRESS=cluster, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "negmine", "score", str(run), "--engine", "ray", "--teacher", "cross-encoder",
-           "--model", tiny_models[1], "--activation", "none", "--shard-queries", "2", "--set", "engine.workers=1"]
+           "--model", tiny_models[1], "--activation", "none", "--max-length", "128", "--encoder-backend", "onnx",
+           "--shard-queries", "2", "--set", "engine.workers=1"]
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     staged = 0
@@ -244,13 +365,11 @@ def test_a_killed_driver_resumes_to_the_same_output(cluster, both, ray_engine, t
     p.wait()
     assert p.returncode == -signal.SIGKILL and staged >= 2, f"not killed mid-stage: {p.stderr.read()[-2000:]}"
     assert not (run / "scores" / MANIFEST).exists()
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, r.stderr[-2000:]
-    art = Artifact.open(run / "scores")
-    assert art.manifest["resumed_shards"] >= 2
-    ref = tmp_path / "ref"
-    shutil.copytree(both["local"], ref, ignore=shutil.ignore_patterns("scores", ".*"))
-    want = run_score(ref, score_params(tiny_models[1]).model_copy(update={"shard_queries": 2})).artifact
+    params = score_params(tiny_models[1]).model_copy(update={"shard_queries": 2})
+    with on(ray_engine):
+        art = run_score(run, params).artifact
+    assert art.manifest["resumed_shards"] >= 2 and len(art.manifest["tables"]["scores"]["shards"]) == 25
+    want = Artifact.open(both["local"] / "scores")
     a, b = art.read(), want.read()
     assert a.drop(["teacher_score"]).equals(b.drop(["teacher_score"]))
     np.testing.assert_allclose(a["teacher_score"].to_numpy(), b["teacher_score"].to_numpy(), rtol=1e-3, atol=1e-3)
@@ -270,9 +389,10 @@ def test_an_unreachable_cluster_is_bad_input(ingested, tmp_path):
     run = copy_run(ingested, tmp_path / "run")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("RAY_ADDRESS", None)
-    r = subprocess.run([sys.executable, "-m", "negmine", "retrieve", str(run), "--method", "dense", "--engine",
-                        "ray", "--engine-address", "127.0.0.1:1"], env=env, capture_output=True, text=True,
-                       timeout=120)
+    # (--encoder-backend torch: the default auto would first build and gate an exported MiniLM, 20 s of no interest)
+    r = subprocess.run([sys.executable, "-m", "negmine", "retrieve", str(run), "--method", "dense", "--encoder-backend",
+                        "torch", "--engine", "ray", "--engine-address", "127.0.0.1:1"], env=env, capture_output=True,
+                       text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     assert "--engine-address" in r.stderr and "127.0.0.1:1" in r.stderr
     assert not (run / "candidates").exists()
