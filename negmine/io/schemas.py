@@ -25,6 +25,8 @@ SCORES = pa.schema([
     ("retriever_score", pa.float32()),
     ("teacher_score", pa.float32()),
     ("is_positive", pa.bool_()),
+    ("corpus_row", pa.int32()),    # the document's row in RUN/ingest's corpus (its shards in order): select joins
+                                   # by it instead of looking the doc id up again; null when not known
 ])
 
 # select: kept negatives and, in a side table, every dropped candidate with its reason

@@ -84,14 +84,20 @@ class _Inputs:
         self._texts = corpus["text"]
         self._doc_text = doc_text
 
-    def doc_texts(self, doc_ids: list[str], where: Path) -> list[str]:
+    def rows(self, doc_ids: list[str], where: Path) -> np.ndarray:
+        """The corpus row of each doc id (an input error naming ``where`` for one not in the corpus)."""
         idx = pc.index_in(pa.array(doc_ids, pa.string()), value_set=self.doc_ids)
         if idx.null_count:
             missing = doc_ids[pc.index(pc.is_null(idx), True).as_py()]
             raise InputError(f"candidate document {missing!r} is not in the ingested corpus; re-run retrieve",
                              where)
-        titles = self._titles.take(idx).to_pylist()
-        texts = self._texts.take(idx).to_pylist()
+        return idx.to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def texts_at(self, rows: np.ndarray) -> list[str]:
+        """The documents' texts (``doc_text`` of title and text) at corpus ``rows``."""
+        take = pa.array(rows, pa.int64())
+        titles = self._titles.take(take).to_pylist()
+        texts = self._texts.take(take).to_pylist()
         return [self._doc_text(t, x) for t, x in zip(titles, texts, strict=False)]
 
 
@@ -150,20 +156,20 @@ def _shard_rows(group: list[str], cand: pa.Table, inputs: _Inputs) -> dict[str, 
 DOC_CHUNK = 131_072  # distinct documents whose texts and vectors an encoder teacher holds at a time
 
 
-def _score_pairs(teacher: Any, queries: list[str], ud: list[str], qi: np.ndarray, di: np.ndarray, inputs: _Inputs,
-                 where: Path) -> np.ndarray:
-    """The teacher's scores of the pairs ``(queries[qi[r]], ud[di[r]])``. A pairwise teacher (bi- or
-    cross-encoder: a pair's score depends on that pair alone) gets the documents ``DOC_CHUNK`` at a time, so a shard
-    of a million candidates over a large corpus never holds every text and vector at once; the LLM teacher, which
-    judges a query's candidates together, gets them all."""
-    if isinstance(teacher, LLMTeacher) or len(ud) <= DOC_CHUNK:
-        return teacher.score(queries, inputs.doc_texts(ud, where), qi, di)
+def _score_pairs(teacher: Any, queries: list[str], ud_rows: np.ndarray, qi: np.ndarray, di: np.ndarray,
+                 inputs: _Inputs) -> np.ndarray:
+    """The teacher's scores of the pairs ``(queries[qi[r]], corpus document ud_rows[di[r]])``. A pairwise teacher
+    (bi- or cross-encoder: a pair's score depends on that pair alone) gets the documents ``DOC_CHUNK`` at a time, so
+    a shard of a million candidates over a large corpus never holds every text and vector at once; the LLM teacher,
+    which judges a query's candidates together, gets them all."""
+    if isinstance(teacher, LLMTeacher) or len(ud_rows) <= DOC_CHUNK:
+        return teacher.score(queries, inputs.texts_at(ud_rows), qi, di)
     out = np.empty(len(qi), dtype=np.float32)
     order = np.argsort(di, kind="stable")
-    bounds = np.searchsorted(di[order], np.arange(0, len(ud) + DOC_CHUNK, DOC_CHUNK))
-    for c, s in enumerate(range(0, len(ud), DOC_CHUNK)):
+    bounds = np.searchsorted(di[order], np.arange(0, len(ud_rows) + DOC_CHUNK, DOC_CHUNK))
+    for c, s in enumerate(range(0, len(ud_rows), DOC_CHUNK)):
         rows = order[bounds[c]:bounds[c + 1]]
-        out[rows] = teacher.score(queries, inputs.doc_texts(ud[s:s + DOC_CHUNK], where), qi[rows], di[rows] - s)
+        out[rows] = teacher.score(queries, inputs.texts_at(ud_rows[s:s + DOC_CHUNK]), qi[rows], di[rows] - s)
     return out
 
 
@@ -176,7 +182,8 @@ def _score_shard(rows: dict[str, Any], inputs: _Inputs, teacher: Any, where: Pat
     qi = np.fromiter((qmap[q] for q in qids), dtype=np.int64, count=len(qids))
     di = np.fromiter((dmap[d] for d in dids), dtype=np.int64, count=len(dids))
     del dmap
-    scores = _score_pairs(teacher, [inputs.query_text[q] for q in uq], ud, qi, di, inputs, where)
+    ud_rows = inputs.rows(ud, where)
+    scores = _score_pairs(teacher, [inputs.query_text[q] for q in uq], ud_rows, qi, di, inputs)
     return pa.table({
         "query_id": pa.array(qids, pa.string()),
         "doc_id": pa.array(dids, pa.string()),
@@ -184,6 +191,7 @@ def _score_shard(rows: dict[str, Any], inputs: _Inputs, teacher: Any, where: Pat
         "retriever_score": pa.array(rows["retriever_score"], pa.float32()),
         "teacher_score": pa.array(scores, pa.float32()),
         "is_positive": pa.array(rows["is_positive"], pa.bool_()),
+        "corpus_row": pa.array(ud_rows[di].astype(np.int32) if len(di) else np.zeros(0, np.int32), pa.int32()),
     }, schema=schemas.SCORES)
 
 

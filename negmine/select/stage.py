@@ -84,12 +84,20 @@ class _Ingest:
         self.query_order = read_parquet(art.shard_paths("queries"), ["query_id"])["query_id"].to_pylist()
         self._dedup: CorpusDedup | None = None
         self._corpus: CorpusRows | None = None
+        self._pos_rows: np.ndarray | None = None
 
     def corpus(self) -> CorpusRows:
         """The corpus' doc ids by row (rows replace doc id strings in the block's joins and tie-breaks)."""
         if self._corpus is None:
             self._corpus = CorpusRows(self.art)
         return self._corpus
+
+    def positive_rows(self) -> np.ndarray:
+        """Corpus row of every ingest positive (aligned with ``positives``; -1 outside the corpus), looked up once."""
+        if self._pos_rows is None:
+            self._pos_rows = self.corpus().rows(self.positives["doc_id"].combine_chunks().cast(pa.string())) \
+                if self.positives.num_rows else np.zeros(0, dtype=np.int64)
+        return self._pos_rows
 
     def dedup_index(self) -> CorpusDedup:
         """The corpus' near-duplicate sketches (negmine.select.dedup_index: built once per corpus, cached)."""
@@ -136,7 +144,10 @@ def _blocks(scores: Artifact, ingest: _Ingest, shard_queries: int
     seen: set[str] = set()
     empty = None
     for unit in _units(scores):
-        t = read_parquet(unit, _SCORE_COLS)
+        import pyarrow.parquet as pq
+
+        has_rows = "corpus_row" in pq.ParquetFile(unit[0]).schema_arrow.names  # scores written before it: no
+        t = read_parquet(unit, [*_SCORE_COLS, "corpus_row"] if has_rows else _SCORE_COLS)
         empty = t.schema.empty_table()
         enc = pc.dictionary_encode(t["query_id"].combine_chunks())
         qids = enc.dictionary.to_pylist()
@@ -279,12 +290,16 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
 
     # positives of the block (ingest positives + any row flagged positive), with their scores
     want = pa.array(qids, pa.string())
-    ipos = ingest.positives.filter(pc.is_in(ingest.positives["query_id"], value_set=want))
+    mine = pc.is_in(ingest.positives["query_id"], value_set=want)
+    ipos = ingest.positives.filter(mine)
     p_group = np.fromiter((qpos[q] for q in ipos["query_id"].to_pylist()), dtype=np.int64, count=ipos.num_rows)
     corpus = ingest.corpus()
-    doc_row = corpus.rows(d_arr) if rows.num_rows else np.zeros(0, dtype=np.int64)
-    p_row = corpus.rows(ipos["doc_id"].combine_chunks().cast(pa.string())) if ipos.num_rows else \
+    p_row = ingest.positive_rows()[mine.to_numpy(zero_copy_only=False).astype(bool)] if ipos.num_rows else \
         np.zeros(0, dtype=np.int64)
+    if "corpus_row" in rows.column_names and rows["corpus_row"].null_count == 0:  # the score stage's lookup
+        doc_row = rows["corpus_row"].to_numpy().astype(np.int64)
+    else:
+        doc_row = corpus.rows(d_arr) if rows.num_rows else np.zeros(0, dtype=np.int64)
     by_row = bool((doc_row >= 0).all() and (p_row >= 0).all())
     arrays = table_rows(rows, qids, group, corpus.doc_order()[doc_row] if by_row else None)
     group, scores, ranks, is_pos, doc_code = (arrays.group, arrays.scores, arrays.ranks, arrays.is_positive,
@@ -542,6 +557,7 @@ def _executor(ingest: _Ingest, params: SelectParams, pos_sim_spec: Any, lexical:
     if pos_sim_spec is not None or lexical is not None or SELECT_THREADS < 2:
         return current()
     ingest.corpus().doc_order()
+    ingest.positive_rows()
     if params.dedup:
         ingest.dedup_index()
     return ThreadedShards(SELECT_THREADS)

@@ -285,6 +285,7 @@ def _write_scores(run: Path, base, negs: dict[str, list[str]], extra: dict[str, 
             for k, v in (("query_id", q), ("doc_id", d), ("rank", r), ("retriever_score", 1.0 / r),
                          ("teacher_score", 1.0 - r / 100), ("is_positive", d == pos[q])):
                 rows[k].append(v)
+    rows["corpus_row"] = [None] * len(rows["query_id"])  # not known to a hand-made table: select looks it up
     ing = Artifact.open(run / "ingest")
     w = StageWriter(run / "scores", "score", {"hand_made": True}, {"ingest": ing.fingerprint},
                     {"scores": schemas.SCORES}, main_table="scores")

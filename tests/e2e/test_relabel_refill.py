@@ -75,6 +75,7 @@ def make_run(data, tmp_path, mined: dict[str, list[str]], pool: dict[str, list[s
                 for k, v in (("query_id", q), ("doc_id", d), ("rank", r), ("retriever_score", 1.0 / r),
                              ("teacher_score", 1.0 - r / 100), ("is_positive", d == data["best"][q])):
                     rows[k].append(v)
+        rows["corpus_row"] = [None] * len(rows["query_id"])  # not known to a hand-made table
         w = StageWriter(run / "scores", "score", {"hand_made": True}, {"ingest": ing.fingerprint},
                         {"scores": schemas.SCORES}, main_table="scores")
         w.begin()

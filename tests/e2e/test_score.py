@@ -118,6 +118,9 @@ def test_bi_encoder_scores_every_candidate_and_positive(handmade, minilm, tmp_pa
     want = _direct_cosines(minilm, [qtext[r["query_id"]] for r in sub], [dtext[r["doc_id"]] for r in sub])
     got = np.array([r["teacher_score"] for r in sub])
     assert np.abs(got - want).max() < 5e-3
+    # each row carries its document's corpus row (select joins by it)
+    ids = ing.read("corpus", columns=["doc_id"])["doc_id"].to_pylist()
+    assert all(ids[r["corpus_row"]] == r["doc_id"] for r in t)
     # unchanged inputs and params: skipped; a batch-size change does not change output, so still skipped
     assert run_score(run, ScoreParams(shard_queries=5)).skipped
     assert run_score(run, ScoreParams(shard_queries=5, batch_size=7)).skipped

@@ -81,7 +81,8 @@ def scores_table(rows=SCORE_ROWS) -> pa.Table:
     cols = list(zip(*rows, strict=True)) if rows else [[] for _ in range(5)]
     return pa.table({"query_id": list(cols[0]), "doc_id": list(cols[1]), "rank": list(cols[2]),
                      "retriever_score": [None if r is None else 1.0 / r for r in cols[2]],
-                     "teacher_score": list(cols[3]), "is_positive": list(cols[4])}, schema=SCORES)
+                     "teacher_score": list(cols[3]), "is_positive": list(cols[4]),
+                     "corpus_row": [None] * len(cols[0])}, schema=SCORES)  # unknown: select looks the ids up
 
 
 def write_scores(run: Path, table: pa.Table, shards: int = 1) -> Artifact:

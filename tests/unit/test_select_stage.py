@@ -271,3 +271,27 @@ def test_rows_of_a_query_apart_and_documents_outside_the_corpus(tmp_path):
     # the other queries' blocks joined by corpus rows: the same decisions as before the extra rows
     base = run_select(build_run(tmp_path / "base"), rule_params(num_negatives=3)).artifact
     assert [k for k in _kept(ref) if k[0] != "q3"] == [k for k in _kept(base) if k[0] != "q3"]
+
+
+def test_select_joins_by_the_score_stages_corpus_rows_when_it_wrote_them(tmp_path, monkeypatch):
+    """Scores that carry ``corpus_row`` (what the score stage writes) are not looked up in the corpus again: the
+    only lookup is the ingest positives', once; the selection is the one of scores without the column."""
+    from negmine.select.dedup_index import CorpusRows
+
+    ref = run_select(build_run(tmp_path / "ref"), rule_params(num_negatives=2)).artifact
+    run = build_run(tmp_path / "rows")
+    ids = Artifact.open(run / "ingest", stage="ingest").read("corpus", columns=["doc_id"])["doc_id"].to_pylist()
+    t = scores_table()
+    t = t.set_column(t.schema.get_field_index("corpus_row"), "corpus_row",
+                     pa.array([ids.index(d) for d in t["doc_id"].to_pylist()], pa.int32()))
+    import shutil
+
+    shutil.rmtree(run / "scores")
+    write_scores(run, t)
+    looked_up = []
+    real = CorpusRows.rows
+    monkeypatch.setattr(CorpusRows, "rows", lambda self, d: looked_up.append(len(d)) or real(self, d))
+    got = run_select(run, rule_params(num_negatives=2)).artifact
+    assert looked_up == [len(Artifact.open(run / "ingest", stage="ingest").read("positives"))]
+    for name in ("negatives", "dropped", "positives", "queries"):
+        assert got.read(name).equals(ref.read(name)), name
