@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from negmine.io.store import Artifact, hash_json
+
+TEXT_CHUNK = 20_000  # documents' strings made at a time by Corpus.text_chunks
 
 
 class Corpus:
@@ -24,13 +28,21 @@ class Corpus:
     def texts(self) -> list[str]:
         """The model strings of every document, read anew on each call: not kept, since a retriever needs them
         only while it builds its index (a million documents' strings are about a gigabyte)."""
+        out: list[str] = []
+        for chunk in self.text_chunks():
+            out.extend(chunk)
+        return out
+
+    def text_chunks(self, size: int = TEXT_CHUNK) -> Iterator[list[str]]:
+        """:meth:`texts` in corpus order, ``size`` documents (at most) at a time: one shard's Arrow table and one
+        chunk's strings are held at once, not the whole corpus'."""
         from negmine.models import doc_text
 
-        out: list[str] = []
         for t in self.ingest.iter_shards("corpus", columns=["title", "text"]):
-            out.extend(doc_text(a, b) for a, b in zip(t.column("title").to_pylist(), t.column("text").to_pylist(),
-                                                      strict=True))
-        return out
+            for s in range(0, t.num_rows, size):
+                part = t.slice(s, size)
+                yield [doc_text(a, b) for a, b in zip(part.column("title").to_pylist(),
+                                                      part.column("text").to_pylist(), strict=True)]
 
     def index_of(self) -> dict[str, int]:
         if self._index is None:

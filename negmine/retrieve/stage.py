@@ -38,7 +38,7 @@ def open_searcher(cfg: RetrieverConfig, corpus: Corpus, params: RetrieveParams) 
     if cfg.method == "bm25":
         from negmine.retrieve.bm25 import open_bm25
 
-        s = open_bm25(cfg, corpus.fingerprint, corpus.texts)
+        s = open_bm25(cfg, corpus.fingerprint, corpus.text_chunks)
     else:
         from negmine.retrieve.dense import DenseSearcher
 

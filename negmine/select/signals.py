@@ -150,7 +150,8 @@ class LexicalRanker:
         from negmine.retrieve.params import RetrieverConfig
 
         self.corpus = Corpus(ingest)
-        self.searcher = open_bm25(RetrieverConfig(method="bm25"), self.corpus.fingerprint, self.corpus.texts)
+        self.searcher = open_bm25(RetrieverConfig(method="bm25"), self.corpus.fingerprint,
+                                  self.corpus.text_chunks)
         q = ingest.read("queries", columns=["query_id", "text"])
         self.query_text = dict(zip(q["query_id"].to_pylist(), q["text"].to_pylist(), strict=True))
 

@@ -139,6 +139,8 @@ def test_corpus_texts_are_not_kept(tmp_path):
     a = corpus.texts()
     assert a == corpus.texts() and a is not corpus.texts() and len(a) == len(corpus)
     assert not any(isinstance(v, list) for v in vars(corpus).values())
+    assert [t for c in corpus.text_chunks(size=3) for t in c] == a
+    assert max(len(c) for c in corpus.text_chunks(size=3)) == 3
 
 
 @pytest.mark.parametrize("method", ["lucene", "bm25+"])
@@ -161,6 +163,74 @@ def test_bm25_index_from_compact_token_ids_is_identical(method):
     for k in ("data", "indices", "indptr"):
         assert np.array_equal(ref.scores[k], new.scores[k]) and ref.scores[k].dtype == new.scores[k].dtype
     assert ref.vocab_dict == new.vocab_dict
+
+
+def _token_texts() -> list[str]:
+    rng = np.random.default_rng(3)
+    words = ["The", "cat", "cats", "running", "runs", "ran", "ΣΟΦΟΣ", "naïve", "a", "and", "x", "über", "dog's",
+             "12", "3d", "it's"] + [f"w{i}" for i in range(150)]
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(0, 25)))) for _ in range(300)]
+    return ["", "the a and", *texts[:150], "", "x y z", *texts[150:], ""]  # empty documents first, inside, last
+
+
+@pytest.mark.parametrize("stemmer,stopwords", [("english", "en"), (None, "en"), ("english", None), (None, None)])
+def test_chunked_tokenisation_is_bm25s_tokenize(stemmer, stopwords):
+    """Texts tokenised chunk by chunk (a shard at a time, never a list of every text or every document's id list)
+    give bm25s.tokenize's ids and vocabulary, in the same order, whatever the chunk size."""
+    from negmine.retrieve.bm25 import CompactDocs, tokenize, tokenize_chunks
+    from negmine.retrieve.params import RetrieverConfig
+
+    texts = _token_texts()
+    cfg = RetrieverConfig(method="bm25", stemmer=stemmer, stopwords=stopwords)
+    ref = tokenize(texts, cfg, ids=True)
+    for size in (1, 7, 100, len(texts)):
+        got = tokenize_chunks((texts[i:i + size] for i in range(0, len(texts), size)), cfg)
+        assert isinstance(got.ids, CompactDocs) and got.ids.flat.dtype == np.int32
+        assert list(got.vocab.items()) == list(ref.vocab.items())
+        assert list(got.ids) == ref.ids
+    empty = tokenize_chunks(iter([]), cfg)
+    assert len(empty.ids) == 0 and empty.vocab == {}
+
+
+@pytest.mark.parametrize("method", ["lucene", "bm25+"])
+def test_bm25_index_from_chunks_is_identical(method, monkeypatch):
+    """The stage's build (chunked tokenisation, packed ids released once scored, CSC placed a few entries at a
+    time) is bm25s' index of bm25s' tokens, array for array."""
+    import bm25s
+
+    import negmine.retrieve.bm25 as bm25
+    from negmine.retrieve.params import RetrieverConfig
+
+    monkeypatch.setattr(bm25, "CSC_CHUNK", 37)  # many placement steps
+    texts = _token_texts()
+    cfg = RetrieverConfig(method="bm25")
+    ref = bm25s.BM25(method=method)
+    ref.index(bm25.tokenize(texts, cfg, ids=True), show_progress=False)
+    tokens = bm25.tokenize_chunks([texts[:50], texts[50:51], texts[51:]], cfg)
+    new = bm25._bm25s_class()(method=method)
+    new.index(tokens, show_progress=False)
+    assert len(tokens.ids) == 0  # released by the build
+    for k in ("data", "indices", "indptr"):
+        assert np.array_equal(ref.scores[k], new.scores[k]) and ref.scores[k].dtype == new.scores[k].dtype
+    assert ref.scores["num_docs"] == new.scores["num_docs"] == len(texts)
+    assert list(ref.vocab_dict.items()) == list(new.vocab_dict.items())
+    if method == "bm25+":
+        assert np.array_equal(ref.nonoccurrence_array, new.nonoccurrence_array)
+
+
+def test_csc_by_column_is_the_stable_column_sort(monkeypatch):
+    import negmine.retrieve.bm25 as bm25
+
+    rng = np.random.default_rng(4)
+    for chunk in (1, 5, 64, 1 << 20):
+        monkeypatch.setattr(bm25, "CSC_CHUNK", chunk)
+        n, n_cols = int(rng.integers(0, 400)), int(rng.integers(1, 30))
+        cols = rng.integers(0, n_cols, size=n).astype(np.int32)
+        rows, data = np.arange(n, dtype=np.int32), rng.random(n).astype(np.float32)
+        order = np.argsort(cols, kind="stable")
+        d, r, indptr = bm25.csc_by_column(data, rows, cols, n_cols)
+        assert np.array_equal(d, data[order]) and np.array_equal(r, rows[order])
+        assert np.array_equal(indptr, np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=n_cols))]))
 
 
 def test_exact_topk_is_the_sort_hits_cut(monkeypatch):
