@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,28 +103,55 @@ class FaissSearch:
         return idx, scores
 
 
+def _blocks(doc_texts: Sequence[str] | Callable[[int], Iterable[list[str]]], size: int) -> Iterator[list[str]]:
+    """The texts in order, ``size`` at a time (whatever the chunks of a chunk function: the blocks, so the encoder's
+    batches, are the same as those of the whole list)."""
+    if not callable(doc_texts):
+        for s in range(0, len(doc_texts), size):
+            yield list(doc_texts[s:s + size])
+        return
+    buf: list[str] = []
+    for chunk in doc_texts(size):
+        buf.extend(chunk)
+        while len(buf) >= size:
+            yield buf[:size]
+            buf = buf[size:]
+    if buf:
+        yield buf
+
+
 class DenseSearcher:
     """Encodes the corpus once (``doc_texts`` already formatted by ``negmine.models.doc_text``) and answers
     query batches."""
 
-    def __init__(self, cfg: RetrieverConfig, doc_texts: Sequence[str], *, batch_size: int = 64,
-                 device: str | None = None, use_gpu: bool = True):
+    def __init__(self, cfg: RetrieverConfig, doc_texts: Sequence[str] | Callable[[int], Iterable[list[str]]], *,
+                 batch_size: int = 64, device: str | None = None, use_gpu: bool = True):
+        """``doc_texts``: the corpus' model strings, or a function giving them in order ``size`` at a time
+        (``Corpus.text_chunks``), so that a flat index is built without ever holding every string."""
         self.cfg, self.batch_size, self.device = cfg, batch_size, device
-        self.n_docs = len(doc_texts)
         cpu = None
-        # a flat index grows block by block: the corpus' float32 vectors are never held beside faiss' own copy
-        step = ADD_BLOCK if cfg.index == "flat" else max(self.n_docs, 1)
-        for s in range(0, max(self.n_docs, 1), step):
-            vecs = engine.encode(doc_texts[s:s + step], model=cfg.model, kind="doc", prompt=cfg.doc_prompt,
-                                 prompt_name=cfg.doc_prompt_name, max_seq_length=cfg.max_seq_length,
-                                 batch_size=batch_size, device=device, normalize=cfg.normalize, desc="corpus",
-                                 backend=cfg.encoder_backend)
-            if cpu is None:
-                cpu = build_index(vecs, cfg)
-            else:
-                cpu.add(np.ascontiguousarray(vecs, dtype=np.float32))
-            del vecs
+        self.n_docs = 0
+        # a flat index grows block by block: neither the corpus' strings nor its float32 vectors (1.5 GB at 1M x 384)
+        # are ever held whole, and never beside faiss' own copy; an IVF / HNSW index trains on every vector at once
+        blocks = _blocks(doc_texts, ADD_BLOCK) if cfg.index == "flat" else \
+            [[t for block in _blocks(doc_texts, ADD_BLOCK) for t in block]]
+        for block in blocks:
+            cpu = self._add(cpu, block)
+        if cpu is None:  # an empty corpus
+            cpu = self._add(None, [])
         self.faiss = FaissSearch(cpu, to_gpu(cpu, cfg) if use_gpu else None, gpu_ok=use_gpu and cfg.index != "hnsw")
+
+    def _add(self, cpu: Any, texts: list[str] | Sequence[str]) -> Any:
+        cfg = self.cfg
+        vecs = engine.encode(texts, model=cfg.model, kind="doc", prompt=cfg.doc_prompt,
+                             prompt_name=cfg.doc_prompt_name, max_seq_length=cfg.max_seq_length,
+                             batch_size=self.batch_size, device=self.device, normalize=cfg.normalize, desc="corpus",
+                             backend=cfg.encoder_backend)
+        self.n_docs += len(texts)
+        if cpu is None:
+            return build_index(vecs, cfg)
+        cpu.add(np.ascontiguousarray(vecs, dtype=np.float32))
+        return cpu
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         c = self.cfg

@@ -42,7 +42,7 @@ def open_searcher(cfg: RetrieverConfig, corpus: Corpus, params: RetrieveParams) 
     else:
         from negmine.retrieve.dense import DenseSearcher
 
-        s = DenseSearcher(cfg, corpus.texts(), batch_size=params.batch_size, device=params.device)
+        s = DenseSearcher(cfg, corpus.text_chunks, batch_size=params.batch_size, device=params.device)
     log.info("retrieve: %s ready in %.1fs", cfg.label, time.time() - t0)
     return s
 

@@ -296,3 +296,18 @@ def test_dense_flat_index_built_block_by_block_is_the_same_index(monkeypatch):
     assert blocks.faiss.cpu.ntotal == 50
     a, b = whole.search(queries, 10), blocks.search(queries, 10)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    # from a chunk function (the stage's Corpus.text_chunks: the strings are never all held): the same blocks
+    seen = []
+
+    def text_chunks(size):
+        for s in range(0, len(docs), 3):
+            seen.append(size)
+            yield docs[s:s + 3]
+
+    sizes = []
+    real = fake_encode
+    monkeypatch.setattr(dense.engine, "encode", lambda texts, **kw: sizes.append(len(texts)) or real(texts, **kw))
+    chunked = dense.DenseSearcher(cfg, text_chunks, use_gpu=False)
+    assert chunked.n_docs == 50 and set(seen) == {7} and sizes == [7] * 7 + [1]
+    c = chunked.search(queries, 10)
+    assert np.array_equal(a[0], c[0]) and np.array_equal(a[1], c[1])
