@@ -176,6 +176,8 @@ def cache_dir(args) -> Path:
     """``$NEGMINE_CACHE_DIR`` of the stage commands: one per engine, so a Ray run embeds what a local run of the
     same data already cached (and the reverse) instead of reading it back; the local engine keeps the one it had.
     A second run with the same engine finds its embeddings cached (``cache_bytes_added`` ~ 0 in the result)."""
+    if args.cache:
+        return CACHE / args.cache
     return CACHE / ("negmine-cache" if args.engine == "local" else f"negmine-cache-{args.engine}")
 
 
@@ -392,6 +394,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--max-pos-sim", default="off", help="select.max_pos_sim (with pos_sim_model: teacher)")
     ap.add_argument("--encoder-only", action="store_true", help="measure static vs MiniLM encode throughput")
+    ap.add_argument("--cache", default="", help="name of the $NEGMINE_CACHE_DIR under .cache/bench_scale "
+                    "[negmine-cache, or negmine-cache-ray for --engine ray]; delete it first for a cold run")
     ap.add_argument("--engine", choices=("local", "ray"), default="local",
                     help="where the stages run their models (config engine.kind); ray adds -ray to the run and "
                          "result names")
