@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import mmap
 import os
 import uuid
 from collections.abc import Sequence
@@ -86,6 +87,7 @@ class EmbeddingCache:
             r = rows[sel]
             order = np.argsort(r)  # read each memmap in row order
             out[sel[order]] = vecs[c][r[order]]
+            _release(vecs[c])
         return found, out
 
     def append(self, keys: np.ndarray, vectors: np.ndarray) -> None:
@@ -95,6 +97,18 @@ class EmbeddingCache:
         cid = f"chunk-{uuid.uuid4().hex}"
         _atomic_save(self.path / f"{cid}.f16.npy", np.ascontiguousarray(vectors, dtype=np.float16))
         _atomic_save(self.path / f"{cid}.keys.npy", np.ascontiguousarray(keys).view(np.uint8).reshape(-1, 16))
+
+
+def _release(arr: np.ndarray) -> None:
+    """Drop a read memmap's pages from this process (they stay in the page cache): a lookup's rows are copied out,
+    and at a million cached vectors the mapped file would otherwise stay resident (0.77 GB at 384 dimensions, counted
+    in the process' RSS) for as long as the cache is open."""
+    m = getattr(arr, "_mmap", None)
+    if m is not None and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            m.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):  # a closed map, or a platform without madvise: only memory is at stake
+            pass
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
