@@ -27,6 +27,7 @@ log = logging.getLogger("negmine")
 
 INDEX_VERSION = 1
 BUILD_DOCS = 20_000  # documents per vectorised sketch pass (bounds its temporary arrays)
+BUILD_THREADS = 2  # sketch passes at a time
 _FIELDS = ("hash", "size", "counts", "exact")
 
 
@@ -82,11 +83,23 @@ class CorpusDedup:
                 log.warning("dedup: cached sketches %s unreadable (%s), rebuilding", path.name[:12], e)
                 shutil.rmtree(path, ignore_errors=True)
         log.info("dedup: sketching %d documents (shingle %d bytes)", len(self.ids), self.k)
-        parts = []
-        for p in self.paths:
-            t = pq.ParquetFile(p).read(columns=["title", "text"])
-            for s in range(0, t.num_rows, BUILD_DOCS):
-                parts.append(sketch(normalize_many(_doc_texts(t.slice(s, BUILD_DOCS))), self.k))
+        from negmine.engine import ThreadedShards
+
+        def blocks():
+            i = 0
+            for p in self.paths:
+                t = pq.ParquetFile(p).read(columns=["title", "text"])
+                for s in range(0, t.num_rows, BUILD_DOCS):
+                    yield i, t.slice(s, BUILD_DOCS), False
+                    i += 1
+
+        def one(i: int, block: pa.Table) -> dict[str, Sketches]:
+            return {"sketches": sketch(normalize_many(_doc_texts(block)), self.k)}
+
+        # blocks are independent and their sorts and gathers release the GIL: BUILD_THREADS at a time (reading
+        # ahead no further), concatenated in order
+        parts = [out["sketches"] for _, _, out, _ in ThreadedShards(BUILD_THREADS).map_shards(one, blocks())
+                 if out is not None]
         sk = Sketches.concat(parts) if parts else sketch([], self.k)
         tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
         tmp.mkdir(parents=True)

@@ -161,3 +161,22 @@ def test_query_pairs_every_candidate_with_each_positive_of_its_query(per_query):
             continue
         ref += [(i, d, p) for p in mine]
     assert sorted(zip(row.tolist(), a.tolist(), b.tolist(), strict=True)) == sorted(ref) and len(ref) > 100
+
+
+def test_corpus_sketches_built_in_threads_equal_the_one_by_one_build(tmp_path, monkeypatch):
+    from test_select_helpers import build_run
+
+    import negmine.select.dedup_index as di
+    from negmine.io.store import Artifact
+
+    run = build_run(tmp_path)
+    ingest = Artifact.open(run / "ingest", stage="ingest")
+    monkeypatch.setattr(di, "BUILD_DOCS", 3)  # many blocks
+    got = {}
+    for threads in (1, 2):
+        monkeypatch.setenv("NEGMINE_CACHE_DIR", str(tmp_path / f"cache{threads}"))
+        monkeypatch.setattr(di, "BUILD_THREADS", threads)
+        got[threads] = di.CorpusDedup(ingest).sketches
+    for f in ("hash", "size", "counts", "exact"):
+        assert np.array_equal(getattr(got[1], f), getattr(got[2], f)), f
+    assert len(got[1].hash) == ingest.num_rows("corpus")
