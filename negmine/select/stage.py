@@ -141,11 +141,11 @@ def _blocks(scores: Artifact, ingest: _Ingest, shard_queries: int
     """(query ids, their scored rows, each row's index into the query ids) in blocks of at most ``shard_queries``
     queries, in scores order; ingest queries that have no scored row at all come last (their block has no rows)."""
 
+    import pyarrow.parquet as pq
+
     seen: set[str] = set()
     empty = None
     for unit in _units(scores):
-        import pyarrow.parquet as pq
-
         has_rows = "corpus_row" in pq.ParquetFile(unit[0]).schema_arrow.names  # scores written before it: no
         t = read_parquet(unit, [*_SCORE_COLS, "corpus_row"] if has_rows else _SCORE_COLS)
         empty = t.schema.empty_table()
