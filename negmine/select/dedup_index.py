@@ -111,9 +111,6 @@ class CorpusDedup:
             shutil.rmtree(tmp, ignore_errors=True)
         return sk
 
-    def rows(self, doc_ids: pa.Array | list[str]) -> np.ndarray:
-        return self.corpus.rows(doc_ids)
-
     def doc_order(self) -> np.ndarray:
         """Per corpus row: the rank of its doc id in string order (the tie-break of equally similar positives)."""
         return self.corpus.doc_order()

@@ -18,6 +18,7 @@ The selection itself is vectorised over a whole block (numpy); only near-duplica
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterator
@@ -79,12 +80,17 @@ class _Ingest:
         self.params = params
         pos = read_parquet(art.shard_paths("positives"), ["query_id", "doc_id", "grade"])
         self.positives = pos
-        self.pos_keys = _pair_keys(pos["query_id"], pos["doc_id"]).combine_chunks() if pos.num_rows else \
-            pa.array([], pa.string())
         self.query_order = read_parquet(art.shard_paths("queries"), ["query_id"])["query_id"].to_pylist()
         self._dedup: CorpusDedup | None = None
         self._corpus: CorpusRows | None = None
         self._pos_rows: np.ndarray | None = None
+
+    @functools.cached_property
+    def pos_keys(self) -> pa.Array:
+        """``query_id \x1f doc_id`` of every ingest positive: only a block joined by string keys needs them."""
+        pos = self.positives
+        return _pair_keys(pos["query_id"], pos["doc_id"]).combine_chunks() if pos.num_rows else \
+            pa.array([], pa.string())
 
     def corpus(self) -> CorpusRows:
         """The corpus' doc ids by row (rows replace doc id strings in the block's joins and tie-breaks)."""
@@ -281,12 +287,7 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
     qpos = {q: i for i, q in enumerate(qids)}
     q_arr = rows["query_id"].combine_chunks() if rows.num_rows else pa.array([], pa.string())
     d_arr = rows["doc_id"].combine_chunks() if rows.num_rows else pa.array([], pa.string())
-    key_cache: list[pa.Array] = []
-
-    def keys() -> pa.Array:
-        if not key_cache:
-            key_cache.append(_pair_keys(q_arr, d_arr))
-        return key_cache[0]
+    keys = functools.cache(lambda: _pair_keys(q_arr, d_arr))  # string keys, built only where a path needs them
 
     # positives of the block (ingest positives + any row flagged positive), with their scores
     want = pa.array(qids, pa.string())

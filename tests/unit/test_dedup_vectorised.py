@@ -93,8 +93,8 @@ def test_corpus_sketches_built_once_then_read_from_the_cache(tmp_path, monkeypat
     second = di.CorpusDedup(ingest)
     for f in ("hash", "size", "counts", "exact"):
         assert np.array_equal(getattr(first.sketches, f), getattr(second.sketches, f))
-    rows = second.rows(ingest.read("corpus", columns=["doc_id"])["doc_id"].combine_chunks())
-    assert rows.tolist() == list(range(len(rows))) and second.rows(["not-a-doc"]).tolist() == [-1]
+    rows = second.corpus.rows(ingest.read("corpus", columns=["doc_id"])["doc_id"].combine_chunks())
+    assert rows.tolist() == list(range(len(rows))) and second.corpus.rows(["not-a-doc"]).tolist() == [-1]
     texts = ingest.read("corpus", columns=["title", "text"])
     norms = normalize_many([f"{a} {b}" if a else b for a, b in zip(texts["title"].to_pylist(),
                                                                  texts["text"].to_pylist(), strict=True)])
