@@ -1,29 +1,79 @@
-"""The corpus of an ingest artifact as the retrievers and select's lexical signal see it: ids, and the model strings
-(``doc_text(title, text)``) read on first use."""
+"""The corpus of an ingest artifact as the stages see it.
+
+:class:`CorpusRows` is the one doc id ↔ corpus row lookup of the code base (retrieve's candidates and positive
+ranks, score's document texts, select's joins, dedup sketches and BM25 signal all go through it): the ids in one
+Arrow string array, looked up with Arrow (no dict of a million Python strings). :class:`Corpus` adds the model
+strings (``doc_text(title, text)``) that the retrievers read chunk by chunk.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from negmine.io.store import Artifact, hash_json
 
 TEXT_CHUNK = 20_000  # documents' strings made at a time by Corpus.text_chunks
 
 
-class Corpus:
-    """The ingest corpus: ids always, model strings (``doc_text(title, text)``) read when asked for."""
+class CorpusRows:
+    """The corpus' doc ids by row (one Arrow string array), the row of any doc id, and the ids' string order.
+    ``paths`` / ``starts``: the corpus shards and the first row of each (empty when built from ids alone)."""
 
-    def __init__(self, ingest: Artifact):
-        self.ingest = ingest
-        self.ids = np.asarray(ingest.read("corpus", columns=["doc_id"]).column("doc_id").to_pylist(), dtype=object)
-        self._index: dict[str, int] | None = None
-        # the corpus content alone (not queries or qrels) keys the BM25 index cache
-        self.fingerprint = hash_json([s["sha256"] for s in ingest.manifest["tables"]["corpus"]["shards"]])
+    def __init__(self, ids: pa.Array, paths: Sequence[Path] = (), starts: np.ndarray | None = None) -> None:
+        self.ids = ids.cast(pa.string()) if ids.type != pa.string() else ids
+        self.paths = tuple(paths)
+        self.starts = np.array([0, len(ids)], dtype=np.int64) if starts is None else starts
+        self._order: np.ndarray | None = None
+
+    @classmethod
+    def read(cls, ingest: Artifact) -> CorpusRows:
+        """The doc ids of an ingest artifact's corpus shards (only their ``doc_id`` column is read)."""
+        import pyarrow.parquet as pq
+
+        paths = ingest.shard_paths("corpus")
+        parts = [pq.ParquetFile(p).read(columns=["doc_id"])["doc_id"].combine_chunks() for p in paths]
+        starts = np.concatenate([[0], np.cumsum([len(a) for a in parts])]).astype(np.int64)
+        return cls(pa.concat_arrays(parts) if parts else pa.array([], pa.string()), paths, starts)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def rows(self, doc_ids: pa.Array | pa.ChunkedArray | Sequence[str]) -> np.ndarray:
+        """Corpus row (int64) of each doc id, -1 for a document not in the corpus."""
+        arr = doc_ids if isinstance(doc_ids, (pa.Array, pa.ChunkedArray)) else pa.array(list(doc_ids), pa.string())
+        if not len(arr):
+            return np.zeros(0, dtype=np.int64)
+        return pc.fill_null(pc.index_in(arr, value_set=self.ids), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def ids_at(self, rows: np.ndarray) -> pa.Array:
+        """The doc ids at corpus ``rows`` (all >= 0), as an Arrow string array."""
+        return self.ids.take(pa.array(np.asarray(rows, dtype=np.int64)))
+
+    def doc_order(self) -> np.ndarray:
+        """Per corpus row: the rank of its doc id in string order (ids are unique, so it is also their dense
+        rank: the order ``pc.rank`` of the ids gives)."""
+        if self._order is None:
+            order = pc.sort_indices(self.ids).to_numpy()
+            self._order = np.empty(len(order), dtype=np.int64)
+            self._order[order] = np.arange(len(order))
+        return self._order
+
+
+class Corpus(CorpusRows):
+    """The ingest corpus: ids always (:class:`CorpusRows`), model strings (``doc_text(title, text)``) read when
+    asked for."""
+
+    def __init__(self, ingest: Artifact):
+        rows = CorpusRows.read(ingest)
+        super().__init__(rows.ids, rows.paths, rows.starts)
+        self.ingest = ingest
+        # the corpus content alone (not queries or qrels) keys the BM25 index cache
+        self.fingerprint = hash_json([s["sha256"] for s in ingest.manifest["tables"]["corpus"]["shards"]])
 
     def texts(self) -> list[str]:
         """The model strings of every document, read anew on each call: not kept, since a retriever needs them
@@ -43,8 +93,3 @@ class Corpus:
                 part = t.slice(s, size)
                 yield [doc_text(a, b) for a, b in zip(part.column("title").to_pylist(),
                                                       part.column("text").to_pylist(), strict=True)]
-
-    def index_of(self) -> dict[str, int]:
-        if self._index is None:
-            self._index = {d: i for i, d in enumerate(self.ids.tolist())}
-        return self._index

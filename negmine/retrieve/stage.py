@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from negmine.errors import InputError
 from negmine.io import schemas
-from negmine.io.corpus import Corpus
+from negmine.io.corpus import Corpus, CorpusRows
 from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs, run_shards
 from negmine.retrieve.params import RetrieveParams, RetrieverConfig
 from negmine.retrieve.ranking import rank_of
@@ -60,7 +60,7 @@ def _clamp_depths(params: RetrieveParams, n_docs: int) -> tuple[list[RetrieverCo
     return rs, min(depth, n_docs)
 
 
-def candidates_table(qids: Sequence[str], doc_ids: np.ndarray, idx: np.ndarray, scores: np.ndarray,
+def candidates_table(qids: Sequence[str], corpus: CorpusRows, idx: np.ndarray, scores: np.ndarray,
                      retriever: str, found: list[list[str]] | None = None) -> pa.Table:
     """Rows of the (query, candidate) matrix ``idx`` (-1 = no hit, holes only at the end of a row)."""
     valid = idx >= 0
@@ -73,7 +73,7 @@ def candidates_table(qids: Sequence[str], doc_ids: np.ndarray, idx: np.ndarray, 
         found_col = pa.array(found, type=pa.list_(pa.string()))
     return pa.table({
         "query_id": pa.array(q, type=pa.string()),
-        "doc_id": pa.array(doc_ids[idx[valid]], type=pa.string()),
+        "doc_id": corpus.ids_at(idx[valid]),
         "rank": pa.array((cols + 1).astype(np.int32)),
         "retriever": pa.array([retriever] * n, type=pa.string()),
         "retriever_score": pa.array(scores[valid].astype(np.float32)),
@@ -81,17 +81,16 @@ def candidates_table(qids: Sequence[str], doc_ids: np.ndarray, idx: np.ndarray, 
     }, schema=schemas.CANDIDATES)
 
 
-def positive_ranks_table(qids: Sequence[str], positives: dict[str, list[str]], corpus: Corpus,
+def positive_ranks_table(qids: Sequence[str], positives: dict[str, list[str]], corpus: CorpusRows,
                          final_idx: np.ndarray, runs: dict[str, np.ndarray]) -> pa.Table:
-    pq_ids, pd_ids, qpos, dpos = [], [], [], []
-    index = corpus.index_of()
+    pq_ids, pd_ids, qpos = [], [], []
     for i, q in enumerate(qids):
         for d in positives.get(q, ()):
             pq_ids.append(q)
             pd_ids.append(d)
             qpos.append(i)
-            dpos.append(index.get(d, -2))  # a positive outside the corpus is never found
-    qp, dp = np.asarray(qpos, dtype=np.int64), np.asarray(dpos, dtype=np.int64)
+    qp = np.asarray(qpos, dtype=np.int64)
+    dp = corpus.rows(pd_ids)  # -1: a positive outside the corpus is never found
     ok = dp >= 0
     final = np.zeros(len(qp), dtype=np.int64)
     final[ok] = rank_of(qp[ok], dp[ok], final_idx)
@@ -180,13 +179,13 @@ def run_retrieve(run_dir: str | Path, params: RetrieveParams) -> StageResult:
             timings[f"search_{cfg.label}"] = round(timings.get(f"search_{cfg.label}", 0.0) + time.time() - t1, 3)
         if len(retrievers) == 1:
             idx, scores = runs[labels[0]]
-            table = candidates_table(qids, corpus.ids, idx, scores, out_name)
+            table = candidates_table(qids, corpus, idx, scores, out_name)
         else:
             from negmine.retrieve.fusion import found_labels, fuse
 
             idx, scores, found = fuse(list(runs.values()), depth, params.fusion, params.rrf_k,
                                       [r.weight for r in retrievers])
-            table = candidates_table(qids, corpus.ids, idx, scores, out_name,
+            table = candidates_table(qids, corpus, idx, scores, out_name,
                                      found_labels(found[idx >= 0], labels))
         return {"positive_ranks": positive_ranks_table(qids, positives, corpus, idx,
                                                        {k: v[0] for k, v in runs.items()}),

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from negmine.errors import InputError
 from negmine.io import schemas
+from negmine.io.corpus import CorpusRows
 from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs, run_shards
 from negmine.retrieve.params import RetrieveParams, RetrieverConfig
 from negmine.score.bi_encoder import BiEncoderTeacher
@@ -79,19 +80,19 @@ class _Inputs:
         for qid, did in zip(pos["query_id"].to_pylist(), pos["doc_id"].to_pylist(), strict=False):
             self.positives.setdefault(qid, []).append(did)
         corpus = ingest.read("corpus", columns=["doc_id", "title", "text"])
-        self.doc_ids = corpus["doc_id"].combine_chunks()  # looked up with Arrow: no dict of a million strings
+        self.corpus = CorpusRows(corpus["doc_id"].combine_chunks())
         self._titles = corpus["title"]
         self._texts = corpus["text"]
         self._doc_text = doc_text
 
     def rows(self, doc_ids: list[str], where: Path) -> np.ndarray:
         """The corpus row of each doc id (an input error naming ``where`` for one not in the corpus)."""
-        idx = pc.index_in(pa.array(doc_ids, pa.string()), value_set=self.doc_ids)
-        if idx.null_count:
-            missing = doc_ids[pc.index(pc.is_null(idx), True).as_py()]
+        rows = self.corpus.rows(doc_ids)
+        if len(rows) and rows.min() < 0:
+            missing = doc_ids[int(np.argmin(rows))]
             raise InputError(f"candidate document {missing!r} is not in the ingested corpus; re-run retrieve",
                              where)
-        return idx.to_numpy(zero_copy_only=False).astype(np.int64)
+        return rows
 
     def texts_at(self, rows: np.ndarray) -> list[str]:
         """The documents' texts (``doc_text`` of title and text) at corpus ``rows``."""

@@ -16,10 +16,10 @@ import uuid
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from negmine.cache import cache_dir
+from negmine.io.corpus import CorpusRows
 from negmine.io.store import Artifact, hash_json
 from negmine.select.dedup import SKETCH_BUCKETS, Sketches, normalize_many, shingle_sets, sketch
 
@@ -37,38 +37,12 @@ def _doc_texts(t: pa.Table) -> list[str]:
     return [doc_text(a, b or "") for a, b in zip(t["title"].to_pylist(), t["text"].to_pylist(), strict=True)]
 
 
-class CorpusRows:
-    """The corpus' doc ids by row (one Arrow string array), the row of any doc id, and the ids' string order."""
-
-    def __init__(self, ingest: Artifact) -> None:
-        self.paths = ingest.shard_paths("corpus")
-        rows = [pq.ParquetFile(p).metadata.num_rows for p in self.paths]
-        self.starts = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
-        self.ids = pa.concat_arrays([pq.ParquetFile(p).read(columns=["doc_id"])["doc_id"].combine_chunks()
-                                     for p in self.paths]) if self.paths else pa.array([], pa.string())
-        self._order: np.ndarray | None = None
-
-    def rows(self, doc_ids: pa.Array | list[str]) -> np.ndarray:
-        """Corpus row of each doc id, -1 for a document not in the corpus."""
-        arr = pa.array(doc_ids, pa.string()) if isinstance(doc_ids, list) else doc_ids
-        return pc.fill_null(pc.index_in(arr, value_set=self.ids), -1).to_numpy(zero_copy_only=False).astype(np.int64)
-
-    def doc_order(self) -> np.ndarray:
-        """Per corpus row: the rank of its doc id in string order (ids are unique, so it is also their dense
-        rank: the order ``pc.rank`` of the ids gives)."""
-        if self._order is None:
-            order = pc.sort_indices(self.ids).to_numpy()
-            self._order = np.empty(len(order), dtype=np.int64)
-            self._order[order] = np.arange(len(order))
-        return self._order
-
-
 class CorpusDedup:
     """Sketches of every document of an ingest artifact's corpus, by corpus row, and shingle sets on demand."""
 
     def __init__(self, ingest: Artifact, k: int = 5, corpus: CorpusRows | None = None) -> None:
         self.ingest, self.k = ingest, k
-        self.corpus = corpus or CorpusRows(ingest)
+        self.corpus = corpus or CorpusRows.read(ingest)
         self.paths, self.starts, self.ids = self.corpus.paths, self.corpus.starts, self.corpus.ids
         shards = [s["sha256"] for s in ingest.manifest["tables"]["corpus"]["shards"]]
         self.key = hash_json({"corpus": shards, "k": k, "buckets": SKETCH_BUCKETS, "version": INDEX_VERSION})[:32]

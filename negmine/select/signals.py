@@ -165,9 +165,8 @@ class LexicalRanker:
             return out
         idx, _ = self.searcher.search([self.query_text[q] for q in qids], n)  # -1 where no term matched
         qpos = {q: i for i, q in enumerate(qids)}
-        index = self.corpus.index_of()
         qp = np.fromiter((qpos.get(q, -1) for q in row_queries), dtype=np.int64, count=len(row_queries))
-        dp = np.fromiter((index.get(d, -1) for d in row_docs), dtype=np.int64, count=len(row_docs))
+        dp = self.corpus.rows(row_docs)
         ok = (qp >= 0) & (dp >= 0)
         out[ok] = rank_of(qp[ok], dp[ok], idx)
         return out

@@ -31,11 +31,12 @@ import pyarrow.compute as pc
 
 from negmine.errors import InputError
 from negmine.io import schemas
+from negmine.io.corpus import CorpusRows
 from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs, hash_json, run_shards
 from negmine.progress import tqdm
 from negmine.select.core import select_rows, table_rows
 from negmine.select.dedup import duplicate_rows
-from negmine.select.dedup_index import CorpusDedup, CorpusRows
+from negmine.select.dedup_index import CorpusDedup
 from negmine.select.params import SelectParams
 from negmine.select.rules import NOT_SAMPLED, reasons
 from negmine.select.sampling import sort_order
@@ -95,7 +96,7 @@ class _Ingest:
     def corpus(self) -> CorpusRows:
         """The corpus' doc ids by row (rows replace doc id strings in the block's joins and tie-breaks)."""
         if self._corpus is None:
-            self._corpus = CorpusRows(self.art)
+            self._corpus = CorpusRows.read(self.art)
         return self._corpus
 
     def positive_rows(self) -> np.ndarray:

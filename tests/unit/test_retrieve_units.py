@@ -311,3 +311,28 @@ def test_dense_flat_index_built_block_by_block_is_the_same_index(monkeypatch):
     assert chunked.n_docs == 50 and set(seen) == {7} and sizes == [7] * 7 + [1]
     c = chunked.search(queries, 10)
     assert np.array_equal(a[0], c[0]) and np.array_equal(a[1], c[1])
+
+
+def test_corpus_rows_is_the_one_doc_id_lookup(tmp_path):
+    """Doc id ↔ corpus row for every stage (retrieve's positive ranks and candidates, score's texts, select's
+    joins): Arrow ids in corpus order, -1 for an unknown id, the string order of the ids, shard starts."""
+    import pyarrow as pa
+    from test_select_helpers import DOCS, build_run
+
+    from negmine.io.corpus import Corpus, CorpusRows
+    from negmine.io.store import Artifact
+
+    ingest = Artifact.open(build_run(tmp_path) / "ingest", stage="ingest")
+    rows = CorpusRows.read(ingest)
+    ids = ingest.read("corpus", columns=["doc_id"])["doc_id"].to_pylist()
+    assert sorted(ids) == sorted(DOCS) and rows.ids.to_pylist() == ids and len(rows) == len(ids)
+    assert rows.starts[0] == 0 and rows.starts[-1] == len(ids) and len(rows.paths) == len(rows.starts) - 1
+    assert rows.rows([ids[2], "nope", ids[0]]).tolist() == [2, -1, 0]
+    assert rows.rows(pa.chunked_array([[ids[1]], [ids[3]]])).tolist() == [1, 3]
+    assert rows.rows([]).dtype == "int64" and rows.rows([]).size == 0
+    assert rows.ids_at([3, 0]).to_pylist() == [ids[3], ids[0]]
+    by_order = [ids[i] for i in sorted(range(len(ids)), key=lambda i: rows.doc_order()[i])]
+    assert by_order == sorted(ids)
+    corpus = Corpus(ingest)
+    assert corpus.ids.equals(rows.ids) and corpus.rows(["nope", ids[4]]).tolist() == [-1, 4]
+    assert CorpusRows(pa.array(ids, pa.large_string())).ids.type == pa.string()

@@ -276,7 +276,7 @@ def test_rows_of_a_query_apart_and_documents_outside_the_corpus(tmp_path):
 def test_select_joins_by_the_score_stages_corpus_rows_when_it_wrote_them(tmp_path, monkeypatch):
     """Scores that carry ``corpus_row`` (what the score stage writes) are not looked up in the corpus again: the
     only lookup is the ingest positives', once; the selection is the one of scores without the column."""
-    from negmine.select.dedup_index import CorpusRows
+    from negmine.io.corpus import CorpusRows
 
     ref = run_select(build_run(tmp_path / "ref"), rule_params(num_negatives=2)).artifact
     run = build_run(tmp_path / "rows")
