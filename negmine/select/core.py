@@ -132,29 +132,37 @@ class Rows:
     doc_code: np.ndarray      # dense rank of the doc id: the last tie-break
 
 
+def doc_codes(doc_ids: Any) -> np.ndarray:
+    """The dense rank of each doc id (an Arrow string array) in string order: the last tie-break of selection."""
+    import pyarrow.compute as pc
+
+    return pc.rank(doc_ids, sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64)
+
+
 def table_rows(table: Any, qids: Sequence[str] | None = None, group: np.ndarray | None = None,
                doc_code: np.ndarray | None = None) -> Rows:
     """The arrays of ``table`` (a pyarrow Table); ``qids`` orders the groups (default: order of first appearance;
     it may list queries without rows). ``group`` (each row's index into ``qids``) and ``doc_code`` (an integer
     order of the doc ids) may be given when the caller already has them (the select stage: from its block reader
-    and the corpus rows), which spares a string lookup and a string sort."""
+    and the corpus rows), which spares a string lookup and a string sort; with both given (and ``qids``) the
+    table needs no ``query_id`` / ``doc_id`` columns."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    q_col = table["query_id"]
-    order = list(dict.fromkeys(q_col.to_pylist())) if qids is None else list(qids)
+    order = list(dict.fromkeys(table["query_id"].to_pylist())) if qids is None else list(qids)
     n = table.num_rows
     if not n:
         return Rows(order, np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, bool),
                     np.zeros(0, np.int64))
     if group is None:
+        q_col = table["query_id"]
         found = pc.index_in(q_col, value_set=pa.array(order, pa.string()))
         if found.null_count:
             missing = pc.filter(q_col, pc.is_null(found))[0].as_py()
             raise KeyError(missing)
         group = found.to_numpy().astype(np.int64)
     if doc_code is None:
-        doc_code = pc.rank(table["doc_id"], sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64)
+        doc_code = doc_codes(table["doc_id"])
     return Rows(order, np.asarray(group, dtype=np.int64),
                 table["teacher_score"].to_numpy().astype(np.float64),
                 pc.fill_null(table["rank"], 0).to_numpy().astype(np.int64),

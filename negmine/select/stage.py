@@ -34,7 +34,7 @@ from negmine.io import schemas
 from negmine.io.corpus import CorpusRows
 from negmine.io.store import Artifact, StageResult, StageWriter, check_inputs, hash_json, run_shards
 from negmine.progress import tqdm
-from negmine.select.core import select_rows, table_rows
+from negmine.select.core import doc_codes, select_rows, table_rows
 from negmine.select.dedup import duplicate_rows
 from negmine.select.dedup_index import CorpusDedup
 from negmine.select.params import SelectParams
@@ -113,6 +113,47 @@ class _Ingest:
         return self._dedup
 
 
+def _query_column(paths: list[Path]) -> pa.ChunkedArray:
+    """The ``query_id`` column of scores shards, read as a dictionary column (Parquet stores it as one: reading
+    the codes is ~20x cheaper than decoding a million strings)."""
+    import pyarrow.parquet as pq
+
+    return pa.chunked_array([c for p in paths for c in
+                             pq.ParquetFile(p, read_dictionary=["query_id"]).read(columns=["query_id"])["query_id"]
+                             .chunks], pa.dictionary(pa.int32(), pa.string()))
+
+
+def _query_codes(col: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
+    """The distinct values of a dictionary ``query_id`` column in order of first appearance, and each row's index
+    into them (what ``pc.dictionary_encode`` of the strings gives, from the codes)."""
+    if not len(col):
+        return [], np.zeros(0, dtype=np.int64)
+    arr = col.unify_dictionaries().combine_chunks() if col.num_chunks > 1 else col.chunk(0)
+    if arr.null_count:
+        raise ValueError("scores: null query_id")
+    codes = arr.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    seen = np.maximum.accumulate(codes)
+    if seen[0] == 0 and seen[-1] == len(arr.dictionary) - 1 and bool((np.diff(seen) <= 1).all()):
+        # every entry used, each first seen after the one before it (a Parquet dictionary of one row group is
+        # built in order of first appearance): the codes are the answer
+        return arr.dictionary.cast(pa.string()).to_pylist(), codes
+    used, first = np.unique(codes, return_index=True)
+    used = used[np.argsort(first, kind="stable")]  # dictionary entries in order of first appearance
+    remap = np.full(len(arr.dictionary), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return arr.dictionary.take(pa.array(used)).cast(pa.string()).to_pylist(), remap[codes]
+
+
+def _distinct_queries(path: Path) -> list[str]:
+    """The query ids of one scores shard (any order)."""
+    arr = _query_column([path])
+    if not len(arr):
+        return []
+    arr = arr.unify_dictionaries().combine_chunks() if arr.num_chunks > 1 else arr.chunk(0)
+    used = np.bincount(arr.indices.to_numpy(zero_copy_only=False), minlength=len(arr.dictionary)) > 0
+    return arr.dictionary.filter(pa.array(used)).cast(pa.string()).to_pylist()
+
+
 def _units(scores: Artifact) -> list[list[Path]]:
     """Groups of scores shards to process together: one shard each unless a query spans shards."""
     paths = scores.shard_paths()
@@ -129,7 +170,7 @@ def _units(scores: Artifact) -> list[list[Path]]:
         return i
 
     for i, p in enumerate(paths):
-        for q in pc.unique(read_parquet([p], ["query_id"])["query_id"]).to_pylist():
+        for q in _distinct_queries(p):
             j = owner.setdefault(q, i)
             if j != i:
                 parent[find(i)] = find(j)
@@ -146,19 +187,23 @@ def _units(scores: Artifact) -> list[list[Path]]:
 def _blocks(scores: Artifact, ingest: _Ingest, shard_queries: int
             ) -> Iterator[tuple[list[str], pa.Table, np.ndarray]]:
     """(query ids, their scored rows, each row's index into the query ids) in blocks of at most ``shard_queries``
-    queries, in scores order; ingest queries that have no scored row at all come last (their block has no rows)."""
+    queries, in scores order; ingest queries that have no scored row at all come last (their block has no rows).
+
+    The rows come without their id strings where the block has them otherwise: ``query_id`` is the block's query
+    ids at each row's index, and ``doc_id`` the corpus' id at the row's ``corpus_row`` (read only for scores
+    without it, or with a document outside the corpus). Decoding those two columns' ten million strings was a fifth
+    of a select run at 1M documents × 100k queries."""
 
     import pyarrow.parquet as pq
 
     seen: set[str] = set()
-    empty = None
+    values = [c for c in _SCORE_COLS if c not in ("query_id", "doc_id")]
     for unit in _units(scores):
         has_rows = "corpus_row" in pq.ParquetFile(unit[0]).schema_arrow.names  # scores written before it: no
-        t = read_parquet(unit, [*_SCORE_COLS, "corpus_row"] if has_rows else _SCORE_COLS)
-        empty = t.schema.empty_table()
-        enc = pc.dictionary_encode(t["query_id"].combine_chunks())
-        qids = enc.dictionary.to_pylist()
-        idx = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        t = read_parquet(unit, [*values, "corpus_row"] if has_rows else [*values, "doc_id"])
+        if has_rows and t["corpus_row"].null_count:  # a document outside the corpus: the doc ids are needed
+            t = t.append_column("doc_id", read_parquet(unit, ["doc_id"])["doc_id"])
+        qids, idx = _query_codes(_query_column(unit))
         # the score stage writes each query's rows together, so codes (by first appearance) are already sorted
         # and a block is a slice; otherwise the rows are regrouped by one stable sort
         contiguous = bool(len(idx) < 2 or (idx[1:] >= idx[:-1]).all())
@@ -172,8 +217,7 @@ def _blocks(scores: Artifact, ingest: _Ingest, shard_queries: int
             rows = t.slice(a, b - a) if order is None else t.take(pa.array(order[a:b]))
             yield qids[s:e], rows, sorted_idx[a:b] - s
     rest = [q for q in ingest.query_order if q not in seen]
-    if empty is None:
-        empty = pa.schema([(c, schemas.SCORES.field(c).type) for c in _SCORE_COLS]).empty_table()
+    empty = pa.schema([(c, schemas.SCORES.field(c).type) for c in _SCORE_COLS]).empty_table()
     for s in range(0, len(rest), shard_queries):
         yield rest[s:s + shard_queries], empty, np.zeros(0, dtype=np.int64)
 
@@ -286,16 +330,22 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
     A block with a document that is not in the corpus falls back to the string keys for those."""
     n_q = len(qids)
     qpos = {q: i for i, q in enumerate(qids)}
-    q_arr = rows["query_id"].combine_chunks() if rows.num_rows else pa.array([], pa.string())
-    d_arr = rows["doc_id"].combine_chunks() if rows.num_rows else pa.array([], pa.string())
+    want = pa.array(qids, pa.string())
+    corpus = ingest.corpus()
+    if "query_id" in rows.column_names or group is None:
+        q_arr = rows["query_id"].combine_chunks() if rows.num_rows else pa.array([], pa.string())
+    else:  # rows from the block reader, without the strings
+        q_arr = want.take(pa.array(np.asarray(group, dtype=np.int64)))
+    if "doc_id" in rows.column_names:
+        d_arr = rows["doc_id"].combine_chunks() if rows.num_rows else pa.array([], pa.string())
+    else:
+        d_arr = corpus.ids_at(rows["corpus_row"].to_numpy())
     keys = functools.cache(lambda: _pair_keys(q_arr, d_arr))  # string keys, built only where a path needs them
 
     # positives of the block (ingest positives + any row flagged positive), with their scores
-    want = pa.array(qids, pa.string())
     mine = pc.is_in(ingest.positives["query_id"], value_set=want)
     ipos = ingest.positives.filter(mine)
     p_group = np.fromiter((qpos[q] for q in ipos["query_id"].to_pylist()), dtype=np.int64, count=ipos.num_rows)
-    corpus = ingest.corpus()
     p_row = ingest.positive_rows()[mine.to_numpy(zero_copy_only=False).astype(bool)] if ipos.num_rows else \
         np.zeros(0, dtype=np.int64)
     if "corpus_row" in rows.column_names and rows["corpus_row"].null_count == 0:  # the score stage's lookup
@@ -303,7 +353,7 @@ def select_block(qids: list[str], rows: pa.Table, ingest: _Ingest, params: Selec
     else:
         doc_row = corpus.rows(d_arr) if rows.num_rows else np.zeros(0, dtype=np.int64)
     by_row = bool((doc_row >= 0).all() and (p_row >= 0).all())
-    arrays = table_rows(rows, qids, group, corpus.doc_order()[doc_row] if by_row else None)
+    arrays = table_rows(rows, qids, group, corpus.doc_order()[doc_row] if by_row else doc_codes(d_arr))
     group, scores, ranks, is_pos, doc_code = (arrays.group, arrays.scores, arrays.ranks, arrays.is_positive,
                                               arrays.doc_code)
     if by_row:
@@ -450,7 +500,7 @@ class _Summary:
         self._sample("positives", t["positives"]["teacher_score"])
         self._sample("kept", t["negatives"]["teacher_score"])
         d = t["dropped"]
-        self._sample("dropped", d.filter(pc.not_equal(d["reason_dropped"], "positive"))["teacher_score"])
+        self._sample("dropped", pc.filter(d["teacher_score"], pc.not_equal(d["reason_dropped"], "positive")))
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.counts)

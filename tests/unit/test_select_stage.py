@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from test_select_helpers import SCORE_ROWS, build_run, negmine_log, rule_params, scores_table, write_scores
 
 from negmine.io.schemas import SCORES
 from negmine.io.store import Artifact, StageWriter, sha256_file
+from negmine.select import stage as st
 from negmine.select.stage import format_summary, run_select
 
 
@@ -288,10 +292,48 @@ def test_select_joins_by_the_score_stages_corpus_rows_when_it_wrote_them(tmp_pat
 
     shutil.rmtree(run / "scores")
     write_scores(run, t)
-    looked_up = []
+    looked_up, columns_read = [], []
     real = CorpusRows.rows
     monkeypatch.setattr(CorpusRows, "rows", lambda self, d: looked_up.append(len(d)) or real(self, d))
+    real_read = st.read_parquet
+    monkeypatch.setattr(st, "read_parquet", lambda paths, columns=None: columns_read.append(
+        (Path(paths[0]).parent.name, tuple(columns or ()))) or real_read(paths, columns))
     got = run_select(run, rule_params(num_negatives=2)).artifact
     assert looked_up == [len(Artifact.open(run / "ingest", stage="ingest").read("positives"))]
+    # the scores' id strings are not decoded: query ids come as dictionary codes, doc ids from the corpus rows
+    scores_cols = {c for d, cols in columns_read if d == "scores" for c in cols}
+    assert "corpus_row" in scores_cols and not scores_cols & {"doc_id", "query_id"}, columns_read
     for name in ("negatives", "dropped", "positives", "queries"):
         assert got.read(name).equals(ref.read(name)), name
+
+    # a corpus_row column with a null (a document outside the corpus): the doc ids are read after all
+    run2 = build_run(tmp_path / "rows_null")
+    shutil.rmtree(run2 / "scores")
+    rows = t["corpus_row"].to_pylist()
+    write_scores(run2, t.set_column(t.schema.get_field_index("corpus_row"), "corpus_row",
+                                    pa.array([None, *rows[1:]], pa.int32())))
+    columns_read.clear()
+    got2 = run_select(run2, rule_params(num_negatives=2)).artifact
+    assert any("doc_id" in cols for d, cols in columns_read if d == "scores")
+    for name in ("negatives", "dropped", "positives", "queries"):
+        assert got2.read(name).equals(ref.read(name)), name
+
+
+@pytest.mark.parametrize("case", ["in_order", "chunks", "unused_and_out_of_order", "empty"])
+def test_query_codes_from_a_dictionary_column_are_first_appearance_codes(case):
+    """The block reader's query codes (from the Parquet dictionary, not the strings) are what dictionary-encoding
+    the strings gives: first-appearance order, whatever the dictionary's own order, chunks or unused entries."""
+    def col(indices, dictionary):
+        return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), pa.array(dictionary, pa.string()))
+
+    chunks = {
+        "in_order": [col([0, 0, 1, 2, 2, 1], ["a", "b", "c"])],
+        "chunks": [col([0, 1, 1], ["a", "b"]), col([0, 1, 0], ["c", "a"])],
+        "unused_and_out_of_order": [col([2, 2, 0, 3, 0], ["x", "unused", "y", "z"])],
+        "empty": [],
+    }[case]
+    got_q, got_i = st._query_codes(pa.chunked_array(chunks, pa.dictionary(pa.int32(), pa.string())))
+    strings = [v for c in chunks for v in c.cast(pa.string()).to_pylist()]
+    enc = pc.dictionary_encode(pa.array(strings, pa.string()))
+    assert got_q == enc.dictionary.to_pylist() and got_i.tolist() == enc.indices.to_pylist()
+    assert got_i.dtype == np.int64
