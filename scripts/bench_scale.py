@@ -10,11 +10,18 @@ as its own command in a dedicated child process, so wall time, CPU time (user+sy
 the size of the stage's output directory and of the caches it added to) are that stage's. Each stage is compared
 with its own bound on this machine, measured by the same script:
 
-* ingest: reading the JSON lines with orjson (the bare parse of the input);
+* ingest (``--bounds ingest``): parse the JSON lines with orjson, build the Arrow columns and write them as zstd
+  Parquet in shards of 100k rows (``parse``: the parse alone);
 * retrieve bm25: bare bm25s (tokenise, index, ``retrieve`` of every query with the same k) in one process;
 * retrieve dense / encode: the bare ``model.encode`` loop over the same texts, and a faiss flat search;
-* score: the rows/s of the bi-encoder teacher (vectors from the embedding cache);
-* select: candidate rows/s (target >= 1M rows/s).
+* score (``--bounds score``, after retrieve): the bare bi-encoder teacher on the run's candidates: encode their
+  distinct documents and queries with ``model.encode``, one dot product a row (compare with a cold score run);
+* select: candidate rows/s (target >= 1M rows/s);
+* export (``--bounds export``, after select): bare triplets: each kept negative with its query's positive, the
+  texts joined from dicts, one zstd Parquet file.
+
+Every bound runs in its own child process that starts Python and imports what it needs, like the stage command it
+is compared with (wall against wall).
 
 The fast encoder (``--method dense`` and the bi-encoder teacher of both methods): a sentence-transformers
 ``StaticEmbedding`` whose token vectors are all-MiniLM-L6-v2's own outputs for each vocabulary token on its own
@@ -249,14 +256,99 @@ def run_stages(stages: list[str], run: Path, cfg: Path, env: dict[str, str], cac
 # bounds: the bare library loop of each stage, in its own measured process
 
 
-def bound_child(kind: str, data: Path, model: Path, depth: int, n_queries: int | None, batch_size: int) -> dict:
-    """One bound, run in a child (``--bound KIND``); prints its timings as JSON."""
+def _read_jsonl_texts(path: Path) -> dict[str, str]:
+    """``_id`` → the model string (title and text, as negmine's ``doc_text`` joins them) of a BEIR JSONL file."""
+    import orjson
+
+    out = {}
+    with open(path, "rb") as f:
+        for line in f:
+            d = orjson.loads(line)
+            out[d["_id"]] = f"{d['title']} {d['text']}" if d.get("title") else d["text"]
+    return out
+
+
+def _read_shards(directory: Path, columns: list[str]):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return pa.concat_tables([pq.read_table(p, columns=columns) for p in sorted(directory.glob("part-*.parquet"))])
+
+
+def bound_child(kind: str, data: Path, model: Path, depth: int, n_queries: int | None, batch_size: int,
+                run: Path | None = None) -> dict:
+    """One bound, run in a child (``--bound KIND``); prints its timings as JSON. ``run``: the run directory whose
+    stage outputs the score and export bounds start from (candidates; select's negatives and positives)."""
     import numpy as np
     import orjson
 
     t0 = time.perf_counter()
     out: dict = {}
-    if kind == "bm25search":  # the cached index negmine built: bare bm25s retrieve vs negmine's searcher
+    if kind == "ingest":  # parse the JSONL, build the Arrow columns, write zstd Parquet: what any ingest must do
+        import tempfile
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+            for name, fields in (("corpus", ("_id", "title", "text")), ("queries", ("_id", "text"))):
+                cols: dict[str, list] = {f: [] for f in fields}
+                with open(data / f"{name}.jsonl", "rb") as f:
+                    for line in f:
+                        d = orjson.loads(line)
+                        for k in fields:
+                            cols[k].append(d.get(k, ""))
+                for s in range(0, len(cols["_id"]), 100_000):  # ingest's shard size
+                    pq.write_table(pa.table({k: pa.array(v[s:s + 100_000], pa.string()) for k, v in cols.items()}),
+                                   Path(tmp) / f"{name}-{s}.parquet", compression="zstd")
+                out[name] = len(cols["_id"])
+    elif kind == "score":  # bare bi-encoder teacher: encode the distinct candidate docs and queries, one dot a row
+        import pyarrow.compute as pc
+        from sentence_transformers import SentenceTransformer
+
+        assert run is not None
+        doc_text = _read_jsonl_texts(data / "corpus.jsonl")
+        query_text = _read_jsonl_texts(data / "queries.jsonl")
+        cand = _read_shards(run / "candidates", ["query_id", "doc_id"])
+        out["read_s"] = time.perf_counter() - t0
+        st = SentenceTransformer(str(model), device="cpu")
+        t1 = time.perf_counter()
+        d_enc = pc.dictionary_encode(cand["doc_id"].combine_chunks())
+        q_enc = pc.dictionary_encode(cand["query_id"].combine_chunks())
+        dv = st.encode([doc_text[d] for d in d_enc.dictionary.to_pylist()], batch_size=batch_size,
+                       normalize_embeddings=True, convert_to_numpy=True)
+        qv = st.encode([query_text[q] for q in q_enc.dictionary.to_pylist()], batch_size=batch_size,
+                       normalize_embeddings=True, convert_to_numpy=True)
+        out["encode_s"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        di, qi = d_enc.indices.to_numpy(), q_enc.indices.to_numpy()
+        for s in range(0, len(di), 1 << 20):
+            np.einsum("ij,ij->i", dv[di[s:s + (1 << 20)]], qv[qi[s:s + (1 << 20)]])
+        out["dot_s"] = time.perf_counter() - t1
+        out["rows"], out["docs_encoded"] = len(di), len(dv)
+    elif kind == "export":  # bare triplets: each kept negative with its query's positive, texts joined, Parquet
+        import tempfile
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        assert run is not None
+        doc_text = _read_jsonl_texts(data / "corpus.jsonl")
+        query_text = _read_jsonl_texts(data / "queries.jsonl")
+        neg = _read_shards(run / "negatives", ["query_id", "doc_id"])
+        pos = _read_shards(run / "negatives" / "positives", ["query_id", "doc_id"])
+        out["read_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        first_pos = dict(zip(pos["query_id"].to_pylist(), pos["doc_id"].to_pylist(), strict=True))
+        q, d = neg["query_id"].to_pylist(), neg["doc_id"].to_pylist()
+        table = pa.table({"anchor": pa.array([query_text[x] for x in q], pa.string()),
+                          "positive": pa.array([doc_text[first_pos[x]] for x in q], pa.string()),
+                          "negative": pa.array([doc_text[x] for x in d], pa.string())})
+        with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+            pq.write_table(table, Path(tmp) / "triplets.parquet", compression="zstd")
+        out["join_write_s"] = time.perf_counter() - t1
+        out["rows"] = table.num_rows
+    elif kind == "bm25search":  # the cached index negmine built: bare bm25s retrieve vs negmine's searcher
         import bm25s
 
         from negmine.retrieve.bm25 import Bm25sSearcher, _bm25s_class
@@ -339,7 +431,8 @@ def n_docs_of(data: Path) -> int:
 
 def measure_bound(kind: str, args, env) -> dict:
     cmd = [sys.executable, __file__, "--bound", kind, "--docs", str(args.docs), "--queries", str(args.queries),
-           "--depth", str(args.depth), "--batch-size", str(args.batch_size)]
+           "--depth", str(args.depth), "--batch-size", str(args.batch_size), "--method", args.method,
+           "--engine", args.engine, f"--tag={args.tag}"]
     if args.bound_queries:
         cmd += ["--bound-queries", str(args.bound_queries)]
     r = measured(cmd, env)
@@ -389,7 +482,8 @@ def main() -> None:
     ap.add_argument("--method", choices=("bm25", "dense"), default="bm25")
     ap.add_argument("--depth", type=int, default=100)
     ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages to (re)run, in order")
-    ap.add_argument("--bounds", default="", help="comma-separated bounds to measure: parse, bm25, dense")
+    ap.add_argument("--bounds", default="", help="comma-separated bounds to measure: parse, ingest, bm25, dense, "
+                    "score, export (score and export start from this run's candidates / negatives)")
     ap.add_argument("--bound-queries", type=int, default=None, help="queries of the bm25/dense bound [all]")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--max-pos-sim", default="off", help="select.max_pos_sim (with pos_sim_model: teacher)")
@@ -413,7 +507,8 @@ def main() -> None:
     data = generate(args.docs, args.queries)
     model = static_model()
     if args.bound:
-        print(json.dumps(bound_child(args.bound, data, model, args.depth, args.bound_queries, args.batch_size)))
+        print(json.dumps(bound_child(args.bound, data, model, args.depth, args.bound_queries, args.batch_size,
+                                     CACHE / "runs" / run_name(args))))
         return
     cache = cache_dir(args)
     env = dict(os.environ, PYTHONPATH=str(ROOT), NEGMINE_CACHE_DIR=str(cache), HF_HUB_OFFLINE="1")
