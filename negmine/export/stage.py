@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -37,6 +38,7 @@ from negmine.errors import InputError
 from negmine.export import card
 from negmine.export.params import ExportParams
 from negmine.export.writers import WRITERS, Doc, Example, Options
+from negmine.io.corpus import CorpusRows
 from negmine.io.store import (
     Artifact,
     acquire_lock,
@@ -145,10 +147,17 @@ class _Relabel:
             {d for v in self.promoted.values() for d in v}
 
 
-class _Texts:
-    """Query texts and the texts of the documents the export needs (one corpus scan)."""
+def rendered(title: pa.ChunkedArray, text: pa.ChunkedArray) -> tuple[Any, Any, Any]:
+    """Titles and texts (nulls as "") and :func:`negmine.models.doc_text` of each pair, by Arrow."""
+    title, text = pc.fill_null(title, ""), pc.fill_null(text, "")
+    return title, text, pc.if_else(pc.not_equal(title, ""), pc.binary_join_element_wise(title, text, " "), text)
 
-    def __init__(self, ingest: Artifact, doc_ids: set[str]) -> None:
+
+class _Texts:
+    """Query texts and the texts of the documents the export needs (one corpus scan). ``parts``: keep each
+    document's title and text apart too (a writer that reads them); otherwise only the rendered string."""
+
+    def __init__(self, ingest: Artifact, doc_ids: set[str], parts: bool = True) -> None:
         stats = ingest.stats or {}
         self.query_meta: dict[str, list[str]] = stats.get("query_prompt_type") or {}
         prompts, types = stats.get("prompts") or [], stats.get("types") or []
@@ -157,17 +166,29 @@ class _Texts:
         self.type = types[0]["type"] if len(types) == 1 and not self.query_meta else None
         q = read_parquet(ingest.shard_paths("queries"), ["query_id", "text"])
         self.queries = dict(zip(q["query_id"].to_pylist(), q["text"].to_pylist(), strict=True))
-        want = pa.array(sorted(doc_ids), pa.string())
-        self.docs: dict[str, tuple[str, str]] = {}
-        for path in ingest.shard_paths("corpus"):
-            t = read_parquet([path], ["doc_id", "title", "text"])
-            t = t.filter(pc.is_in(t["doc_id"], value_set=want))
-            for d, ti, tx in zip(t["doc_id"].to_pylist(), t["title"].to_pylist(), t["text"].to_pylist(), strict=True):
-                self.docs[d] = (ti or "", tx or "")
-        missing = doc_ids - self.docs.keys()
-        if missing:
+        want = sorted(doc_ids)
+        corpus = CorpusRows.read(ingest)
+        rows = corpus.rows(pa.array(want, pa.string()))
+        if len(rows) and rows.min() < 0:
+            missing = [d for d, r in zip(want, rows.tolist(), strict=True) if r < 0]
             raise InputError(f"{len(missing)} selected document(s) are not in the corpus (e.g. "
-                             f"'{sorted(missing)[0]}'); re-run the pipeline from ingest", ingest.path)
+                             f"'{missing[0]}'); re-run the pipeline from ingest", ingest.path)
+        # (title, text, doc_text(title, text)) of each wanted document: its shard's rows taken, the model string
+        # made once per document by Arrow, not once per row of the export (title and text "" without ``parts``)
+        self.docs: dict[str, tuple[str, str, str]] = {}
+        order = np.argsort(rows, kind="stable")
+        shard = np.searchsorted(corpus.starts, rows[order], side="right") - 1
+        for s in np.unique(shard).tolist():
+            mine = order[shard == s]
+            t = read_parquet([corpus.paths[s]], ["title", "text"]).take(pa.array(rows[mine] - corpus.starts[s]))
+            title, text, full = rendered(t["title"], t["text"])
+            ids = [want[i] for i in mine.tolist()]
+            if parts:
+                for d, ti, tx, fu in zip(ids, title.to_pylist(), text.to_pylist(), full.to_pylist(), strict=True):
+                    self.docs[d] = (ti, tx, fu)
+            else:
+                for d, fu in zip(ids, full.to_pylist(), strict=True):
+                    self.docs[d] = ("", "", fu)
 
     def meta(self, query_id: str) -> tuple[str | None, str | None]:
         """The query's FlagEmbedding prompt and type from the input (ingest stats), or Nones."""
@@ -177,8 +198,8 @@ class _Texts:
         return self.prompt, self.type
 
     def doc(self, doc_id: str, score: float | None) -> Doc:
-        title, text = self.docs[doc_id]
-        return Doc(doc_id, title, text, score)
+        title, text, full = self.docs[doc_id]
+        return Doc(doc_id, title, text, score, full)
 
 
 def _examples(select: Artifact, texts: _Texts, relabel: _Relabel | None, include_filled: bool,
@@ -269,7 +290,7 @@ def run_export(run_dir: str | Path, params: ExportParams | None = None) -> Expor
     for table in ("negatives", "positives"):
         for path in select.shard_paths(table):
             need.update(pc.unique(read_parquet([path], ["doc_id"])["doc_id"]).to_pylist())
-    texts = _Texts(ingest, need)
+    texts = _Texts(ingest, need, parts=writer.parts)
 
     counts = dict.fromkeys(("queries", "queries_without_negatives", "queries_without_positives",
                             "queries_short_for_n_tuple", "filled_left_out", "negatives_removed_by_relabel",

@@ -38,7 +38,7 @@ Tevatron keeps title and text apart.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -47,16 +47,18 @@ from negmine.export.params import FORMATS
 from negmine.models import doc_text
 
 
-@dataclass
+@dataclass(slots=True)
 class Doc:
     doc_id: str
     title: str
     text: str
     score: float | None = None
+    rendered: str | None = field(default=None, repr=False, compare=False)  # doc_text(title, text), when known
 
     @property
     def full(self) -> str:
-        return doc_text(self.title, self.text)
+        """The string the models saw: :func:`negmine.models.doc_text` of title and text."""
+        return doc_text(self.title, self.text) if self.rendered is None else self.rendered
 
 
 @dataclass
@@ -85,19 +87,23 @@ class Writer:
     kind: str  # "table" (Parquet / JSONL rows with a fixed schema) | "jsonl"
     rows: Callable[[list[Example], Options], Any]  # table: pa.Table; jsonl: list[dict]
     schema: Callable[[Options], pa.Schema] | None = None
+    parts: bool = True  # reads a Doc's title and text apart; False: only ``full``, ``doc_id`` and ``score``
 
 
 WRITERS: dict[str, Writer] = {}
 
 
-def register_writer(name: str, kind: str, schema: Callable[[Options], pa.Schema] | None = None):
+def register_writer(name: str, kind: str, schema: Callable[[Options], pa.Schema] | None = None, *,
+                    parts: bool = True):
     """Register the writer of format ``name`` (declared in ``negmine.export.params.FORMATS``, which the config and
-    the CLI validate against)."""
+    the CLI validate against). ``parts=False``: the writer reads only a Doc's ``full`` string (and ``doc_id``,
+    ``score``), so the export holds each document's rendered string alone and gives its Docs empty ``title`` and
+    ``text``."""
     if name not in FORMATS:
         raise ValueError(f"export format {name!r} is not declared in negmine.export.params.FORMATS")
 
     def deco(fn):
-        WRITERS[name] = Writer(name, kind, fn, schema)
+        WRITERS[name] = Writer(name, kind, fn, schema, parts)
         return fn
 
     return deco
@@ -124,7 +130,7 @@ def _triplet_schema(o: Options) -> pa.Schema:
     return pa.schema(f)
 
 
-@register_writer("triplet", "table", _triplet_schema)
+@register_writer("triplet", "table", _triplet_schema, parts=False)
 def triplet_rows(examples: list[Example], o: Options) -> pa.Table:
     cols: dict[str, list] = {n: [] for n in _triplet_schema(o).names}
     for ex in examples:
@@ -156,7 +162,7 @@ def _ntuple_schema(o: Options) -> pa.Schema:
     return pa.schema(f)
 
 
-@register_writer("n-tuple", "table", _ntuple_schema)
+@register_writer("n-tuple", "table", _ntuple_schema, parts=False)
 def ntuple_rows(examples: list[Example], o: Options) -> pa.Table:
     k = o.num_negatives
     cols: dict[str, list] = {n: [] for n in _ntuple_schema(o).names}
@@ -190,7 +196,7 @@ def _pair_schema(o: Options) -> pa.Schema:
     return pa.schema(f)
 
 
-@register_writer("labeled-pair", "table", _pair_schema)
+@register_writer("labeled-pair", "table", _pair_schema, parts=False)
 def labeled_pair_rows(examples: list[Example], o: Options) -> pa.Table:
     cols: dict[str, list] = {n: [] for n in _pair_schema(o).names}
     for ex in examples:
@@ -216,7 +222,7 @@ def _list_schema(o: Options) -> pa.Schema:
     return pa.schema(f)
 
 
-@register_writer("labeled-list", "table", _list_schema)
+@register_writer("labeled-list", "table", _list_schema, parts=False)
 def labeled_list_rows(examples: list[Example], o: Options) -> pa.Table:
     cols: dict[str, list] = {n: [] for n in _list_schema(o).names}
     for ex in examples:
@@ -266,7 +272,7 @@ IDS_CORPUS = pa.schema([("docid", _S), ("title", _S), ("text", _S)])
 # JSON lines
 
 
-@register_writer("flagembedding", "jsonl")
+@register_writer("flagembedding", "jsonl", parts=False)
 def flagembedding_rows(examples: Iterable[Example], o: Options) -> list[dict[str, Any]]:
     out = []
     for ex in examples:

@@ -204,3 +204,32 @@ def test_cli_export(run, cli, tmp_path):
     assert code == 2
     code, stdout, err = cli("export", tmp_path / "nowhere", "--format", "triplet")
     assert code == 2 and "negmine select" in err
+
+
+@pytest.mark.parametrize("parts", [True, False])
+def test_export_texts_render_each_document_once(tmp_path, parts):
+    """The export's document texts: the model string (``doc_text``) made once per document (Arrow), and title and
+    text kept apart only for a writer that reads them (Tevatron, ids): the others hold the rendered string alone."""
+    from negmine.export.stage import _Texts
+    from negmine.export.writers import WRITERS
+    from negmine.io.store import Artifact
+
+    ingest = Artifact.open(build_run(tmp_path) / "ingest", stage="ingest")
+    texts = _Texts(ingest, set(DOCS), parts=parts)
+    for d, (title, body) in DOCS.items():
+        doc = texts.doc(d, 0.5)
+        assert doc.full == doc_text(title, body) and doc.score == 0.5 and doc.doc_id == d
+        assert (doc.title, doc.text) == ((title, body) if parts else ("", ""))
+    assert {n for n, w in WRITERS.items() if w.parts} == {"tevatron", "ids"}
+    with pytest.raises(Exception, match="1 selected document"):
+        _Texts(ingest, {"p1", "not-in-corpus"}, parts=parts)
+
+
+def test_rendered_is_doc_text():
+    from negmine.export.stage import rendered
+
+    titles = pa.chunked_array([["A title", "", None, "T"], [None]], pa.string())
+    bodies = pa.chunked_array([["body one", "body two", "body three", None], ["x"]], pa.string())
+    _t, _x, full = rendered(titles, bodies)
+    pairs = zip(titles.to_pylist(), bodies.to_pylist(), strict=True)
+    assert full.to_pylist() == [doc_text(a or "", b or "") for a, b in pairs]
