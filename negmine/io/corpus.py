@@ -22,7 +22,8 @@ TEXT_CHUNK = 20_000  # documents' strings made at a time by Corpus.text_chunks
 
 class CorpusRows:
     """The corpus' doc ids by row (one Arrow string array), the row of any doc id, and the ids' string order.
-    ``paths`` / ``starts``: the corpus shards and the first row of each (empty when built from ids alone)."""
+    ``paths`` / ``starts``: the corpus shards and the first row of each, then the number of rows (built from ids
+    alone: no paths, starts ``[0, n]``)."""
 
     def __init__(self, ids: pa.Array, paths: Sequence[Path] = (), starts: np.ndarray | None = None) -> None:
         self.ids = ids.cast(pa.string()) if ids.type != pa.string() else ids
