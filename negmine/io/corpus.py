@@ -8,6 +8,7 @@ strings (``doc_text(title, text)``) that the retrievers read chunk by chunk.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -20,15 +21,22 @@ from negmine.io.store import Artifact, hash_json
 TEXT_CHUNK = 20_000  # documents' strings made at a time by Corpus.text_chunks
 
 
+def corpus_fingerprint(ingest: Artifact) -> str:
+    """The corpus content alone (not queries or qrels): its shards' checksums."""
+    return hash_json([s["sha256"] for s in ingest.manifest["tables"]["corpus"]["shards"]])
+
+
 class CorpusRows:
     """The corpus' doc ids by row (one Arrow string array), the row of any doc id, and the ids' string order.
     ``paths`` / ``starts``: the corpus shards and the first row of each, then the number of rows (built from ids
     alone: no paths, starts ``[0, n]``)."""
 
-    def __init__(self, ids: pa.Array, paths: Sequence[Path] = (), starts: np.ndarray | None = None) -> None:
+    def __init__(self, ids: pa.Array, paths: Sequence[Path] = (), starts: np.ndarray | None = None,
+                 fingerprint: str | None = None) -> None:
         self.ids = ids.cast(pa.string()) if ids.type != pa.string() else ids
         self.paths = tuple(paths)
         self.starts = np.array([0, len(ids)], dtype=np.int64) if starts is None else starts
+        self.fingerprint = fingerprint  # the corpus content's (keys the cached doc order); None: not cached
         self._order: np.ndarray | None = None
 
     @classmethod
@@ -39,7 +47,8 @@ class CorpusRows:
         paths = ingest.shard_paths("corpus")
         parts = [pq.ParquetFile(p).read(columns=["doc_id"])["doc_id"].combine_chunks() for p in paths]
         starts = np.concatenate([[0], np.cumsum([len(a) for a in parts])]).astype(np.int64)
-        return cls(pa.concat_arrays(parts) if parts else pa.array([], pa.string()), paths, starts)
+        return cls(pa.concat_arrays(parts) if parts else pa.array([], pa.string()), paths, starts,
+                   corpus_fingerprint(ingest))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -57,11 +66,29 @@ class CorpusRows:
 
     def doc_order(self) -> np.ndarray:
         """Per corpus row: the rank of its doc id in string order (ids are unique, so it is also their dense
-        rank: the order ``pc.rank`` of the ids gives)."""
+        rank: the order ``pc.rank`` of the ids gives). Sorting a million ids costs about half a second, so a
+        corpus read from an ingest artifact keeps its order in ``cache_dir("corpus")``, keyed by its content."""
         if self._order is None:
+            path = None
+            if self.fingerprint is not None:
+                from negmine.cache import cache_dir
+
+                path = cache_dir("corpus") / f"{self.fingerprint[:32]}-doc_order.npy"
+                try:
+                    cached = np.load(path)
+                    if cached.shape == (len(self.ids),):
+                        self._order = cached.astype(np.int64, copy=False)
+                        return self._order
+                except (OSError, ValueError):  # absent or damaged: computed and written again
+                    pass
             order = pc.sort_indices(self.ids).to_numpy()
             self._order = np.empty(len(order), dtype=np.int64)
             self._order[order] = np.arange(len(order))
+            if path is not None:
+                tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+                with open(tmp, "wb") as f:
+                    np.save(f, self._order.astype(np.int32) if len(order) < 2**31 else self._order)
+                os.replace(tmp, path)
         return self._order
 
 
@@ -71,10 +98,9 @@ class Corpus(CorpusRows):
 
     def __init__(self, ingest: Artifact):
         rows = CorpusRows.read(ingest)
-        super().__init__(rows.ids, rows.paths, rows.starts)
+        super().__init__(rows.ids, rows.paths, rows.starts, rows.fingerprint)
         self.ingest = ingest
-        # the corpus content alone (not queries or qrels) keys the BM25 index cache
-        self.fingerprint = hash_json([s["sha256"] for s in ingest.manifest["tables"]["corpus"]["shards"]])
+        self.fingerprint: str = corpus_fingerprint(ingest)  # (also keys the BM25 index cache)
 
     def texts(self) -> list[str]:
         """The model strings of every document, read anew on each call: not kept, since a retriever needs them

@@ -336,3 +336,33 @@ def test_corpus_rows_is_the_one_doc_id_lookup(tmp_path):
     corpus = Corpus(ingest)
     assert corpus.ids.equals(rows.ids) and corpus.rows(["nope", ids[4]]).tolist() == [-1, 4]
     assert CorpusRows(pa.array(ids, pa.large_string())).ids.type == pa.string()
+
+
+def test_corpus_doc_order_is_cached_by_corpus_content(tmp_path, monkeypatch):
+    """The ids' string order (select's tie-break) is sorted once per corpus and read back after: a second reader
+    of the same corpus does not sort; a damaged cache file is recomputed."""
+    import numpy as np
+    import pyarrow.compute as pc
+    from test_select_helpers import build_run
+
+    from negmine.io import corpus as corpus_mod
+    from negmine.io.store import Artifact
+
+    monkeypatch.setenv("NEGMINE_CACHE_DIR", str(tmp_path / "cache"))
+    ingest = Artifact.open(build_run(tmp_path) / "ingest", stage="ingest")
+    first = corpus_mod.CorpusRows.read(ingest)
+    expected = np.argsort(np.argsort(np.array(first.ids.to_pylist(), dtype=object), kind="stable"), kind="stable")
+    assert first.doc_order().tolist() == expected.tolist()
+    files = list((tmp_path / "cache" / "corpus").glob("*-doc_order.npy"))
+    assert len(files) == 1 and files[0].name.startswith(first.fingerprint[:32])
+
+    sorted_ = []
+    real_sort = pc.sort_indices
+    monkeypatch.setattr(corpus_mod.pc, "sort_indices", lambda a: sorted_.append(len(a)) or real_sort(a))
+    again = corpus_mod.CorpusRows.read(ingest).doc_order()
+    assert again.tolist() == expected.tolist() and again.dtype == np.int64 and sorted_ == []
+
+    files[0].write_bytes(b"not an array")
+    assert corpus_mod.CorpusRows.read(ingest).doc_order().tolist() == expected.tolist() and len(sorted_) == 1
+    assert corpus_mod.CorpusRows(first.ids).doc_order().tolist() == expected.tolist()  # ids alone: not cached
+    assert len(sorted_) == 2
