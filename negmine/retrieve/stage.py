@@ -42,7 +42,8 @@ def open_searcher(cfg: RetrieverConfig, corpus: Corpus, params: RetrieveParams) 
     else:
         from negmine.retrieve.dense import DenseSearcher
 
-        s = DenseSearcher(cfg, corpus.text_chunks, batch_size=params.batch_size, device=params.device)
+        s = DenseSearcher(cfg, corpus.text_chunks, batch_size=params.batch_size, device=params.device,
+                          n_docs=len(corpus))
     log.info("retrieve: %s ready in %.1fs", cfg.label, time.time() - t0)
     return s
 

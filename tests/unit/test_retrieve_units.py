@@ -366,3 +366,37 @@ def test_corpus_doc_order_is_cached_by_corpus_content(tmp_path, monkeypatch):
     assert corpus_mod.CorpusRows.read(ingest).doc_order().tolist() == expected.tolist() and len(sorted_) == 1
     assert corpus_mod.CorpusRows(first.ids).doc_order().tolist() == expected.tolist()  # ids alone: not cached
     assert len(sorted_) == 2
+
+
+def test_flat_index_storage_is_reserved_for_the_whole_corpus(monkeypatch):
+    """A flat index built block by block gets room for every vector first: its storage is never reallocated (a
+    doubling copy holds the old and new buffers at once: the dense retrieve's peak at 1M documents), and it
+    searches the same."""
+    import faiss
+    import numpy as np
+
+    from negmine.retrieve import dense
+    from negmine.retrieve.params import RetrieverConfig
+
+    rng = np.random.default_rng(0)
+    x = rng.random((1000, 8), dtype=np.float32)
+    kept, grown = faiss.IndexFlatIP(8), faiss.IndexFlatIP(8)
+    assert dense.reserve(kept, len(x)) and not dense.reserve(faiss.IndexHNSWFlat(8, 4), 10)
+    buffers = {"kept": set(), "grown": set()}
+    for s in range(0, len(x), 100):
+        for name, index in (("kept", kept), ("grown", grown)):
+            index.add(x[s:s + 100])
+            buffers[name].add(int(index.codes.data()))
+    assert len(buffers["kept"]) == 1 and len(buffers["grown"]) > 1
+    assert np.array_equal(kept.search(x[:5], 7)[1], grown.search(x[:5], 7)[1])
+
+    # the searcher reserves the corpus size it is told (a chunk function has no length of its own)
+    made = []
+    real = dense.reserve
+    monkeypatch.setattr(dense, "reserve", lambda index, n: made.append(n) or real(index, n))
+    monkeypatch.setattr(dense, "ADD_BLOCK", 7)
+    monkeypatch.setattr(dense.engine, "encode", lambda texts, **kw: rng.random((len(texts), 8), dtype=np.float32))
+    docs = [f"doc {i}" for i in range(30)]
+    s = dense.DenseSearcher(RetrieverConfig(method="dense"), lambda size: iter([docs[:20], docs[20:]]),
+                            use_gpu=False, n_docs=30)
+    assert made == [30] and s.faiss.cpu.ntotal == 30
