@@ -88,8 +88,46 @@ def held_out(query_ids: list[str], fraction: float, seed: int) -> set[str]:
     return set(ranked[:want])
 
 
+# Arrow scalar types and their `datasets` dtype names (the types negmine's export schemas use)
+_DTYPES = {"string": "string", "large_string": "string", "float": "float32", "double": "float64",
+           "int64": "int64", "int32": "int32", "bool": "bool"}
+
+
+def _datasets_major() -> int | None:
+    """The installed `datasets`' major version, read from its metadata (importing it costs about a second)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return int(version("datasets").split(".")[0])
+    except (PackageNotFoundError, ValueError):
+        return None
+
+
+def _features_direct(schema: Any) -> list[dict[str, Any]] | None:
+    """What ``Features.from_arrow_schema(schema)._to_yaml_list()`` gives for scalar and list-of-scalar columns
+    (``datasets`` >= 4 spells a list ``list:``); None for any other type."""
+    import pyarrow as pa
+
+    out: list[dict[str, Any]] = []
+    for f in schema:
+        if pa.types.is_list(f.type) and str(f.type.value_type) in _DTYPES:
+            out.append({"name": f.name, "list": _DTYPES[str(f.type.value_type)]})
+        elif str(f.type) in _DTYPES:
+            out.append({"name": f.name, "dtype": _DTYPES[str(f.type)]})
+        else:
+            return None
+    return out
+
+
 def features_yaml(schema: Any) -> list[dict[str, Any]] | None:
-    """The card's ``features`` for an Arrow schema (through ``datasets``; None without it)."""
+    """The card's ``features`` for an Arrow schema, as ``datasets`` writes them (None without ``datasets``).
+    negmine's own column types are spelled directly (importing ``datasets`` was half of a 100k-query export);
+    anything else goes through ``datasets``."""
+    major = _datasets_major()
+    if major is None:
+        return None
+    if major >= 4 and (direct := _features_direct(schema)) is not None:
+        return direct
     try:
         from datasets import Features
     except ImportError:

@@ -233,3 +233,35 @@ def test_rendered_is_doc_text():
     _t, _x, full = rendered(titles, bodies)
     pairs = zip(titles.to_pylist(), bodies.to_pylist(), strict=True)
     assert full.to_pylist() == [doc_text(a or "", b or "") for a, b in pairs]
+
+
+def test_card_features_spelled_as_datasets_spells_them():
+    """The card's features for every export schema are written without importing ``datasets`` (a second of a
+    small export), and are what ``datasets`` itself gives for them."""
+    datasets = pytest.importorskip("datasets")
+    from negmine.export import card
+    from negmine.export.writers import IDS_CORPUS, IDS_QUERIES, WRITERS, Options
+
+    if int(datasets.__version__.split(".")[0]) < 4:
+        pytest.skip("datasets < 4 spells lists `sequence:`; features_yaml asks datasets itself then")
+    schemas = [IDS_CORPUS, IDS_QUERIES] + [
+        w.schema(Options(num_negatives=3, with_scores=ws, with_ids=wi))
+        for w in WRITERS.values() if w.schema is not None for ws in (False, True) for wi in (False, True)]
+    for schema in schemas:
+        direct = card._features_direct(schema)
+        assert direct is not None and direct == datasets.Features.from_arrow_schema(schema)._to_yaml_list(), schema
+        assert card.features_yaml(schema) == direct
+    odd = pa.schema([("small", pa.int8()), ("s", pa.struct([("a", pa.string())]))])
+    assert card._features_direct(odd) is None
+    assert card.features_yaml(odd) == datasets.Features.from_arrow_schema(odd)._to_yaml_list()
+
+
+def test_export_does_not_import_datasets(run, tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from negmine.export.stage import run_export; from negmine.export.params import "
+            f"ExportParams; run_export({str(run)!r}, ExportParams(out={str(tmp_path / 'x.parquet')!r})); "
+            "print('datasets' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
