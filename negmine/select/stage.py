@@ -129,8 +129,8 @@ def _query_codes(col: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
     if not len(col):
         return [], np.zeros(0, dtype=np.int64)
     arr = col.unify_dictionaries().combine_chunks() if col.num_chunks > 1 else col.chunk(0)
-    if arr.null_count:
-        raise ValueError("scores: null query_id")
+    if arr.null_count:  # (the SCORES schema does not allow it: a damaged or hand-made artifact)
+        raise InputError("a row without query_id", "scores")
     codes = arr.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     seen = np.maximum.accumulate(codes)
     if seen[0] == 0 and seen[-1] == len(arr.dictionary) - 1 and bool((np.diff(seen) <= 1).all()):
