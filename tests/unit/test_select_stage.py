@@ -337,3 +337,11 @@ def test_query_codes_from_a_dictionary_column_are_first_appearance_codes(case):
     enc = pc.dictionary_encode(pa.array(strings, pa.string()))
     assert got_q == enc.dictionary.to_pylist() and got_i.tolist() == enc.indices.to_pylist()
     assert got_i.dtype == np.int64
+
+
+def test_query_codes_refuse_a_row_without_query_id():
+    from negmine.errors import InputError
+
+    col = pa.chunked_array([pa.DictionaryArray.from_arrays(pa.array([0, None], pa.int32()), pa.array(["a"]))])
+    with pytest.raises(InputError, match="without query_id"):
+        st._query_codes(col)
