@@ -95,8 +95,10 @@ class EmbeddingCache:
         if len(keys) == 0:
             return
         cid = f"chunk-{uuid.uuid4().hex}"
-        _atomic_save(self.path / f"{cid}.f16.npy", np.ascontiguousarray(vectors, dtype=np.float16))
-        _atomic_save(self.path / f"{cid}.keys.npy", np.ascontiguousarray(keys).view(np.uint8).reshape(-1, 16))
+        from negmine.io.store import save_npy_atomic  # (here: the encoder alone does not import pyarrow)
+
+        save_npy_atomic(self.path / f"{cid}.f16.npy", np.ascontiguousarray(vectors, dtype=np.float16))
+        save_npy_atomic(self.path / f"{cid}.keys.npy", np.ascontiguousarray(keys).view(np.uint8).reshape(-1, 16))
 
 
 def _release(arr: np.ndarray) -> None:
@@ -120,10 +122,3 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _atomic_save(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    with open(tmp, "wb") as f:
-        np.save(f, arr)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

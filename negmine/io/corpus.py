@@ -8,7 +8,6 @@ strings (``doc_text(title, text)``) that the retrievers read chunk by chunk.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from negmine.io.store import Artifact, hash_json
+from negmine.io.store import Artifact, hash_json, save_npy_atomic
 
 TEXT_CHUNK = 20_000  # documents' strings made at a time by Corpus.text_chunks
 
@@ -85,10 +84,7 @@ class CorpusRows:
             self._order = np.empty(len(order), dtype=np.int64)
             self._order[order] = np.arange(len(order))
             if path is not None:
-                tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-                with open(tmp, "wb") as f:
-                    np.save(f, self._order.astype(np.int32) if len(order) < 2**31 else self._order)
-                os.replace(tmp, path)
+                save_npy_atomic(path, self._order.astype(np.int32) if len(order) < 2**31 else self._order)
         return self._order
 
 

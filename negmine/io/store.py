@@ -105,6 +105,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def save_npy_atomic(path: Path, arr: Any) -> None:
+    """``np.save`` through a temporary name (fsynced): the final name appears only when complete."""
+    import numpy as np
+
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    with open(tmp, "wb") as f:
+        np.save(f, arr)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     with open(tmp, "w", encoding="utf-8") as f:
