@@ -94,9 +94,10 @@ class Corpus(CorpusRows):
 
     def __init__(self, ingest: Artifact):
         rows = CorpusRows.read(ingest)
+        assert rows.fingerprint is not None  # (read from an artifact: always; it also keys the BM25 index cache)
         super().__init__(rows.ids, rows.paths, rows.starts, rows.fingerprint)
         self.ingest = ingest
-        self.fingerprint: str = corpus_fingerprint(ingest)  # (also keys the BM25 index cache)
+        self.fingerprint: str = rows.fingerprint
 
     def texts(self) -> list[str]:
         """The model strings of every document, read anew on each call: not kept, since a retriever needs them

@@ -144,16 +144,6 @@ def _query_codes(col: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
     return arr.dictionary.take(pa.array(used)).cast(pa.string()).to_pylist(), remap[codes]
 
 
-def _distinct_queries(path: Path) -> list[str]:
-    """The query ids of one scores shard (any order)."""
-    arr = _query_column([path])
-    if not len(arr):
-        return []
-    arr = arr.unify_dictionaries().combine_chunks() if arr.num_chunks > 1 else arr.chunk(0)
-    used = np.bincount(arr.indices.to_numpy(zero_copy_only=False), minlength=len(arr.dictionary)) > 0
-    return arr.dictionary.filter(pa.array(used)).cast(pa.string()).to_pylist()
-
-
 def _units(scores: Artifact) -> list[list[Path]]:
     """Groups of scores shards to process together: one shard each unless a query spans shards."""
     paths = scores.shard_paths()
@@ -170,7 +160,7 @@ def _units(scores: Artifact) -> list[list[Path]]:
         return i
 
     for i, p in enumerate(paths):
-        for q in _distinct_queries(p):
+        for q in _query_codes(_query_column([p]))[0]:
             j = owner.setdefault(q, i)
             if j != i:
                 parent[find(i)] = find(j)
