@@ -123,14 +123,15 @@ def _query_column(paths: list[Path]) -> pa.ChunkedArray:
                              .chunks], pa.dictionary(pa.int32(), pa.string()))
 
 
-def _query_codes(col: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
+def _query_codes(col: pa.ChunkedArray, where: Path | str = "scores") -> tuple[list[str], np.ndarray]:
     """The distinct values of a dictionary ``query_id`` column in order of first appearance, and each row's index
-    into them (what ``pc.dictionary_encode`` of the strings gives, from the codes)."""
+    into them (what ``pc.dictionary_encode`` of the strings gives, from the codes). ``where``: the shard(s) read,
+    named by the error about a row without a query id."""
     if not len(col):
         return [], np.zeros(0, dtype=np.int64)
     arr = col.unify_dictionaries().combine_chunks() if col.num_chunks > 1 else col.chunk(0)
     if arr.null_count:  # (the SCORES schema does not allow it: a damaged or hand-made artifact)
-        raise InputError("a row without query_id", "scores")
+        raise InputError("a row without query_id", where, row=pc.index(pc.is_null(arr), True).as_py() + 1)
     codes = arr.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     seen = np.maximum.accumulate(codes)
     if seen[0] == 0 and seen[-1] == len(arr.dictionary) - 1 and bool((np.diff(seen) <= 1).all()):
@@ -160,7 +161,7 @@ def _units(scores: Artifact) -> list[list[Path]]:
         return i
 
     for i, p in enumerate(paths):
-        for q in _query_codes(_query_column([p]))[0]:
+        for q in _query_codes(_query_column([p]), p)[0]:
             j = owner.setdefault(q, i)
             if j != i:
                 parent[find(i)] = find(j)
@@ -193,7 +194,7 @@ def _blocks(scores: Artifact, ingest: _Ingest, shard_queries: int
         t = read_parquet(unit, [*values, "corpus_row"] if has_rows else [*values, "doc_id"])
         if has_rows and t["corpus_row"].null_count:  # a document outside the corpus: the doc ids are needed
             t = t.append_column("doc_id", read_parquet(unit, ["doc_id"])["doc_id"])
-        qids, idx = _query_codes(_query_column(unit))
+        qids, idx = _query_codes(_query_column(unit), unit[0] if len(unit) == 1 else scores.path)
         # the score stage writes each query's rows together, so codes (by first appearance) are already sorted
         # and a block is a slice; otherwise the rows are regrouped by one stable sort
         contiguous = bool(len(idx) < 2 or (idx[1:] >= idx[:-1]).all())

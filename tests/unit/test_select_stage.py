@@ -343,5 +343,6 @@ def test_query_codes_refuse_a_row_without_query_id():
     from negmine.errors import InputError
 
     col = pa.chunked_array([pa.DictionaryArray.from_arrays(pa.array([0, None], pa.int32()), pa.array(["a"]))])
-    with pytest.raises(InputError, match="without query_id"):
-        st._query_codes(col)
+    with pytest.raises(InputError, match="without query_id") as err:
+        st._query_codes(col, "scores/part-00003.parquet")
+    assert str(err.value).startswith("scores/part-00003.parquet:row 2")
