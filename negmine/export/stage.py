@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -176,13 +175,9 @@ class _Texts:
         # (title, text, doc_text(title, text)) of each wanted document: its shard's rows taken, the model string
         # made once per document by Arrow, not once per row of the export (title and text "" without ``parts``)
         self.docs: dict[str, tuple[str, str, str]] = {}
-        order = np.argsort(rows, kind="stable")
-        shard = np.searchsorted(corpus.starts, rows[order], side="right") - 1
-        for s in np.unique(shard).tolist():
-            mine = order[shard == s]
-            t = read_parquet([corpus.paths[s]], ["title", "text"]).take(pa.array(rows[mine] - corpus.starts[s]))
+        for pos, t in corpus.read_rows(rows, ["title", "text"]):
             title, text, full = rendered(t["title"], t["text"])
-            ids = [want[i] for i in mine.tolist()]
+            ids = [want[i] for i in pos.tolist()]
             if parts:
                 for d, ti, tx, fu in zip(ids, title.to_pylist(), text.to_pylist(), full.to_pylist(), strict=True):
                     self.docs[d] = (ti, tx, fu)

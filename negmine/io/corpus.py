@@ -63,6 +63,18 @@ class CorpusRows:
         """The doc ids at corpus ``rows`` (all >= 0), as an Arrow string array."""
         return self.ids.take(pa.array(np.asarray(rows, dtype=np.int64)))
 
+    def read_rows(self, rows: np.ndarray, columns: list[str]) -> Iterator[tuple[np.ndarray, pa.Table]]:
+        """``columns`` of the documents at corpus ``rows`` (all >= 0; needs ``paths``), shard by shard, reading only
+        the shards that hold them: ``(positions in rows, their table)`` per shard, positions in row order."""
+        import pyarrow.parquet as pq
+
+        rows = np.asarray(rows, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        shard = np.searchsorted(self.starts, rows[order], side="right") - 1
+        for s in np.unique(shard).tolist():
+            pos = order[shard == s]
+            yield pos, pq.ParquetFile(self.paths[s]).read(columns=columns).take(pa.array(rows[pos] - self.starts[s]))
+
     def doc_order(self) -> np.ndarray:
         """Per corpus row: the rank of its doc id in string order (ids are unique, so it is also their dense
         rank: the order ``pc.rank`` of the ids gives). Sorting a million ids costs about half a second, so a

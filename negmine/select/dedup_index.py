@@ -43,7 +43,6 @@ class CorpusDedup:
     def __init__(self, ingest: Artifact, k: int = 5, corpus: CorpusRows | None = None) -> None:
         self.ingest, self.k = ingest, k
         self.corpus = corpus or CorpusRows.read(ingest)
-        self.paths, self.starts, self.ids = self.corpus.paths, self.corpus.starts, self.corpus.ids
         shards = [s["sha256"] for s in ingest.manifest["tables"]["corpus"]["shards"]]
         self.key = hash_json({"corpus": shards, "k": k, "buckets": SKETCH_BUCKETS, "version": INDEX_VERSION})[:32]
         self.sketches = self._load_or_build()
@@ -56,12 +55,12 @@ class CorpusDedup:
             except (OSError, ValueError) as e:  # a damaged cache entry is rebuilt
                 log.warning("dedup: cached sketches %s unreadable (%s), rebuilding", path.name[:12], e)
                 shutil.rmtree(path, ignore_errors=True)
-        log.info("dedup: sketching %d documents (shingle %d bytes)", len(self.ids), self.k)
+        log.info("dedup: sketching %d documents (shingle %d bytes)", len(self.corpus), self.k)
         from negmine.engine import ThreadedShards
 
         def blocks():
             i = 0
-            for p in self.paths:
+            for p in self.corpus.paths:
                 t = pq.ParquetFile(p).read(columns=["title", "text"])
                 for s in range(0, t.num_rows, BUILD_DOCS):
                     yield i, t.slice(s, BUILD_DOCS), False
@@ -93,11 +92,8 @@ class CorpusDedup:
         """Shingle sets of the documents at corpus ``rows`` (reads only the shards that hold them)."""
         rows = np.unique(np.asarray(rows, dtype=np.int64))
         out: dict[int, np.ndarray] = {}
-        shard = np.searchsorted(self.starts, rows, side="right") - 1
-        for s in np.unique(shard).tolist():
-            mine = rows[shard == s]
-            t = pq.ParquetFile(self.paths[s]).read(columns=["title", "text"]).take(pa.array(mine - self.starts[s]))
+        for pos, t in self.corpus.read_rows(rows, ["title", "text"]):
             values, offsets = shingle_sets(normalize_many(_doc_texts(t)), self.k)
-            for i, r in enumerate(mine.tolist()):
+            for i, r in enumerate(rows[pos].tolist()):
                 out[r] = values[offsets[i]:offsets[i + 1]]
         return out

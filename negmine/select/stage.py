@@ -288,7 +288,7 @@ def _duplicates(ingest: _Ingest, params: SelectParams, keys: Any, group: np.ndar
         is_dup[c_idx] = dup
         sim[c_idx] = s
         hits = np.flatnonzero(dup)
-        for i, o in zip(c_idx[hits].tolist(), index.ids.take(pa.array(of[hits])).to_pylist(), strict=True):
+        for i, o in zip(c_idx[hits].tolist(), index.corpus.ids_at(of[hits]).to_pylist(), strict=True):
             dup_of[i] = o
     return is_dup, dup_of, sim
 
