@@ -54,6 +54,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -197,6 +198,55 @@ def run_name(args) -> str:
 # measuring one command in its own parent
 
 
+class TreeMemory(threading.Thread):
+    """Samples, every ``period`` s, the memory of a process and all its descendants (a Ray engine's raylet, object
+    store and workers included): the peak of their summed PSS (shared pages, such as the object store's, divided
+    among the processes that map them: the tree's real footprint) and of their summed RSS (shared pages counted in
+    every process). ``ru_maxrss`` gives only the largest single process."""
+
+    def __init__(self, pid: int, period: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.period = pid, period
+        self.pss = self.rss = self.procs = 0
+        self.done = threading.Event()
+
+    def _tree(self) -> list[int]:
+        out, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            for task in Path(f"/proc/{pid}/task").glob("*/children"):
+                try:
+                    todo.extend(int(c) for c in task.read_text().split())
+                except OSError:
+                    pass
+        return out
+
+    def run(self) -> None:
+        while not self.done.wait(self.period):
+            pss = rss = 0
+            pids = self._tree()
+            for pid in pids:
+                try:
+                    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                        if line.startswith("Pss:"):
+                            pss += int(line.split()[1])
+                        elif line.startswith("Rss:"):
+                            rss += int(line.split()[1])
+                except (OSError, ValueError):
+                    pass
+            if pss > self.pss:
+                self.pss, self.procs = pss, len(pids)
+            self.rss = max(self.rss, rss)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+
+    def peaks(self) -> dict:
+        return {"peak_tree_pss_kib": self.pss, "peak_tree_rss_kib": self.rss, "tree_procs_at_peak": self.procs}
+
+
 def measured(cmd: list[str], env: dict[str, str]) -> dict:
     """Run ``cmd`` in a fresh parent process whose RUSAGE_CHILDREN is this command's alone."""
     code = ("import json,resource,subprocess,sys,time\n"
@@ -205,12 +255,17 @@ def measured(cmd: list[str], env: dict[str, str]) -> dict:
             "print(json.dumps({'rc':p.returncode,'wall_s':w,'cpu_s':u.ru_utime+u.ru_stime,"
             "'user_s':u.ru_utime,'sys_s':u.ru_stime,'peak_rss_kib':u.ru_maxrss,'written_bytes':u.ru_oublock*512}),"
             "file=sys.stderr)\n")
-    proc = subprocess.run([sys.executable, "-c", code, *cmd], env=env, capture_output=True, text=True)
-    last = proc.stderr.strip().splitlines()[-1]
-    r = json.loads(last)
+    with subprocess.Popen([sys.executable, "-c", code, *cmd], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        tree = TreeMemory(proc.pid)
+        tree.start()
+        stdout, stderr = proc.communicate()
+        tree.stop()
+    last = stderr.strip().splitlines()[-1]
+    r = json.loads(last) | tree.peaks()
     if r["rc"] != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({r['rc']}):\n{proc.stderr[-3000:]}")
-    r["stdout"] = proc.stdout
+        sys.exit(f"{' '.join(cmd)} failed ({r['rc']}):\n{stderr[-3000:]}")
+    r["stdout"] = stdout
     return r
 
 
@@ -247,7 +302,7 @@ def run_stages(stages: list[str], run: Path, cfg: Path, env: dict[str, str], cac
         r.pop("stdout", None)
         out[stage] = r
         print(f"{stage:9s} wall {r['wall_s']:8.1f} s  CPU {r['cpu_s']:8.1f} s  peak RSS "
-              f"{r['peak_rss_kib'] / 2**20:5.2f} GiB  written {r['written_bytes'] / 2**20:8.1f} MiB  "
+              f"{r['peak_rss_kib'] / 2**20:5.2f} GiB (tree PSS {r['peak_tree_pss_kib'] / 2**20:5.2f})  written {r['written_bytes'] / 2**20:8.1f} MiB  "
               f"output {r['output_bytes'] / 2**20:8.1f} MiB", file=sys.stderr, flush=True)
     return out
 

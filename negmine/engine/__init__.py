@@ -2,10 +2,10 @@
 
 Stages never know which engine runs them. They hand their shard loop to :func:`negmine.io.store.run_shards`, which
 asks the current engine's ``map_shards`` to compute the shards that are not finished yet, and they reach the models
-only through the thin functions below (:func:`encode`, :func:`cross_encode`, :func:`search`), which ask the current
-engine. The local engine (the default) does everything in this process, as negmine always did; the Ray engine
+only through the thin functions below (:func:`encode`, :func:`cross_encode`, :func:`flat_index`, :func:`search`),
+which ask the current engine. The local engine (the default) does everything in this process, as negmine always did; the Ray engine
 (:mod:`negmine.engine.ray`) sends the model work to a pool of Ray actors (one model each). Adding an engine
-means writing one class with these four methods: no stage changes.
+means writing one class with these five methods: no stage changes.
 
 The engine is chosen per process with :func:`use_engine` (the CLI does it from ``--engine`` / config ``engine``).
 Ray is imported only when a Ray engine first has model work to do.
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from negmine.engine.params import EngineParams
     from negmine.retrieve.dense import FaissSearch
+    from negmine.retrieve.params import RetrieverConfig
 
 
 class LocalEngine:
@@ -48,6 +49,13 @@ class LocalEngine:
 
         return predict_pairs(pairs, model=model, device=device, max_length=max_length, batch_size=batch_size,
                              activation=activation, backend=backend)
+
+    def flat_index(self, cfg: RetrieverConfig, n_total: int, use_gpu: bool) -> Any:
+        """Where a flat index's vectors go as they are embedded (``add``); ``finish()`` gives what :func:`search`
+        searches. Here: one faiss index in this process."""
+        from negmine.retrieve.dense import FlatIndex
+
+        return FlatIndex(cfg, n_total, use_gpu)
 
     def search(self, index: FaissSearch, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return index.search(xq, k)
@@ -135,6 +143,11 @@ def encode(texts: Sequence[str], **kw: Any) -> np.ndarray:
 def cross_encode(pairs: Sequence[tuple[str, str]], **kw: Any) -> np.ndarray:
     """Cross-encoder scores of ``(query, document)`` pairs on the current engine."""
     return current().cross_encode(pairs, **kw)
+
+
+def flat_index(cfg: RetrieverConfig, n_total: int, use_gpu: bool) -> Any:
+    """A flat index of ``n_total`` vectors to be added block by block, on the current engine."""
+    return current().flat_index(cfg, n_total, use_gpu)
 
 
 def search(index: FaissSearch, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

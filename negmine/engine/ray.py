@@ -3,12 +3,14 @@
 What runs where:
 
 * **driver** (the `negmine` process): the shard loop (:func:`negmine.io.store.run_shards`), reading inputs,
-  the embedding cache (lookups, and appending what the workers computed), building the faiss index, writing the
+  the embedding cache (lookups, and appending what the workers computed), building an IVF / HNSW index, writing the
   shards, manifests and fingerprints: exactly what the local engine writes. The judge (relabel, the LLM teacher)
   stays on the driver: its requests are already concurrent.
 * **workers** (Ray actors, ``engine.num_cpus`` / ``engine.num_gpus`` each; a GPU when the cluster has one):
   embedding (dense retrieval: corpus and queries; the bi-encoder teacher), cross-encoder scoring, and the dense
-  search of query blocks (each worker holds a copy of the faiss index, on its GPU when it has one).
+  search of query blocks. A flat index's vectors are blocks in Ray's object store, put there by the driver as they
+  are embedded and read by the workers where they lie (shared memory on one node; on a GPU, copied to it once); an
+  IVF / HNSW index, built on the driver, is copied to each worker.
 
 Work is cut into blocks of ``engine.batch_size`` rows (the dense search: the local engine's blocks of
 ``SEARCH_BATCH`` queries, so that faiss returns the same scores to the last bit); each block is one actor call whose result is stored at its
@@ -83,8 +85,9 @@ class CrossEncodeKernel:
 
 
 class SearchKernel:
-    """Searches query-vector blocks in a copy of the driver's faiss index (copied to the worker's GPUs when
-    faiss sees some and the index type has a GPU implementation)."""
+    """Searches query-vector blocks in a copy of the driver's faiss index: an IVF / HNSW index, built on the driver
+    because it trains on every vector (copied to the worker's GPUs when faiss sees some and the index type has a GPU
+    implementation). A flat index is never copied whole: :class:`FlatSearchKernel`."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         import faiss
@@ -95,13 +98,70 @@ class SearchKernel:
         accel = None
         if spec["gpu"] and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
             accel = faiss.index_cpu_to_all_gpus(cpu)
-        self.search = FaissSearch(cpu, accel, spec["k_limit"])
+        self.search = FaissSearch(cpu, accel, spec["k_limit"], exact=False)
 
     def __call__(self, block: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        return self.search.raw_search(np.asarray(block["xq"], dtype=np.float32), int(block["k"]))
+        return self.search.search(np.asarray(block["xq"], dtype=np.float32), int(block["k"]))
 
 
-KERNELS: dict[str, type] = {"encode": EncodeKernel, "cross-encode": CrossEncodeKernel, "search": SearchKernel}
+class FlatSearchKernel:
+    """Searches a query block over a flat index's vectors, which are blocks in the Ray object store (put there by
+    :class:`RayFlatIndex` as they were embedded). Each call maps them (a worker on the node that holds them reads
+    the shared memory, no copy; another node fetches them once) and runs faiss's brute-force search per block,
+    cut by :func:`negmine.retrieve.dense.exact_knn`, as the local engine's one index is: the same rows, bit for bit.
+    Nothing is kept between calls, so the store frees the vectors once the driver drops them. On a worker with GPUs
+    the vectors are copied to a GPU flat index once per index (and kept)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        import faiss
+
+        self.k_limit = spec["k_limit"]
+        self.gpu = bool(spec["gpu"]) and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
+        self.gpu_index: tuple[Any, Any] | None = None  # (the vectors' refs, the GPU index)
+
+    def __call__(self, block: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+        import ray
+
+        from negmine.retrieve.dense import exact_knn
+
+        refs, firsts = block["vectors"], block["firsts"]
+        vectors = ray.get(list(refs))
+        parts: list[Any] = []
+        for first, xb in zip(firsts, vectors, strict=True):
+            def search(q: np.ndarray, kk: int, xb: np.ndarray = xb) -> tuple[np.ndarray, np.ndarray]:
+                return faiss.knn(q, xb, kk, metric=faiss.METRIC_INNER_PRODUCT)
+
+            parts.append((first, len(xb), search))
+        if self.gpu:
+            parts = self._gpu_parts(refs, vectors, parts)
+        return exact_knn(parts, np.asarray(block["xq"], dtype=np.float32), int(block["k"]))
+
+    def _gpu_parts(self, refs: Any, vectors: list[np.ndarray], cpu_parts: list[Any]) -> list[Any]:
+        import faiss
+
+        from negmine.retrieve.dense import exact_knn
+
+        key = [r.hex() for r in refs]
+        if self.gpu_index is None or self.gpu_index[0] != key:
+            self.gpu_index = None
+            index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(vectors[0].shape[1]))
+            for xb in vectors:
+                index.add(xb)
+            self.gpu_index = (key, index)
+        gpu, limit, n = self.gpu_index[1], self.k_limit, sum(len(x) for x in vectors)
+
+        def search(q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+            if kk <= limit:
+                return gpu.search(q, kk)
+            i, s = exact_knn(cpu_parts, q, kk)  # deeper than faiss' GPU k-selection: the CPU blocks
+            return s, i
+
+        return [(0, n, search)]
+
+
+KERNELS: dict[str, type] = {"encode": EncodeKernel, "cross-encode": CrossEncodeKernel, "search": SearchKernel,
+                            "flat-search": FlatSearchKernel}
 
 
 class _Worker:
@@ -210,6 +270,32 @@ class _Pool:
             except Exception:  # noqa: BLE001
                 pass
         self.actors = []
+
+
+class RayFlatIndex:
+    """A flat index on the Ray engine: each block of document vectors the driver embeds is put in the object store
+    as it comes (``add``), and the driver keeps only the references. The workers search the blocks where they are
+    (:class:`FlatSearchKernel`): a local cluster's workers share the one copy in shared memory, and no process
+    holds the vectors twice (before, the driver built a faiss index, serialised it and each worker deserialised
+    its own copy: 5.21 GiB in one process at 1M x 384). The store frees the blocks when this object is dropped."""
+
+    def __init__(self, engine: RayEngine, use_gpu: bool) -> None:
+        from negmine.retrieve.dense import GPU_K_LIMIT
+
+        self.engine, self.use_gpu, self.k_limit = engine, use_gpu, GPU_K_LIMIT
+        self.refs: list[Any] = []
+        self.firsts: list[int] = []
+        self.ntotal = 0
+
+    def add(self, vecs: np.ndarray) -> None:
+        if not len(vecs):
+            return
+        self.refs.append(self.engine.ray().put(np.ascontiguousarray(vecs, dtype=np.float32)))
+        self.firsts.append(self.ntotal)
+        self.ntotal += len(vecs)
+
+    def finish(self) -> RayFlatIndex:
+        return self
 
 
 class RayEngine(LocalEngine):
@@ -345,21 +431,31 @@ class RayEngine(LocalEngine):
             out[s:e] = scores
         return out
 
+    def flat_index(self, cfg: Any, n_total: int, use_gpu: bool) -> RayFlatIndex:
+        return RayFlatIndex(self, use_gpu)
+
     def search(self, index: Any, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Blocks of ``SEARCH_BATCH`` queries (not ``engine.batch_size``): the faiss calls the local engine makes,
         because faiss's scores depend in the last bit on how many queries one call holds (BLAS); other blocks gave
-        other near-ties at the depth cut (docs/BENCHMARKS.md, "Scale")."""
+        other near-ties at the depth cut (docs/BENCHMARKS.md, "Scale"). A flat index (:class:`RayFlatIndex`) is
+        searched where its vectors are; an IVF / HNSW one is sent to the workers whole."""
         from negmine.retrieve.dense import SEARCH_BATCH
         from negmine.retrieve.ranking import sort_hits
 
-        if not len(xq):
-            return index.search(xq, k)
-        spans = [(s, min(s + SEARCH_BATCH, len(xq))) for s in range(0, len(xq), SEARCH_BATCH)]
-        k = min(k, index.cpu.ntotal)
+        flat = isinstance(index, RayFlatIndex)
+        k = min(k, index.ntotal if flat else index.cpu.ntotal)
         idx = np.empty((len(xq), k), dtype=np.int64)
         scores = np.empty((len(xq), k), dtype=np.float32)
-        for b, (bi, bs) in self._map("search", self._index_spec(index), [{"xq": xq[s:e], "k": k} for s, e in spans],
-                                     hold=index):
+        if not len(xq) or not k:
+            return np.full_like(idx, -1), np.zeros_like(scores)
+        spans = [(s, min(s + SEARCH_BATCH, len(xq))) for s in range(0, len(xq), SEARCH_BATCH)]
+        if flat:
+            blocks = [{"xq": xq[s:e], "k": k, "vectors": index.refs, "firsts": index.firsts} for s, e in spans]
+            found = self._map("flat-search", {"gpu": index.use_gpu, "k_limit": index.k_limit}, blocks)
+        else:
+            found = self._map("search", self._index_spec(index), [{"xq": xq[s:e], "k": k} for s, e in spans],
+                              hold=index)
+        for b, (bi, bs) in found:
             s, e = spans[b]
             idx[s:e], scores[s:e] = bi, bs
         return sort_hits(idx, scores, drop_nonpositive=False)

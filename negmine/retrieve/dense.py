@@ -92,36 +92,99 @@ def to_gpu(index: Any, cfg: RetrieverConfig) -> Any | None:
     return faiss.index_cpu_to_all_gpus(index)
 
 
+TIE_PAD = 16  # neighbours asked of faiss beyond the depth, so that ties at the cut are settled by document index
+
+Part = tuple[int, int, Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]]  # (first row, rows, search)
+
+
+def exact_knn(parts: Sequence[Part], xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` (indices, scores) of each query over the documents of ``parts``, sorted by (score desc, index asc)
+    (:func:`sort_hits`) *including at the cut*: of documents tied at the ``k``-th score the lower indices are kept.
+    faiss alone keeps whichever its heap met first, so its list depends on how the documents are split; here a
+    part is a ``(first row, rows, search)`` with ``search(xq, kk)`` faiss's ``(scores, local indices)``, asked for
+    ``TIE_PAD`` more than ``k``; a query whose ``k``-th and ``k + TIE_PAD``-th scores are equal (the tie may go on
+    past what faiss returned) is asked again with twice as many. Whether a query is asked again depends on the
+    scores only, not on the split, so one index and the same vectors in blocks give the same rows to the last bit
+    (the blocks starting at multiples of 1024, faiss's own tiles; see the Ray engine)."""
+    n_total = sum(n for _, n, _ in parts)
+    k = min(k, n_total)
+    idx = np.full((len(xq), k), -1, dtype=np.int64)
+    scores = np.zeros((len(xq), k), dtype=np.float32)
+    todo = np.arange(len(xq))
+    kk = k + TIE_PAD
+    while len(todo) and k:
+        q = xq if len(todo) == len(xq) else np.ascontiguousarray(xq[todo])
+        got_i, got_s = [], []
+        for first, n, search in parts:
+            if n:
+                s, i = search(q, min(kk, n))
+                got_i.append(np.where(i >= 0, i + first, -1))
+                got_s.append(s)
+        i, s = sort_hits(np.concatenate(got_i, axis=1), np.concatenate(got_s, axis=1), drop_nonpositive=False)
+        again = (s[:, k - 1] == s[:, kk - 1]) & (i[:, kk - 1] >= 0) if n_total > kk else np.zeros(len(q), bool)
+        done = ~again
+        idx[todo[done]], scores[todo[done]] = i[done, :k], s[done, :k]
+        todo, kk = todo[again], 2 * kk
+    return idx, scores
+
+
 @dataclass
 class FaissSearch:
-    """Searches ``accel`` (the GPU copy) when present and ``k <= k_limit``, else the CPU index."""
+    """Searches ``accel`` (the GPU copy) when present and ``k <= k_limit``, else the CPU index. ``exact``: a flat
+    index, whose lists are cut by :func:`exact_knn` (an approximate one's as faiss returns them)."""
 
     cpu: Any
     accel: Any | None = None
     k_limit: int = GPU_K_LIMIT
     gpu_ok: bool = False  # the index type has a GPU implementation (an engine's workers may copy it to theirs)
+    exact: bool = True
 
     def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` (indices, scores) of each query vector, sorted (``sort_hits``)."""
-        return sort_hits(*self.raw_search(xq, k), drop_nonpositive=False)
-
-    def raw_search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """faiss's (indices, scores) as it returns them, one faiss call per ``SEARCH_BATCH`` queries. Rows are
-        independent up to the last bit of a score, which depends on how many queries one call holds: the Ray engine
-        searches the same blocks on its workers, so its hits are these, bit for bit."""
+        """Top-``k`` (indices, scores) of each query vector, sorted (``sort_hits``), one faiss call per
+        ``SEARCH_BATCH`` queries: rows are independent up to the last bit of a score, which depends on how many
+        queries one call holds, so an engine that searches elsewhere searches the same blocks."""
         from negmine.progress import tqdm
 
         k = min(k, self.cpu.ntotal)
-        index = self.accel if self.accel is not None and k <= self.k_limit else self.cpu
+        want = k + TIE_PAD if self.exact else k
+        index = self.accel if self.accel is not None and want <= self.k_limit else self.cpu
         if self.accel is not None and index is self.cpu:
             log.warning("faiss: depth %d exceeds the GPU limit of %d, searching the CPU index", k, self.k_limit)
         xq = np.ascontiguousarray(xq, dtype=np.float32)
         idx = np.empty((len(xq), k), dtype=np.int64)
         scores = np.empty((len(xq), k), dtype=np.float32)
+        cpu, accel, limit = self.cpu, self.accel, self.k_limit
+
+        def search(q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:  # (a tie re-asked past the GPU limit)
+            return (accel if accel is not None and kk <= limit else cpu).search(q, kk)
+
+        parts: list[Part] = [(0, self.cpu.ntotal, search)]
         for s in tqdm(range(0, len(xq), SEARCH_BATCH), desc="faiss search", unit="batch", disable=None,
                       leave=False):
-            scores[s:s + SEARCH_BATCH], idx[s:s + SEARCH_BATCH] = index.search(xq[s:s + SEARCH_BATCH], k)
-        return idx, scores
+            q = xq[s:s + SEARCH_BATCH]
+            if self.exact:
+                idx[s:s + SEARCH_BATCH], scores[s:s + SEARCH_BATCH] = exact_knn(parts, q, k)
+            else:
+                scores[s:s + SEARCH_BATCH], idx[s:s + SEARCH_BATCH] = index.search(q, k)
+        return sort_hits(idx, scores, drop_nonpositive=False)
+
+
+class FlatIndex:
+    """The local engine's flat index: vectors added block by block to one ``IndexFlatIP`` (room reserved for
+    ``n_total``), searched by :class:`FaissSearch` (on the GPUs when ``use_gpu`` and faiss sees some)."""
+
+    def __init__(self, cfg: RetrieverConfig, n_total: int, use_gpu: bool) -> None:
+        self.cfg, self.n_total, self.use_gpu = cfg, n_total, use_gpu
+        self.cpu: Any = None
+
+    def add(self, vecs: np.ndarray) -> None:
+        if self.cpu is None:
+            self.cpu = build_index(vecs, self.cfg, self.n_total)
+        else:
+            self.cpu.add(np.ascontiguousarray(vecs, dtype=np.float32))
+
+    def finish(self) -> FaissSearch:
+        return FaissSearch(self.cpu, to_gpu(self.cpu, self.cfg) if self.use_gpu else None, gpu_ok=self.use_gpu)
 
 
 def _blocks(doc_texts: Sequence[str] | Callable[[int], Iterable[list[str]]], size: int) -> Iterator[list[str]]:
@@ -151,30 +214,31 @@ class DenseSearcher:
         (``Corpus.text_chunks``), so that a flat index is built without ever holding every string. ``n_docs``: how
         many texts the function gives (the flat index reserves room for them; a sequence's own length otherwise)."""
         self.cfg, self.batch_size, self.device = cfg, batch_size, device
-        cpu = None
         self.n_total = n_docs if n_docs is not None else (0 if callable(doc_texts) else len(doc_texts))
         self.n_docs = 0
-        # a flat index grows block by block: neither the corpus' strings nor its float32 vectors (1.5 GB at 1M x 384)
-        # are ever held whole, and never beside faiss' own copy; an IVF / HNSW index trains on every vector at once
-        blocks = _blocks(doc_texts, ADD_BLOCK) if cfg.index == "flat" else \
-            [[t for block in _blocks(doc_texts, ADD_BLOCK) for t in block]]
-        for block in blocks:
-            cpu = self._add(cpu, block)
-        if cpu is None:  # an empty corpus
-            cpu = self._add(None, [])
-        self.faiss = FaissSearch(cpu, to_gpu(cpu, cfg) if use_gpu else None, gpu_ok=use_gpu and cfg.index != "hnsw")
+        if cfg.index == "flat":
+            # a flat index grows block by block: neither the corpus' strings nor its float32 vectors (1.5 GB at
+            # 1M x 384) are ever held whole, and never beside the index's own copy; where the vectors go is the
+            # engine's (this process' faiss index, or the Ray object store)
+            flat = engine.flat_index(cfg, self.n_total, use_gpu)
+            for block in _blocks(doc_texts, ADD_BLOCK):
+                flat.add(self._encode(block))
+            if not self.n_docs:  # an empty corpus
+                flat.add(self._encode([]))
+            self.faiss = flat.finish()
+        else:  # an IVF / HNSW index trains on every vector at once
+            cpu = build_index(self._encode([t for block in _blocks(doc_texts, ADD_BLOCK) for t in block]), cfg)
+            self.faiss = FaissSearch(cpu, to_gpu(cpu, cfg) if use_gpu else None,
+                                     gpu_ok=use_gpu and cfg.index != "hnsw", exact=False)
 
-    def _add(self, cpu: Any, texts: list[str] | Sequence[str]) -> Any:
+    def _encode(self, texts: list[str] | Sequence[str]) -> np.ndarray:
         cfg = self.cfg
         vecs = engine.encode(texts, model=cfg.model, kind="doc", prompt=cfg.doc_prompt,
                              prompt_name=cfg.doc_prompt_name, max_seq_length=cfg.max_seq_length,
                              batch_size=self.batch_size, device=self.device, normalize=cfg.normalize, desc="corpus",
                              backend=cfg.encoder_backend)
         self.n_docs += len(texts)
-        if cpu is None:
-            return build_index(vecs, cfg, self.n_total)
-        cpu.add(np.ascontiguousarray(vecs, dtype=np.float32))
-        return cpu
+        return vecs
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         c = self.cfg

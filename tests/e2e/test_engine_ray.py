@@ -228,7 +228,7 @@ def on(engine):
 def test_mine_on_ray_has_its_model_work_done_by_ray_workers(mined):
     """Every kind of model work ran on the workers, in two processes that are not the driver: without
     `--engine ray` (or with the option ignored) nothing is computed on Ray and this fails."""
-    assert {k for k, _ in mined.calls} == {"encode", "search", "cross-encode"}, mined.calls
+    assert {k for k, _ in mined.calls} == {"encode", "flat-search", "cross-encode"}, mined.calls
     pids = {p for _, p in mined.calls}
     assert len(pids) == ENGINE["workers"] and os.getpid() not in pids
     assert "embed corpus on ray" in mined.logs["ray"] and "on ray" not in mined.logs["local"]
@@ -282,21 +282,38 @@ def test_ray_search_returns_the_local_engines_hits_bit_for_bit(ray_engine):
     """The same (index, score) rows as the local engine's search, not only the same within float rounding: faiss's
     scores depend in the last bit on how many queries one call holds, so the workers must search the blocks the
     local engine searches (at 20k docs x 2k queries, blocks of 256 changed 11 of 200,000 candidates at the depth cut
-    and 1,740 ranks among ties)."""
+    and 1,740 ranks among ties). The local engine's one index against the Ray engine's vectors, added as the stage
+    adds them (blocks in the object store, here of 1,024), with ties at the cut across blocks."""
     import faiss
 
+    from negmine.engine.ray import RayFlatIndex
     from negmine.retrieve.dense import FaissSearch
+    from negmine.retrieve.params import RetrieverConfig
 
     rng = np.random.default_rng(0)
     docs = rng.standard_normal((3000, 384)).astype(np.float32)
     docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    docs[[5, 1100, 2900]] = docs[2000]
     xq = rng.standard_normal((400, 384)).astype(np.float32)
     xq /= np.linalg.norm(xq, axis=1, keepdims=True)
+    xq[:30] = docs[2000]
     cpu = faiss.IndexFlatIP(384)
     cpu.add(docs)
-    index = FaissSearch(cpu)
-    want_i, want_s = index.search(xq, 50)  # the local engine
-    got_i, got_s = ray_engine.search(index, xq, 50)
+    want_i, want_s = FaissSearch(cpu).search(xq, 50)  # the local engine
+    flat = ray_engine.flat_index(RetrieverConfig(method="dense"), len(docs), False)
+    for s in range(0, len(docs), 1024):
+        flat.add(docs[s:s + 1024])
+    assert isinstance(flat.finish(), RayFlatIndex) and len(flat.refs) == 3
+    got_i, got_s = ray_engine.search(flat.finish(), xq, 50)
+    assert np.array_equal(got_s, want_s) and np.array_equal(got_i, want_i)
+    assert (got_i[0, :4] == [5, 1100, 2000, 2900]).all()
+    # an approximate index is built on the driver and sent whole: the rows faiss gives locally
+    ivf = FaissSearch(faiss.index_factory(384, "IVF8,Flat", faiss.METRIC_INNER_PRODUCT), exact=False)
+    ivf.cpu.train(docs)
+    ivf.cpu.add(docs)
+    ivf.cpu.nprobe = 2
+    want_i, want_s = ivf.search(xq, 20)
+    got_i, got_s = ray_engine.search(ivf, xq, 20)
     assert np.array_equal(got_s, want_s) and np.array_equal(got_i, want_i)
 
 

@@ -83,7 +83,7 @@ def test_gpu_k_limit_routes_deep_searches_to_cpu(caplog):
 
     xb, xq = _vectors(), _vectors(5, seed=2)
     cfg = RetrieverConfig(index="flat")
-    fs = FaissSearch(build_index(xb, cfg), accel=build_index(2 * xb, cfg), k_limit=16)
+    fs = FaissSearch(build_index(xb, cfg), accel=build_index(2 * xb, cfg), k_limit=32)  # 10 + TIE_PAD fit, 40 not
     idx_shallow, s_shallow = fs.search(xq, 10)
     logger = logging.getLogger("negmine")
     logger.addHandler(caplog.handler)  # the CLI's setup may have stopped propagation to the root logger
@@ -96,6 +96,53 @@ def test_gpu_k_limit_routes_deep_searches_to_cpu(caplog):
     np.testing.assert_allclose(s_shallow, 2 * np.sort(ref, axis=1)[:, ::-1][:, :10], rtol=1e-5)  # accel
     np.testing.assert_allclose(s_deep, np.sort(ref, axis=1)[:, ::-1][:, :40], rtol=1e-5)  # cpu, not crashed
     assert (idx_deep[:, :10] == idx_shallow).all()
+
+
+def test_flat_search_keeps_the_lower_document_index_at_a_tied_cut():
+    """Two documents tied at the k-th score: faiss keeps the one its heap met last (here document 1), the flat
+    search the lower index, as every other retriever does (`sort_hits`)."""
+    import faiss
+
+    from negmine.retrieve.dense import FaissSearch
+
+    def unit(s):
+        return [s, np.sqrt(1 - s * s)]
+
+    xb = np.array([unit(.5), unit(.5), unit(.1), unit(.9), unit(.9)], dtype=np.float32)
+    index = faiss.IndexFlatIP(2)
+    index.add(xb)
+    for nq in (1, 30):  # faiss' one-by-one path and its BLAS path
+        xq = np.tile(np.array([[1, 0]], dtype=np.float32), (nq, 1))
+        assert sorted(index.search(xq, 3)[1][0]) == [1, 3, 4]  # faiss alone
+        idx, _ = FaissSearch(index).search(xq, 3)
+        assert (idx == [3, 4, 0]).all()
+
+
+def test_exact_knn_is_the_same_whole_or_in_blocks_to_the_last_bit():
+    """One flat index and the same vectors as blocks of 1,024 (the Ray engine's layout, searched by `faiss.knn`
+    block by block) give the same rows, bit for bit, with ties at the cut longer than `TIE_PAD` (a query asked
+    again) and ties across blocks; the kept rows are the lowest indices of every tie."""
+    import faiss
+
+    from negmine.retrieve.dense import TIE_PAD, FaissSearch, exact_knn
+
+    xb = _vectors(5000, 32, seed=3)
+    dup = np.r_[10:20, 1500:1530, 4000:4020]  # 60 copies of one vector, in three blocks
+    xb[dup] = xb[2500]
+    xq = np.concatenate([np.repeat(xb[2500:2501], 5, axis=0), _vectors(35, 32, seed=4)])
+    index = faiss.IndexFlatIP(32)
+    index.add(xb)
+    k = 40
+    assert len(dup) + 1 > k + TIE_PAD
+    whole = FaissSearch(index).search(xq, k)
+    parts = [(s, len(xb[s:s + 1024]), lambda q, kk, b=xb[s:s + 1024]: faiss.knn(q, b, kk, faiss.METRIC_INNER_PRODUCT))
+             for s in range(0, len(xb), 1024)]
+    blocked = exact_knn(parts, xq, k)
+    assert np.array_equal(whole[0], blocked[0]) and np.array_equal(whole[1], blocked[1])
+    assert whole[0][0].tolist() == sorted([2500, *dup.tolist()])[:k]
+    all_s, all_i = index.search(xq, len(xb))  # every score, then (score desc, index asc)
+    order = np.lexsort((all_i, -all_s), axis=1)[:, :k]
+    assert np.array_equal(np.take_along_axis(all_i, order, axis=1), whole[0])
 
 
 def test_params_resolution():
