@@ -30,13 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from negmine.errors import InputError
 from negmine.export import card
 from negmine.export.params import ExportParams
-from negmine.export.writers import WRITERS, Doc, Example, Options
+from negmine.export.writers import WRITERS, Columns, Doc, Example, Options, Side, score_column
 from negmine.io.corpus import CorpusRows
 from negmine.io.store import (
     Artifact,
@@ -197,6 +198,77 @@ class _Texts:
         return Doc(doc_id, title, text, score, full)
 
 
+class _DocColumns:
+    """The columnar path's texts: every select shard's doc ids, dictionary-encoded once (so a shard's rows find
+    their documents by code, with no hash lookup per shard), the rendered string of each distinct document (one
+    Arrow array, in the order the corpus shards gave them: ``at`` maps a code to its row) and the query texts."""
+
+    def __init__(self, ingest: Artifact, doc_ids: dict[tuple[str, int], pa.ChunkedArray]) -> None:
+        q = read_parquet(ingest.shard_paths("queries"), ["query_id", "text"])
+        self.query_ids, self.query_texts = q["query_id"].combine_chunks(), q["text"].combine_chunks()
+        chunks = [c for col in doc_ids.values() for c in col.chunks]
+        enc = pc.dictionary_encode(pa.chunked_array(chunks, pa.string()).combine_chunks())
+        codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        ends = np.cumsum([len(col) for col in doc_ids.values()])
+        self.codes = dict(zip(doc_ids, np.split(codes, ends[:-1]) if len(ends) else [], strict=True))
+        self.ids: pa.Array = enc.dictionary
+        corpus = CorpusRows.read(ingest)
+        rows = corpus.rows(self.ids)
+        if len(rows) and rows.min() < 0:
+            missing = self.ids.filter(pa.array(rows < 0))
+            raise InputError(f"{len(missing)} selected document(s) are not in the corpus (e.g. "
+                             f"'{missing[0].as_py()}'); re-run the pipeline from ingest", ingest.path)
+        at, parts = [], []
+        for pos, t in corpus.read_rows(rows, ["title", "text"]):
+            at.append(pos)
+            parts.extend(rendered(t["title"], t["text"])[2].chunks)
+        # (concat_arrays: pa.chunked_array of ChunkedArrays goes through Python, 1.5 s for 550k strings)
+        self.full = pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+        self.at = np.empty(len(rows), dtype=np.int64)  # dictionary code -> row of ``full`` (read order)
+        if at:
+            self.at[np.concatenate(at)] = np.arange(len(rows))
+
+    def side(self, t: pa.Table, key: tuple[str, int], owner: np.ndarray, rows: np.ndarray) -> Side:
+        """The ``rows`` of the select shard ``key`` (its table ``t``: teacher_score) as a :class:`Side`."""
+        codes = self.codes[key][rows]
+        return Side(owner, self.ids.take(pa.array(codes)), self.full.take(pa.array(self.at[codes])),
+                    score_column(t["teacher_score"].take(pa.array(rows))))
+
+
+def _columns(select: Artifact, texts: _DocColumns, include_filled: bool, counts: dict[str, int]):
+    """:func:`_examples` as :class:`Columns` batches (no relabel overlay): the same queries in the same order, the
+    same documents, the same counts."""
+    shards = zip(select.shard_paths("negatives"), select.shard_paths("positives"), strict=True)
+    for i, (npath, ppath) in enumerate(shards):
+        negs = read_parquet([npath], ["query_id", "teacher_score", "filled"])
+        poss = read_parquet([ppath], ["query_id", "teacher_score"])
+        enc = pc.dictionary_encode(pa.chunked_array([*negs["query_id"].chunks, *poss["query_id"].chunks],
+                                                    pa.string()).combine_chunks())
+        codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)  # queries by first appearance
+        nq = len(enc.dictionary)
+        neg_q, pos_q = codes[:negs.num_rows], codes[negs.num_rows:]
+        keep = np.ones(negs.num_rows, dtype=bool)
+        if not include_filled:
+            filled = negs["filled"].to_numpy(zero_copy_only=False).astype(bool)
+            counts["filled_left_out"] += int(filled.sum())
+            keep = ~filled
+        has_neg = np.bincount(neg_q[keep], minlength=nq) > 0
+        has_pos = np.bincount(pos_q, minlength=nq) > 0
+        counts["queries_without_negatives"] += int((~has_neg).sum())
+        counts["queries_without_positives"] += int((has_neg & ~has_pos).sum())
+        exported = has_neg & has_pos
+        ordinal = np.cumsum(exported) - 1  # code -> exported query (queries keep their first-appearance order)
+        qids = enc.dictionary.filter(pa.array(exported))
+        sides = []
+        for key, t, q, ok in ((("positives", i), poss, pos_q, exported[pos_q]),
+                              (("negatives", i), negs, neg_q, keep & exported[neg_q])):
+            rows = np.flatnonzero(ok)
+            rows = rows[np.argsort(q[rows], kind="stable")]  # grouped by query, select order within
+            sides.append(texts.side(t, key, ordinal[q[rows]], rows))
+        qtext = pc.fill_null(texts.query_texts.take(pc.index_in(qids, value_set=texts.query_ids)), "")
+        yield Columns(qids, qtext, *sides)
+
+
 def _examples(select: Artifact, texts: _Texts, relabel: _Relabel | None, include_filled: bool,
               counts: dict[str, int]):
     """Yield lists of Examples, one list per select shard (query order of the select artifact)."""
@@ -281,11 +353,18 @@ def run_export(run_dir: str | Path, params: ExportParams | None = None) -> Expor
         return ExportResult(files["train"], True, int(info.get("rows_total", info.get("rows", 0))), info, files)
 
     overlay = _Relabel(relabel) if relabel is not None else None
-    need: set[str] = overlay.doc_ids() if overlay is not None else set()
-    for table in ("negatives", "positives"):
-        for path in select.shard_paths(table):
-            need.update(pc.unique(read_parquet([path], ["doc_id"])["doc_id"]).to_pylist())
-    texts = _Texts(ingest, need, parts=writer.parts)
+    columnar = writer.columns is not None and overlay is None  # no Example / Doc objects: Arrow all the way
+    texts: Any
+    if columnar:
+        texts = _DocColumns(ingest, {(table, i): read_parquet([path], ["doc_id"])["doc_id"]
+                                     for table in ("negatives", "positives")
+                                     for i, path in enumerate(select.shard_paths(table))})
+    else:
+        need: set[str] = overlay.doc_ids() if overlay is not None else set()
+        for table in ("negatives", "positives"):
+            for path in select.shard_paths(table):
+                need.update(pc.unique(read_parquet([path], ["doc_id"])["doc_id"]).to_pylist())
+        texts = _Texts(ingest, need, parts=writer.parts)
 
     counts = dict.fromkeys(("queries", "queries_without_negatives", "queries_without_positives",
                             "queries_short_for_n_tuple", "filled_left_out", "negatives_removed_by_relabel",
@@ -307,16 +386,30 @@ def run_export(run_dir: str | Path, params: ExportParams | None = None) -> Expor
     try:
         with tqdm(total=select.num_rows("queries"), desc="export", unit="q", disable=None) as bar:
             sinks = {s: _Sink(tmps[s], container, schema) for s in files}
-            for batch in _examples(select, texts, overlay, params.include_filled, counts):
+            batches = _columns(select, texts, params.include_filled, counts) if columnar else \
+                _examples(select, texts, overlay, params.include_filled, counts)
+            for batch in batches:
                 counts["queries"] += len(batch)
-                if params.format == "n-tuple":
-                    counts["queries_short_for_n_tuple"] += sum(len(ex.negatives) < k for ex in batch)
-                parts: dict[str, list[Example]] = {}
-                for ex in batch:
-                    exported_queries.append(ex.query_id)
-                    parts.setdefault(split[0] if split is not None and ex.query_id in held else "train", []).append(ex)
+                parts: dict[str, Any] = {}
+                if isinstance(batch, Columns):
+                    qids = batch.query_id.to_pylist()
+                    exported_queries.extend(qids)
+                    out_held = np.array([q in held for q in qids], dtype=bool)
+                    parts = {"train": batch} if split is None else \
+                        {name: batch.subset(m) for name, m in (("train", ~out_held), (split[0], out_held)) if m.any()}
+                else:
+                    if params.format == "n-tuple":
+                        counts["queries_short_for_n_tuple"] += sum(len(ex.negatives) < k for ex in batch)
+                    for ex in batch:
+                        exported_queries.append(ex.query_id)
+                        parts.setdefault(split[0] if split is not None and ex.query_id in held else "train",
+                                         []).append(ex)
                 for s, part in parts.items():
-                    data = writer.rows(part, opts)
+                    if isinstance(part, Columns):
+                        assert writer.columns is not None
+                        data = writer.columns(part, opts)
+                    else:
+                        data = writer.rows(part, opts)
                     if seen_schema is None and len(data):
                         seen_schema = data.schema if isinstance(data, pa.Table) else pa.Table.from_pylist(data).schema
                     rows_by[s] += sinks[s].write(data)

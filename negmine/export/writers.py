@@ -41,7 +41,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from negmine.export.params import FORMATS
 from negmine.models import doc_text
@@ -82,12 +84,74 @@ class Options:
 
 
 @dataclass
+class Side:
+    """The positives or the negatives of a :class:`Columns` batch: one entry per document row, grouped by query in
+    export order (each query's rows in their select order)."""
+
+    owner: np.ndarray  # int64: the exported query (index into Columns.query) the row belongs to
+    doc_id: pa.Array
+    text: pa.Array     # the rendered document string (``Doc.full``)
+    score: pa.Array    # float32, null where the teacher gave none (None or NaN)
+
+
+@dataclass
+class Columns:
+    """A batch of examples as Arrow / numpy columns (what :class:`Example` lists hold, without a Python object per
+    document): the columnar path of a table writer, for exports without a relabel overlay."""
+
+    query_id: pa.Array  # per exported query, in export order
+    query: pa.Array     # its text
+    positives: Side
+    negatives: Side
+
+    def __len__(self) -> int:
+        return len(self.query_id)
+
+    def subset(self, keep: np.ndarray) -> Columns:
+        """The queries where ``keep`` (bool per query) is true, with their documents."""
+        new = np.cumsum(keep) - 1
+
+        def side(s: Side) -> Side:
+            rows = np.flatnonzero(keep[s.owner])
+            return Side(new[s.owner[rows]], _take(s.doc_id, rows), _take(s.text, rows), _take(s.score, rows))
+
+        mask = pa.array(keep)
+        return Columns(self.query_id.filter(mask), self.query.filter(mask), side(self.positives),
+                       side(self.negatives))
+
+
+def pairs(c: Columns) -> tuple[np.ndarray, np.ndarray]:
+    """(positive row, negative row) of every (positive, negative) pair of each query: query by query, positives
+    in order, each with the query's negatives in order (the rows :func:`triplet_rows` makes)."""
+    nq = len(c)
+    nn = np.bincount(c.negatives.owner, minlength=nq)
+    first_neg = np.cumsum(nn) - nn
+    block = nn[c.positives.owner]  # rows made by each positive
+    pos = np.repeat(np.arange(len(block), dtype=np.int64), block)
+    within = np.arange(int(block.sum()), dtype=np.int64) - np.repeat(np.cumsum(block) - block, block)
+    return pos, np.repeat(first_neg[c.positives.owner], block) + within
+
+
+def _take(a: pa.Array, rows: np.ndarray) -> pa.Array:
+    return a.take(pa.array(rows, pa.int64()))
+
+
+def _pair_lists(first: pa.Array, second: pa.Array) -> pa.Array:
+    """``[first[i], second[i]]`` per row, as a list<float32> column."""
+    n = len(first)
+    values = pa.concat_arrays([first, second]).take(pa.array(np.arange(2 * n).reshape(2, n).T.ravel()))
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)), values,
+                                    type=pa.list_(_F))
+
+
+@dataclass
 class Writer:
     name: str
     kind: str  # "table" (Parquet / JSONL rows with a fixed schema) | "jsonl"
     rows: Callable[[list[Example], Options], Any]  # table: pa.Table; jsonl: list[dict]
     schema: Callable[[Options], pa.Schema] | None = None
     parts: bool = True  # reads a Doc's title and text apart; False: only ``full``, ``doc_id`` and ``score``
+    columns: Callable[[Columns, Options], pa.Table] | None = None  # the same table from a Columns batch
 
 
 WRITERS: dict[str, Writer] = {}
@@ -111,6 +175,25 @@ def register_writer(name: str, kind: str, schema: Callable[[Options], pa.Schema]
 
 _F = pa.float32()
 _S = pa.string()
+
+
+def columnar(name: str):
+    """Register ``fn(Columns, Options) -> pa.Table`` as the columnar path of the (registered) writer ``name``: it
+    must make the very table its ``rows`` makes from the same examples (tests/unit/test_export_units.py checks)."""
+
+    def deco(fn):
+        WRITERS[name].columns = fn
+        return fn
+
+    return deco
+
+
+def score_column(scores: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Teacher scores as float32 with NaN as null (what :func:`_score` makes of a Doc's score)."""
+    s = scores.cast(_F)
+    if isinstance(s, pa.ChunkedArray):
+        s = s.combine_chunks()
+    return pc.if_else(pc.is_nan(s), pa.scalar(None, _F), s)
 
 
 def _score(d: Doc) -> float | None:
@@ -146,6 +229,19 @@ def triplet_rows(examples: list[Example], o: Options) -> pa.Table:
                     cols["positive_id"].append(p.doc_id)
                     cols["negative_id"].append(n.doc_id)
     return pa.table(cols, schema=_triplet_schema(o))
+
+
+@columnar("triplet")
+def triplet_columns(c: Columns, o: Options) -> pa.Table:
+    pos, neg = pairs(c)
+    p, n = c.positives, c.negatives
+    owner = p.owner[pos]
+    cols = [_take(c.query, owner), _take(p.text, pos), _take(n.text, neg)]
+    if o.with_scores:
+        cols.append(_pair_lists(_take(p.score, pos), _take(n.score, neg)))
+    if o.with_ids:
+        cols += [_take(c.query_id, owner), _take(p.doc_id, pos), _take(n.doc_id, neg)]
+    return pa.Table.from_arrays(cols, schema=_triplet_schema(o))
 
 
 # ----------------------------------------------------------------------------------------------------------------

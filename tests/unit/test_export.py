@@ -265,3 +265,50 @@ def test_export_does_not_import_datasets(run, tmp_path):
             "print('datasets' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize("split", [None, "test=0.5"])
+@pytest.mark.parametrize("include_filled", [True, False])
+def test_columnar_triplets_are_the_example_paths_bytes(tmp_path, monkeypatch, split, include_filled):
+    """The triplet export's columnar path (Arrow takes, no Example / Doc per row) writes the very file, and counts,
+    of the Example path: several positives, filled negatives kept or left out, a query without negatives, a
+    held-out split, every column option, two select shards."""
+    import hashlib
+
+    import negmine.export.stage as stage
+    from negmine.export.writers import WRITERS
+
+    run = build_run(tmp_path, shards=2)
+    run_select(run, rule_params(num_negatives=4, short_policy="fill"))
+    real, made = stage._Texts, []
+
+    def counting(*a, **k):
+        made.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(stage, "_Texts", counting)
+    triplet = WRITERS["triplet"]
+    columns = triplet.columns
+    assert columns is not None
+    for with_ids in (False, True):
+        for with_scores in (False, True):
+            out = {}
+            for path, fn in (("columnar", columns), ("examples", None)):
+                monkeypatch.setattr(triplet, "columns", fn)
+                res = run_export(run, ExportParams(format="triplet", with_ids=with_ids, with_scores=with_scores,
+                                                   include_filled=include_filled, split=split,
+                                                   out=str(tmp_path / path / "t.parquet")))
+                out[path] = ([hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(res.paths.values())],
+                             res.info["counts"], res.rows)
+            assert out["columnar"] == out["examples"], (with_ids, with_scores)
+            counts = out["columnar"][1]
+            assert out["columnar"][2] > 0 and counts["queries_without_negatives"] == 1
+            assert (counts["filled_left_out"] > 0) != include_filled
+    assert len(made) == 4  # the Example path's texts: built only when the columnar path was off
+
+
+def test_score_column_nulls_nan_and_none():
+    from negmine.export.writers import score_column
+
+    col = score_column(pa.chunked_array([pa.array([0.5, float("nan"), None], pa.float64())]))
+    assert col.type == pa.float32() and col.to_pylist() == [0.5, None, None]
