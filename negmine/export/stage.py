@@ -392,6 +392,9 @@ def run_export(run_dir: str | Path, params: ExportParams | None = None) -> Expor
                 counts["queries"] += len(batch)
                 parts: dict[str, Any] = {}
                 if isinstance(batch, Columns):
+                    if params.format == "n-tuple":
+                        short = np.bincount(batch.negatives.owner, minlength=len(batch)) < k
+                        counts["queries_short_for_n_tuple"] += int(short.sum())
                     qids = batch.query_id.to_pylist()
                     exported_queries.extend(qids)
                     out_held = np.array([q in held for q in qids], dtype=bool)

@@ -136,12 +136,26 @@ def _take(a: pa.Array, rows: np.ndarray) -> pa.Array:
     return a.take(pa.array(rows, pa.int64()))
 
 
-def _pair_lists(first: pa.Array, second: pa.Array) -> pa.Array:
-    """``[first[i], second[i]]`` per row, as a list<float32> column."""
-    n = len(first)
-    values = pa.concat_arrays([first, second]).take(pa.array(np.arange(2 * n).reshape(2, n).T.ravel()))
-    return pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)), values,
-                                    type=pa.list_(_F))
+def _row_lists(columns: list[pa.Array], type: pa.DataType) -> pa.Array:
+    """``[columns[0][i], columns[1][i], ...]`` per row ``i``, as a list column."""
+    n, w = len(columns[0]), len(columns)
+    values = pa.concat_arrays(columns).take(pa.array(np.arange(w * n).reshape(w, n).T.ravel()))
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, w * n + 1, w, dtype=np.int32)), values,
+                                    type=pa.list_(type))
+
+
+def _by_query(c: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every document row of ``c``, query by query, positives before negatives, each in order: (position in the
+    positives-then-negatives concatenation, its query, 1 for a positive / 0 for a negative)."""
+    owner = np.concatenate([c.positives.owner, c.negatives.owner])
+    label = np.concatenate([np.ones(len(c.positives.owner), np.int64), np.zeros(len(c.negatives.owner), np.int64)])
+    order = np.lexsort((np.arange(len(owner)), -label, owner))
+    return order, owner[order], label[order]
+
+
+def _both(c: Columns, field: str, rows: np.ndarray) -> pa.Array:
+    """The ``field`` of the positives-then-negatives concatenation at ``rows``."""
+    return _take(pa.concat_arrays([getattr(c.positives, field), getattr(c.negatives, field)]), rows)
 
 
 @dataclass
@@ -238,7 +252,7 @@ def triplet_columns(c: Columns, o: Options) -> pa.Table:
     owner = p.owner[pos]
     cols = [_take(c.query, owner), _take(p.text, pos), _take(n.text, neg)]
     if o.with_scores:
-        cols.append(_pair_lists(_take(p.score, pos), _take(n.score, neg)))
+        cols.append(_row_lists([_take(p.score, pos), _take(n.score, neg)], _F))
     if o.with_ids:
         cols += [_take(c.query_id, owner), _take(p.doc_id, pos), _take(n.doc_id, neg)]
     return pa.Table.from_arrays(cols, schema=_triplet_schema(o))
@@ -281,6 +295,23 @@ def ntuple_rows(examples: list[Example], o: Options) -> pa.Table:
     return pa.table(cols, schema=_ntuple_schema(o))
 
 
+@columnar("n-tuple")
+def ntuple_columns(c: Columns, o: Options) -> pa.Table:
+    k = o.num_negatives
+    p, n = c.positives, c.negatives
+    nn = np.bincount(n.owner, minlength=len(c))
+    first = np.cumsum(nn) - nn
+    pos = np.flatnonzero(nn[p.owner] >= k)  # queries with fewer than k negatives are left out (counted)
+    owner = p.owner[pos]
+    negs = [first[owner] + i for i in range(k)]
+    cols = [_take(c.query, owner), _take(p.text, pos), *(_take(n.text, r) for r in negs)]
+    if o.with_scores:
+        cols.append(_row_lists([_take(p.score, pos), *(_take(n.score, r) for r in negs)], _F))
+    if o.with_ids:
+        cols += [_take(c.query_id, owner), _take(p.doc_id, pos), *(_take(n.doc_id, r) for r in negs)]
+    return pa.Table.from_arrays(cols, schema=_ntuple_schema(o))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # labeled-pair / labeled-list
 
@@ -310,6 +341,16 @@ def labeled_pair_rows(examples: list[Example], o: Options) -> pa.Table:
     return pa.table(cols, schema=_pair_schema(o))
 
 
+@columnar("labeled-pair")
+def labeled_pair_columns(c: Columns, o: Options) -> pa.Table:
+    rows, owner, label = _by_query(c)
+    cols = [_take(c.query, owner), _both(c, "text", rows),
+            _both(c, "score", rows) if o.with_scores else pa.array(label, pa.int64())]
+    if o.with_ids:
+        cols += [_take(c.query_id, owner), _both(c, "doc_id", rows)]
+    return pa.Table.from_arrays(cols, schema=_pair_schema(o))
+
+
 def _list_schema(o: Options) -> pa.Schema:
     f = [("query", _S), ("docs", pa.list_(_S)),
          ("scores", pa.list_(_F)) if o.with_scores else ("labels", pa.list_(pa.int64()))]
@@ -333,6 +374,21 @@ def labeled_list_rows(examples: list[Example], o: Options) -> pa.Table:
             cols["query_id"].append(ex.query_id)
             cols["doc_ids"].append([d.doc_id for d in docs])
     return pa.table(cols, schema=_list_schema(o))
+
+
+@columnar("labeled-list")
+def labeled_list_columns(c: Columns, o: Options) -> pa.Table:
+    rows, owner, label = _by_query(c)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=len(c)))]).astype(np.int32))
+
+    def lists(values: pa.Array, type: pa.DataType) -> pa.Array:
+        return pa.ListArray.from_arrays(offsets, values, type=pa.list_(type))
+
+    cols = [c.query, lists(_both(c, "text", rows), _S),
+            lists(_both(c, "score", rows), _F) if o.with_scores else lists(pa.array(label, pa.int64()), pa.int64())]
+    if o.with_ids:
+        cols += [c.query_id, lists(_both(c, "doc_id", rows), _S)]
+    return pa.Table.from_arrays(cols, schema=_list_schema(o))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -267,12 +267,13 @@ def test_export_does_not_import_datasets(run, tmp_path):
     assert out.stdout.strip().splitlines()[-1] == "False"
 
 
+@pytest.mark.parametrize("fmt", ["triplet", "n-tuple", "labeled-pair", "labeled-list"])
 @pytest.mark.parametrize("split", [None, "test=0.5"])
 @pytest.mark.parametrize("include_filled", [True, False])
-def test_columnar_triplets_are_the_example_paths_bytes(tmp_path, monkeypatch, split, include_filled):
-    """The triplet export's columnar path (Arrow takes, no Example / Doc per row) writes the very file, and counts,
-    of the Example path: several positives, filled negatives kept or left out, a query without negatives, a
-    held-out split, every column option, two select shards."""
+def test_columnar_tables_are_the_example_paths_bytes(tmp_path, monkeypatch, fmt, split, include_filled):
+    """A table format's columnar path (Arrow takes, no Example / Doc per row) writes the very file, and counts, of
+    the Example path: several positives, filled negatives kept or left out, a query without negatives, n-tuples
+    short of negatives, a held-out split, every column option, two select shards."""
     import hashlib
 
     import negmine.export.stage as stage
@@ -287,15 +288,15 @@ def test_columnar_triplets_are_the_example_paths_bytes(tmp_path, monkeypatch, sp
         return real(*a, **k)
 
     monkeypatch.setattr(stage, "_Texts", counting)
-    triplet = WRITERS["triplet"]
-    columns = triplet.columns
+    writer = WRITERS[fmt]
+    columns = writer.columns
     assert columns is not None
     for with_ids in (False, True):
         for with_scores in (False, True):
             out = {}
             for path, fn in (("columnar", columns), ("examples", None)):
-                monkeypatch.setattr(triplet, "columns", fn)
-                res = run_export(run, ExportParams(format="triplet", with_ids=with_ids, with_scores=with_scores,
+                monkeypatch.setattr(writer, "columns", fn)
+                res = run_export(run, ExportParams(format=fmt, with_ids=with_ids, with_scores=with_scores,
                                                    include_filled=include_filled, split=split,
                                                    out=str(tmp_path / path / "t.parquet")))
                 out[path] = ([hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(res.paths.values())],
@@ -304,6 +305,7 @@ def test_columnar_triplets_are_the_example_paths_bytes(tmp_path, monkeypatch, sp
             counts = out["columnar"][1]
             assert out["columnar"][2] > 0 and counts["queries_without_negatives"] == 1
             assert (counts["filled_left_out"] > 0) != include_filled
+            assert (counts["queries_short_for_n_tuple"] > 0) == (fmt == "n-tuple")  # q3: nothing to fill with
     assert len(made) == 4  # the Example path's texts: built only when the columnar path was off
 
 
