@@ -67,19 +67,23 @@ def main() -> None:
             time.sleep(0.2)
 
     threading.Thread(target=sample, daemon=True).start()
-    add, search = dense.DenseSearcher._add, dense.DenseSearcher.search
+    encode, add, search = dense.DenseSearcher._encode, dense.FlatIndex.add, dense.DenseSearcher.search
 
-    def timed_add(self, cpu, texts):
-        phase[0] = f"add@{self.n_docs}"
-        out = add(self, cpu, texts)
-        phase[0] = f"added@{self.n_docs}"
-        return out
+    def timed_encode(self, texts):
+        phase[0] = f"encode@{self.n_docs}"
+        return encode(self, texts)
+
+    def timed_add(self, vecs):
+        n = 0 if self.cpu is None else self.cpu.ntotal
+        phase[0] = f"add@{n}"
+        add(self, vecs)
+        phase[0] = f"added@{n + len(vecs)}"
 
     def timed_search(self, queries, k):
         phase[0] = "search"
         return search(self, queries, k)
 
-    dense.DenseSearcher._add, dense.DenseSearcher.search = timed_add, timed_search
+    dense.DenseSearcher._encode, dense.FlatIndex.add, dense.DenseSearcher.search = timed_encode, timed_add, timed_search
     t0 = time.time()
     run_retrieve(run, cfg.retrieve)
     phase[0] = "end"
