@@ -208,6 +208,7 @@ class TreeMemory(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.period = pid, period
         self.pss = self.rss = self.procs = 0
+        self.at_peak: list[tuple[int, int, str]] = []  # (PSS KiB, of which shared memory, command) at the peak
         self.done = threading.Event()
 
     def _tree(self) -> list[int]:
@@ -226,17 +227,22 @@ class TreeMemory(threading.Thread):
         while not self.done.wait(self.period):
             pss = rss = 0
             pids = self._tree()
+            each = []
             for pid in pids:
                 try:
+                    mine = {}
                     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                        if line.startswith("Pss:"):
-                            pss += int(line.split()[1])
-                        elif line.startswith("Rss:"):
-                            rss += int(line.split()[1])
+                        if line.startswith(("Pss:", "Rss:", "Pss_Shmem:")):
+                            mine[line.split(":")[0]] = int(line.split()[1])
+                    name = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                 except (OSError, ValueError):
-                    pass
+                    continue
+                pss += mine.get("Pss", 0)
+                rss += mine.get("Rss", 0)
+                each.append((mine.get("Pss", 0), mine.get("Pss_Shmem", 0), name[:80]))
             if pss > self.pss:
                 self.pss, self.procs = pss, len(pids)
+                self.at_peak = sorted(each, reverse=True)[:8]
             self.rss = max(self.rss, rss)
 
     def stop(self) -> None:
@@ -244,7 +250,8 @@ class TreeMemory(threading.Thread):
         self.join()
 
     def peaks(self) -> dict:
-        return {"peak_tree_pss_kib": self.pss, "peak_tree_rss_kib": self.rss, "tree_procs_at_peak": self.procs}
+        return {"peak_tree_pss_kib": self.pss, "peak_tree_rss_kib": self.rss, "tree_procs_at_peak": self.procs,
+                "tree_at_peak": [{"pss_kib": p, "pss_shmem_kib": sh, "cmd": c} for p, sh, c in self.at_peak]}
 
 
 def measured(cmd: list[str], env: dict[str, str]) -> dict:

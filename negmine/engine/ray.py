@@ -366,6 +366,15 @@ class RayEngine(LocalEngine):
             known = self._specs[skey] = (f"{kind}-{len(self._specs)}", self.ray().put(spec), hold)
         return self._pool().map(KERNELS[kind], known[0], known[1], blocks)
 
+    def _backend(self, backend: str, model: str, device: str | None, kind: str) -> str:
+        """The encoder backend ``backend`` means on the *workers*, resolved once on the driver so that every worker
+        runs the same one (and the embedding cache is keyed by it): ``auto`` is fp16 torch when the workers get
+        GPUs, whatever the driver has, and the CPU choice otherwise (without importing torch here to ask CUDA)."""
+        from negmine.encode.backends import resolve_backend
+
+        where = device or ("cuda" if self._options()["num_gpus"] else "cpu")
+        return resolve_backend(backend, model, where, kind)
+
     def _blocks(self, n: int) -> list[tuple[int, int]]:
         step = self.params.batch_size
         return [(s, min(s + step, n)) for s in range(0, n, step)]
@@ -377,11 +386,10 @@ class RayEngine(LocalEngine):
                desc: str | None = None, backend: str = "auto") -> np.ndarray:
         """Texts the embedding cache does not hold are embedded on the workers and appended to the cache here;
         then :func:`encode_texts` reads every row from the cache: the same vectors a local run returns."""
-        from negmine.encode.backends import resolve_backend
         from negmine.encode.cache import EmbeddingCache, text_keys
         from negmine.encode.embed import CHUNK_ROWS, COUNTERS, cache_key, encode_texts
 
-        backend = resolve_backend(backend, model, device, "bi")  # on the driver: every worker runs the same one
+        backend = self._backend(backend, model, device, "bi")
         model_spec = {"model": model, "device": device, "max_seq_length": max_seq_length, "backend": backend}
         call = {"kind": kind, "prompt": prompt, "prompt_name": prompt_name, "batch_size": batch_size,
                 "normalize": normalize}
@@ -417,13 +425,11 @@ class RayEngine(LocalEngine):
 
     def cross_encode(self, pairs: Sequence[tuple[str, str]], *, model: str, device: str | None,
                      max_length: int | None, batch_size: int, activation: str, backend: str = "torch") -> np.ndarray:
-        from negmine.encode.backends import resolve_backend
-
         out = np.empty(len(pairs), dtype=np.float32)
         if not len(pairs):
             return out
         spec = {"model": model, "device": device, "max_length": max_length, "batch_size": batch_size,
-                "activation": activation, "backend": resolve_backend(backend, model, device, "cross")}
+                "activation": activation, "backend": self._backend(backend, model, device, "cross")}
         spans = self._blocks(len(pairs))
         blocks = [{"query": [q for q, _ in pairs[s:e]], "doc": [d for _, d in pairs[s:e]]} for s, e in spans]
         for b, scores in self._map("cross-encode", spec, blocks):

@@ -437,3 +437,24 @@ def test_both_engines_write_the_same_shard_layout(both):
         b = sorted(p.name for p in (both["local"] / d).glob("part-*.parquet"))
         assert a == b and all(pq.ParquetFile(both["ray"] / d / n).metadata.num_rows
                               == pq.ParquetFile(both["local"] / d / n).metadata.num_rows for n in a)
+
+
+def test_the_encoder_backend_is_resolved_for_the_workers_device(monkeypatch):
+    """`auto` means fp16 torch when the workers get GPUs, even on a driver without one (it was resolved for the
+    driver's device: a CPU backend sent to GPU workers), and the CPU choice otherwise, the local engine's."""
+    import negmine.encode.backends as backends
+    from negmine.engine.params import EngineParams
+    from negmine.engine.ray import RayEngine
+
+    asked = []
+    monkeypatch.setattr(backends, "ensure_built", lambda model, cand, kind: asked.append(cand) or {"passed": True})
+    backends.resolve_backend.cache_clear()
+    try:
+        for gpus, want in ((1.0, "torch-fp16"), (0.0, backends.CPU_PREFERENCE[0])):
+            eng = RayEngine(EngineParams(kind="ray"))
+            monkeypatch.setattr(eng, "_options", lambda gpus=gpus: {"num_cpus": 1, "num_gpus": gpus})
+            assert eng._backend("auto", "some-model", None, "bi") == want
+            assert eng._backend("torch", "some-model", None, "bi") == "torch"
+        assert asked == [backends.CPU_PREFERENCE[0]]  # the CPU candidates were built only for the CPU cluster
+    finally:
+        backends.resolve_backend.cache_clear()
