@@ -3,9 +3,9 @@
 Stages never know which engine runs them. They hand their shard loop to :func:`negmine.io.store.run_shards`, which
 asks the current engine's ``map_shards`` to compute the shards that are not finished yet, and they reach the models
 only through the thin functions below (:func:`encode`, :func:`cross_encode`, :func:`flat_index`, :func:`search`),
-which ask the current engine. The local engine (the default) does everything in this process, as negmine always did; the Ray engine
-(:mod:`negmine.engine.ray`) sends the model work to a pool of Ray actors (one model each). Adding an engine
-means writing one class with these five methods: no stage changes.
+which ask the current engine. The local engine (the default) does everything in this process, as negmine always
+did; the Ray engine (:mod:`negmine.engine.ray`) sends the model work to a pool of Ray actors (one model each).
+Adding an engine means writing one class with these five methods (and ``close``): no stage changes.
 
 The engine is chosen per process with :func:`use_engine` (the CLI does it from ``--engine`` / config ``engine``).
 Ray is imported only when a Ray engine first has model work to do.
