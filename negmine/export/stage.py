@@ -198,6 +198,9 @@ class _Texts:
         return Doc(doc_id, title, text, score, full)
 
 
+STRING_BYTES = 2**31 - 2**24  # the columnar export's texts past this many bytes are held as a large_string array
+
+
 class _DocColumns:
     """The columnar path's texts: every select shard's doc ids, dictionary-encoded once (so a shard's rows find
     their documents by code, with no hash lookup per shard), the rendered string of each distinct document (one
@@ -222,7 +225,11 @@ class _DocColumns:
         for pos, t in corpus.read_rows(rows, ["title", "text"]):
             at.append(pos)
             parts.extend(rendered(t["title"], t["text"])[2].chunks)
-        # (concat_arrays: pa.chunked_array of ChunkedArrays goes through Python, 1.5 s for 550k strings)
+        # one array of every string (concat_arrays: pa.chunked_array of ChunkedArrays goes through Python, 1.5 s
+        # for 550k strings); past 2 GiB of text a string array's 32-bit offsets overflow: large_string then, and a
+        # shard's own rows are cast back (a shard's text is far below that)
+        if sum(a.nbytes for a in parts) >= STRING_BYTES:
+            parts = [a.cast(pa.large_string()) for a in parts]
         self.full = pa.concat_arrays(parts) if parts else pa.array([], pa.string())
         self.at = np.empty(len(rows), dtype=np.int64)  # dictionary code -> row of ``full`` (read order)
         if at:
@@ -231,7 +238,7 @@ class _DocColumns:
     def side(self, t: pa.Table, key: tuple[str, int], owner: np.ndarray, rows: np.ndarray) -> Side:
         """The ``rows`` of the select shard ``key`` (its table ``t``: teacher_score) as a :class:`Side`."""
         codes = self.codes[key][rows]
-        return Side(owner, self.ids.take(pa.array(codes)), self.full.take(pa.array(self.at[codes])),
+        return Side(owner, self.ids.take(pa.array(codes)), self.full.take(pa.array(self.at[codes])).cast(pa.string()),
                     score_column(t["teacher_score"].take(pa.array(rows))))
 
 

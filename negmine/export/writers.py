@@ -1,4 +1,5 @@
-"""One writer per output format: pure functions from a batch of :class:`Example` to rows. No I/O.
+"""One writer per output format: pure functions from a batch of :class:`Example` to rows (and, for the table formats,
+from a :class:`Columns` batch to the same table). No I/O.
 
 Sentence-transformers formats (Parquet; the column *order* is what the trainer uses: every column that is not a
 label column is an input, in order):
@@ -193,7 +194,7 @@ _S = pa.string()
 
 def columnar(name: str):
     """Register ``fn(Columns, Options) -> pa.Table`` as the columnar path of the (registered) writer ``name``: it
-    must make the very table its ``rows`` makes from the same examples (tests/unit/test_export_units.py checks)."""
+    must make the very table its ``rows`` makes from the same examples (tests/unit/test_export.py checks)."""
 
     def deco(fn):
         WRITERS[name].columns = fn

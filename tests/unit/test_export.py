@@ -314,3 +314,28 @@ def test_score_column_nulls_nan_and_none():
 
     col = score_column(pa.chunked_array([pa.array([0.5, float("nan"), None], pa.float64())]))
     assert col.type == pa.float32() and col.to_pylist() == [0.5, None, None]
+
+
+def test_columnar_texts_past_2_gib_are_held_as_large_strings(tmp_path, monkeypatch):
+    """A string array's offsets are 32-bit: the export's texts past 2 GiB (MS MARCO's 8.8M passages are 3 GB) are
+    held as a large_string array and each shard's rows cast back; the file is the same (threshold lowered to 0)."""
+    import hashlib
+
+    import negmine.export.stage as stage
+
+    run = build_run(tmp_path)
+    run_select(run, rule_params(num_negatives=2))
+    made = []
+    real = stage._DocColumns.__init__
+
+    def spy(self, *a, **k):
+        real(self, *a, **k)
+        made.append(self.full.type)
+
+    monkeypatch.setattr(stage._DocColumns, "__init__", spy)
+    digests = []
+    for limit in (stage.STRING_BYTES, 0):
+        monkeypatch.setattr(stage, "STRING_BYTES", limit)
+        res = run_export(run, ExportParams(format="triplet", with_ids=True, out=str(tmp_path / f"{limit}.parquet")))
+        digests.append(hashlib.sha256(res.path.read_bytes()).hexdigest())
+    assert made == [pa.string(), pa.large_string()] and digests[0] == digests[1]
