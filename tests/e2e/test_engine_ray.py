@@ -283,7 +283,7 @@ def test_ray_search_returns_the_local_engines_hits_bit_for_bit(ray_engine):
     scores depend in the last bit on how many queries one call holds, so the workers must search the blocks the
     local engine searches (at 20k docs x 2k queries, blocks of 256 changed 11 of 200,000 candidates at the depth cut
     and 1,740 ranks among ties). The local engine's one index against the Ray engine's vectors, added as the stage
-    adds them (blocks in the object store, here of 1,024), with ties at the cut across blocks."""
+    adds them (blocks in the object store, here of 1,024), with a tie across blocks at the top and at the cut."""
     import faiss
 
     from negmine.engine.ray import RayFlatIndex
@@ -307,6 +307,10 @@ def test_ray_search_returns_the_local_engines_hits_bit_for_bit(ray_engine):
     got_i, got_s = ray_engine.search(flat.finish(), xq, 50)
     assert np.array_equal(got_s, want_s) and np.array_equal(got_i, want_i)
     assert (got_i[0, :4] == [5, 1100, 2000, 2900]).all()
+    # four documents in three blocks tied at the cut of a depth-2 search: both engines keep the two lowest
+    want_i, want_s = FaissSearch(cpu).search(xq[:30], 2)
+    got_i, got_s = ray_engine.search(flat.finish(), xq[:30], 2)
+    assert np.array_equal(got_s, want_s) and np.array_equal(got_i, want_i) and (got_i == [5, 1100]).all()
     # an approximate index is built on the driver and sent whole: the rows faiss gives locally
     ivf = FaissSearch(faiss.index_factory(384, "IVF8,Flat", faiss.METRIC_INNER_PRODUCT), exact=False)
     ivf.cpu.train(docs)
