@@ -4,8 +4,10 @@
   ``ivf`` (``IndexIVFFlat``: ``ivf_nlist``, ``ivf_nprobe``) and ``hnsw`` (``IndexHNSWFlat``: ``hnsw_m``,
   ``hnsw_ef_construction``, ``hnsw_ef_search``) trade exactness for speed on large corpora.
 * When faiss reports GPU support and sees a GPU, flat and IVF indexes are copied to all GPUs; the log says which.
-  faiss GPU search returns at most ``GPU_K_LIMIT`` neighbours, so a deeper search runs on the CPU copy of the
-  index (same results, slower) instead of crashing.
+  faiss GPU search returns at most ``GPU_K_LIMIT`` neighbours, so a deeper search (depth + ``TIE_PAD`` beyond
+  it) runs on the CPU copy of the index (same results, slower) instead of crashing.
+* A flat search keeps, of documents tied at the depth cut, the lower corpus index (:func:`exact_knn`), as every
+  other retriever does; where a flat index's vectors live is the engine's (``engine.flat_index``).
 * Documents are encoded once per run (when the searcher is opened); queries per shard.
 """
 
