@@ -153,6 +153,18 @@ def rendered(title: pa.ChunkedArray, text: pa.ChunkedArray) -> tuple[Any, Any, A
     return title, text, pc.if_else(pc.not_equal(title, ""), pc.binary_join_element_wise(title, text, " "), text)
 
 
+def _corpus_rows(ingest: Artifact, doc_ids: pa.Array) -> tuple[CorpusRows, np.ndarray]:
+    """The corpus and the row of each of the export's documents; a document not in it is bad input (a select
+    artifact from another corpus)."""
+    corpus = CorpusRows.read(ingest)
+    rows = corpus.rows(doc_ids)
+    if len(rows) and rows.min() < 0:
+        missing = doc_ids.filter(pa.array(rows < 0))
+        raise InputError(f"{len(missing)} selected document(s) are not in the corpus (e.g. "
+                         f"'{missing[0].as_py()}'); re-run the pipeline from ingest", ingest.path)
+    return corpus, rows
+
+
 class _Texts:
     """Query texts and the texts of the documents the export needs (one corpus scan). ``parts``: keep each
     document's title and text apart too (a writer that reads them); otherwise only the rendered string."""
@@ -167,12 +179,7 @@ class _Texts:
         q = read_parquet(ingest.shard_paths("queries"), ["query_id", "text"])
         self.queries = dict(zip(q["query_id"].to_pylist(), q["text"].to_pylist(), strict=True))
         want = sorted(doc_ids)
-        corpus = CorpusRows.read(ingest)
-        rows = corpus.rows(pa.array(want, pa.string()))
-        if len(rows) and rows.min() < 0:
-            missing = [d for d, r in zip(want, rows.tolist(), strict=True) if r < 0]
-            raise InputError(f"{len(missing)} selected document(s) are not in the corpus (e.g. "
-                             f"'{missing[0]}'); re-run the pipeline from ingest", ingest.path)
+        corpus, rows = _corpus_rows(ingest, pa.array(want, pa.string()))
         # (title, text, doc_text(title, text)) of each wanted document: its shard's rows taken, the model string
         # made once per document by Arrow, not once per row of the export (title and text "" without ``parts``)
         self.docs: dict[str, tuple[str, str, str]] = {}
@@ -215,12 +222,7 @@ class _DocColumns:
         ends = np.cumsum([len(col) for col in doc_ids.values()])
         self.codes = dict(zip(doc_ids, np.split(codes, ends[:-1]) if len(ends) else [], strict=True))
         self.ids: pa.Array = enc.dictionary
-        corpus = CorpusRows.read(ingest)
-        rows = corpus.rows(self.ids)
-        if len(rows) and rows.min() < 0:
-            missing = self.ids.filter(pa.array(rows < 0))
-            raise InputError(f"{len(missing)} selected document(s) are not in the corpus (e.g. "
-                             f"'{missing[0].as_py()}'); re-run the pipeline from ingest", ingest.path)
+        corpus, rows = _corpus_rows(ingest, self.ids)
         at, parts = [], []
         for pos, t in corpus.read_rows(rows, ["title", "text"]):
             at.append(pos)
