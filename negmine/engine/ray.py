@@ -446,7 +446,6 @@ class RayEngine(LocalEngine):
         other near-ties at the depth cut (docs/BENCHMARKS.md, "Scale"). A flat index (:class:`RayFlatIndex`) is
         searched where its vectors are; an IVF / HNSW one is sent to the workers whole."""
         from negmine.retrieve.dense import SEARCH_BATCH
-        from negmine.retrieve.ranking import sort_hits
 
         flat = isinstance(index, RayFlatIndex)
         k = min(k, index.ntotal if flat else index.cpu.ntotal)
@@ -461,10 +460,10 @@ class RayEngine(LocalEngine):
         else:
             found = self._map("search", self._index_spec(index), [{"xq": xq[s:e], "k": k} for s, e in spans],
                               hold=index)
-        for b, (bi, bs) in found:
+        for b, (bi, bs) in found:  # (each block sorted by its worker: exact_knn, or FaissSearch.search)
             s, e = spans[b]
             idx[s:e], scores[s:e] = bi, bs
-        return sort_hits(idx, scores, drop_nonpositive=False)
+        return idx, scores
 
     def _index_spec(self, index: Any) -> dict[str, Any]:
         known = self._specs.get(("search", id(index)))

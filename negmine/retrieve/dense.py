@@ -166,11 +166,12 @@ class FaissSearch:
         for s in tqdm(range(0, len(xq), SEARCH_BATCH), desc="faiss search", unit="batch", disable=None,
                       leave=False):
             q = xq[s:s + SEARCH_BATCH]
-            if self.exact:
+            if self.exact:  # (sorted already)
                 idx[s:s + SEARCH_BATCH], scores[s:s + SEARCH_BATCH] = exact_knn(parts, q, k)
             else:
-                scores[s:s + SEARCH_BATCH], idx[s:s + SEARCH_BATCH] = index.search(q, k)
-        return sort_hits(idx, scores, drop_nonpositive=False)
+                bs, bi = index.search(q, k)
+                idx[s:s + SEARCH_BATCH], scores[s:s + SEARCH_BATCH] = sort_hits(bi, bs, drop_nonpositive=False)
+        return idx, scores
 
 
 class FlatIndex:
