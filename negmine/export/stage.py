@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 from negmine.errors import InputError
 from negmine.export import card
 from negmine.export.params import ExportParams
-from negmine.export.writers import WRITERS, Columns, Doc, Example, Options, Side, score_column
+from negmine.export.writers import WRITERS, Columns, Doc, Example, Options, Side, negative_spans, score_column
 from negmine.io.corpus import CorpusRows
 from negmine.io.store import (
     Artifact,
@@ -402,8 +402,7 @@ def run_export(run_dir: str | Path, params: ExportParams | None = None) -> Expor
                 parts: dict[str, Any] = {}
                 if isinstance(batch, Columns):
                     if params.format == "n-tuple":
-                        short = np.bincount(batch.negatives.owner, minlength=len(batch)) < k
-                        counts["queries_short_for_n_tuple"] += int(short.sum())
+                        counts["queries_short_for_n_tuple"] += int((negative_spans(batch)[0] < k).sum())
                     qids = batch.query_id.to_pylist()
                     exported_queries.extend(qids)
                     out_held = np.array([q in held for q in qids], dtype=bool)

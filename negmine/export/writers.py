@@ -121,12 +121,16 @@ class Columns:
                        side(self.negatives))
 
 
+def negative_spans(c: Columns) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: how many negatives it has and the row of its first (negatives are grouped by query)."""
+    nn = np.bincount(c.negatives.owner, minlength=len(c))
+    return nn, np.cumsum(nn) - nn
+
+
 def pairs(c: Columns) -> tuple[np.ndarray, np.ndarray]:
     """(positive row, negative row) of every (positive, negative) pair of each query: query by query, positives
     in order, each with the query's negatives in order (the rows :func:`triplet_rows` makes)."""
-    nq = len(c)
-    nn = np.bincount(c.negatives.owner, minlength=nq)
-    first_neg = np.cumsum(nn) - nn
+    nn, first_neg = negative_spans(c)
     block = nn[c.positives.owner]  # rows made by each positive
     pos = np.repeat(np.arange(len(block), dtype=np.int64), block)
     within = np.arange(int(block.sum()), dtype=np.int64) - np.repeat(np.cumsum(block) - block, block)
@@ -300,8 +304,7 @@ def ntuple_rows(examples: list[Example], o: Options) -> pa.Table:
 def ntuple_columns(c: Columns, o: Options) -> pa.Table:
     k = o.num_negatives
     p, n = c.positives, c.negatives
-    nn = np.bincount(n.owner, minlength=len(c))
-    first = np.cumsum(nn) - nn
+    nn, first = negative_spans(c)
     pos = np.flatnonzero(nn[p.owner] >= k)  # queries with fewer than k negatives are left out (counted)
     owner = p.owner[pos]
     negs = [first[owner] + i for i in range(k)]
