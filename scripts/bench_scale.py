@@ -202,11 +202,20 @@ class TreeMemory(threading.Thread):
     """Samples, every ``period`` s, the memory of a process and all its descendants (a Ray engine's raylet, object
     store and workers included): the peak of their summed PSS (shared pages, such as the object store's, divided
     among the processes that map them: the tree's real footprint) and of their summed RSS (shared pages counted in
-    every process). ``ru_maxrss`` gives only the largest single process."""
+    every process). ``ru_maxrss`` gives only the largest single process.
+
+    Reading ``smaps_rollup`` walks a process' page tables, so a sample costs more the larger the tree: at 1M
+    documents on the Ray engine (11 processes: a driver and two workers of 2.2 GiB RSS each, Ray's daemons) one sample
+    took 52-61 ms of CPU, so sampling every 0.25 s took over a fifth of a core from the measured command on a
+    saturated 2-core box. The sampler therefore waits at least ``DUTY`` times as long as its last sample took (its
+    period grows with the tree) and records its own CPU time (``peaks()["sampler"]``)."""
+
+    DUTY = 40  # wait >= 40 x a sample's duration: the sampler uses <= 2.5 % of one core
 
     def __init__(self, pid: int, period: float = 0.25) -> None:
         super().__init__(daemon=True)
         self.pid, self.period = pid, period
+        self.samples, self.cpu_s, self.max_wait = 0, 0.0, period
         self.pss = self.rss = self.procs = 0
         self.at_peak: list[tuple[int, int, str]] = []  # (PSS KiB, of which shared memory, command) at the peak
         self.done = threading.Event()
@@ -224,26 +233,35 @@ class TreeMemory(threading.Thread):
         return out
 
     def run(self) -> None:
-        while not self.done.wait(self.period):
-            pss = rss = 0
-            pids = self._tree()
-            each = []
-            for pid in pids:
-                try:
-                    mine = {}
-                    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                        if line.startswith(("Pss:", "Rss:", "Pss_Shmem:")):
-                            mine[line.split(":")[0]] = int(line.split()[1])
-                    name = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                except (OSError, ValueError):
-                    continue
-                pss += mine.get("Pss", 0)
-                rss += mine.get("Rss", 0)
-                each.append((mine.get("Pss", 0), mine.get("Pss_Shmem", 0), name[:80]))
-            if pss > self.pss:
-                self.pss, self.procs = pss, len(pids)
-                self.at_peak = sorted(each, reverse=True)[:8]
-            self.rss = max(self.rss, rss)
+        wait = self.period
+        while not self.done.wait(wait):
+            c0, t0 = time.thread_time(), time.perf_counter()
+            self._sample()
+            self.samples += 1
+            self.cpu_s += time.thread_time() - c0
+            wait = max(self.period, self.DUTY * (time.perf_counter() - t0))
+            self.max_wait = max(self.max_wait, wait)
+
+    def _sample(self) -> None:
+        pss = rss = 0
+        pids = self._tree()
+        each = []
+        for pid in pids:
+            try:
+                mine = {}
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith(("Pss:", "Rss:", "Pss_Shmem:")):
+                        mine[line.split(":")[0]] = int(line.split()[1])
+                name = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except (OSError, ValueError):
+                continue
+            pss += mine.get("Pss", 0)
+            rss += mine.get("Rss", 0)
+            each.append((mine.get("Pss", 0), mine.get("Pss_Shmem", 0), name[:80]))
+        if pss > self.pss:
+            self.pss, self.procs = pss, len(pids)
+            self.at_peak = sorted(each, reverse=True)[:8]
+        self.rss = max(self.rss, rss)
 
     def stop(self) -> None:
         self.done.set()
@@ -251,6 +269,8 @@ class TreeMemory(threading.Thread):
 
     def peaks(self) -> dict:
         return {"peak_tree_pss_kib": self.pss, "peak_tree_rss_kib": self.rss, "tree_procs_at_peak": self.procs,
+                "sampler": {"samples": self.samples, "cpu_s": round(self.cpu_s, 2),
+                            "longest_period_s": round(self.max_wait, 2)},
                 "tree_at_peak": [{"pss_kib": p, "pss_shmem_kib": sh, "cmd": c} for p, sh, c in self.at_peak]}
 
 
