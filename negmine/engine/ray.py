@@ -25,6 +25,7 @@ actor is SIGKILLed hangs instead of retrying, and each job starts its actors afr
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -119,7 +120,8 @@ class FlatSearchKernel:
         self.gpu = bool(spec["gpu"]) and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
         self.gpu_index: tuple[Any, Any] | None = None  # (the vectors' refs, the GPU index)
 
-    def __call__(self, block: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, block: dict[str, Any]) -> Any:
+        """The block's (indices, scores), cut; with ``raw``, faiss's (scores, local indices) per document block."""
         import faiss
         import ray
 
@@ -127,6 +129,9 @@ class FlatSearchKernel:
 
         refs, firsts = block["vectors"], block["firsts"]
         vectors = ray.get(list(refs))
+        if block.get("raw"):  # faiss's own lists, one per block, for the driver to cut (RayEngine._search_split)
+            q, kk = np.asarray(block["xq"], dtype=np.float32), int(block["k"])
+            return [faiss.knn(q, xb, min(kk, len(xb)), metric=faiss.METRIC_INNER_PRODUCT) for xb in vectors]
         parts: list[Any] = []
         for first, xb in zip(firsts, vectors, strict=True):
             def search(q: np.ndarray, kk: int, xb: np.ndarray = xb) -> tuple[np.ndarray, np.ndarray]:
@@ -444,7 +449,7 @@ class RayEngine(LocalEngine):
         """Blocks of ``SEARCH_BATCH`` queries (not ``engine.batch_size``): the faiss calls the local engine makes,
         because faiss's scores depend in the last bit on how many queries one call holds (BLAS); other blocks gave
         other near-ties at the depth cut (docs/BENCHMARKS.md, "Scale"). A flat index (:class:`RayFlatIndex`) is
-        searched where its vectors are; an IVF / HNSW one is sent to the workers whole."""
+        searched where its vectors are (:meth:`_search_flat`); an IVF / HNSW index is sent to the workers whole."""
         from negmine.retrieve.dense import SEARCH_BATCH
 
         flat = isinstance(index, RayFlatIndex)
@@ -455,14 +460,60 @@ class RayEngine(LocalEngine):
             return np.full_like(idx, -1), np.zeros_like(scores)
         spans = [(s, min(s + SEARCH_BATCH, len(xq))) for s in range(0, len(xq), SEARCH_BATCH)]
         if flat:
-            blocks = [{"xq": xq[s:e], "k": k, "vectors": index.refs, "firsts": index.firsts} for s, e in spans]
-            found = self._map("flat-search", {"gpu": index.use_gpu, "k_limit": index.k_limit}, blocks)
-        else:
-            found = self._map("search", self._index_spec(index), [{"xq": xq[s:e], "k": k} for s, e in spans],
-                              hold=index)
-        for b, (bi, bs) in found:  # (each block sorted by its worker: exact_knn, or FaissSearch.search)
+            return self._search_flat(index, xq, k, spans, idx, scores)
+        found = self._map("search", self._index_spec(index), [{"xq": xq[s:e], "k": k} for s, e in spans], hold=index)
+        for b, (bi, bs) in found:  # (each block sorted by its worker: FaissSearch.search)
             s, e = spans[b]
             idx[s:e], scores[s:e] = bi, bs
+        return idx, scores
+
+    def _search_flat(self, index: RayFlatIndex, xq: np.ndarray, k: int, spans: list[tuple[int, int]],
+                     idx: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each query block goes whole to one worker, which searches every document block and cuts the lists
+        (:func:`exact_knn`), except the last ones when fewer query blocks are left than CPU workers (a small query
+        set, or a shard's last block, which one worker would search while the others wait): those are searched by
+        several workers, each over a run of the document blocks, returning faiss's own lists per document block,
+        and the driver cuts them with the same :func:`exact_knn`. The faiss calls are the same, so the rows are the
+        same bit for bit. A query whose tie at the cut runs past the margin is then asked again, block by block."""
+        from negmine.retrieve.dense import TIE_PAD, Part, exact_knn
+
+        spec = {"gpu": index.use_gpu, "k_limit": index.k_limit}
+        workers = len(self._pool().actors)
+        whole = len(spans) - len(spans) % workers
+        groups = min(len(index.refs), workers // max(1, len(spans) - whole))
+        if groups < 2 or self._options()["num_gpus"]:  # (a GPU worker searches its whole copy at once)
+            whole = len(spans)
+        runs = [g.tolist() for g in np.array_split(np.arange(len(index.refs)), max(groups, 1))]
+        sizes = np.diff([*index.firsts, index.ntotal]).tolist()
+
+        def raw(q: np.ndarray, kk: int, blocks: list[int]) -> dict[str, Any]:
+            return {"xq": q, "k": kk, "raw": True, "vectors": [index.refs[j] for j in blocks],
+                    "firsts": [index.firsts[j] for j in blocks]}
+
+        tasks: list[dict[str, Any]] = [{"xq": xq[s:e], "k": k, "vectors": index.refs, "firsts": index.firsts}
+                                       for s, e in spans[:whole]]
+        tasks += [raw(xq[s:e], k + TIE_PAD, run) for s, e in spans[whole:] for run in runs]
+        hits: dict[tuple[int, int], Any] = {}  # the split query blocks' lists, by (document block, query block)
+        for t, got in self._map("flat-search", spec, tasks):
+            if t < whole:  # (sorted and cut by the worker)
+                s, e = spans[t]
+                idx[s:e], scores[s:e] = got
+            else:
+                b, r = divmod(t - whole, len(runs))
+                hits.update({(j, whole + b): h for j, h in zip(runs[r], got, strict=True)})
+        for b in range(whole, len(spans)):
+            s, e = spans[b]
+            q0: np.ndarray = tasks[whole + (b - whole) * len(runs)]["xq"]
+
+            def search(q: np.ndarray, kk: int, j: int, b: int = b, q0: np.ndarray = q0) -> tuple[np.ndarray, np.ndarray]:
+                if q is q0 and kk == min(k + TIE_PAD, sizes[j]):
+                    return hits[j, b]
+                [(_, (again,))] = list(self._map("flat-search", spec, [raw(q, kk, [j])]))
+                return again
+
+            parts: list[Part] = [(index.firsts[j], sizes[j], functools.partial(search, j=j))
+                                 for j in range(len(index.refs))]
+            idx[s:e], scores[s:e] = exact_knn(parts, q0, k)
         return idx, scores
 
     def _index_spec(self, index: Any) -> dict[str, Any]:
