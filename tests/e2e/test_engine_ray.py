@@ -514,3 +514,17 @@ def test_the_encoder_backend_is_resolved_for_the_workers_device(monkeypatch):
         assert asked == [backends.CPU_PREFERENCE[0]]  # the CPU candidates were built only for the CPU cluster
     finally:
         backends.resolve_backend.cache_clear()
+
+
+def test_gpu_checks_ray_section_runs_against_the_engine(cluster):
+    """scripts/gpu_check.sh's Ray section, which a GPU machine runs with its worker on the GPU, here on a CPU worker
+    (GPU_CHECK_RAY_ON_CPU=1): the script drives the engine as a retrieve does (vectors put in the object store in
+    blocks, searched by the worker; texts embedded by the worker) and finds the CPU's own top-100 and vectors."""
+    env = dict(os.environ, GPU_CHECK_RAY_ON_CPU="1", N_DOCS="20000", N_QUERIES="50", N_ENCODE="32",
+               RAY_ADDRESS=cluster, PYTHON=sys.executable, PYTHONPATH=str(ROOT))
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh")], env=env, capture_output=True, text=True,
+                       timeout=280)
+    assert r.returncode == 0, r.stdout + r.stderr
+    line = next(x for x in r.stdout.splitlines() if "ray engine, one worker on the CPU" in x)
+    assert "3 object-store blocks" in line and "overlap with the CPU 1.0000" in line, line
+    assert "all checks passed" in r.stdout and "FAIL" not in r.stdout
