@@ -145,6 +145,35 @@ def test_exact_knn_is_the_same_whole_or_in_blocks_to_the_last_bit():
     assert np.array_equal(np.take_along_axis(all_i, order, axis=1), whole[0])
 
 
+def test_exact_knn_merges_many_parts_in_row_chunks_with_the_same_rows(monkeypatch):
+    """A Ray worker cuts 4,096 queries' lists from 16 object-store blocks (1M documents): merged and sorted all at
+    once, the temporaries reached 365 MiB per worker; `CUT_ROWS` rows at a time they stay under 64 MiB, and any
+    chunking gives the same rows (a row's sort does not depend on the others)."""
+    import tracemalloc
+
+    from negmine.retrieve import dense
+
+    rng = np.random.default_rng(5)
+    nq, kk, n_parts, block = 4096, 100 + dense.TIE_PAD, 16, 1000
+    lists = [(-np.sort(-rng.random((nq, kk), dtype=np.float32), axis=1),
+              np.argsort(rng.random((nq, block)), axis=1)[:, :kk]) for _ in range(n_parts)]
+    lists[3][0][:, 5] = lists[9][0][:, 5]  # ties across parts
+    parts = [(p * block, block, lambda q, k, sc=sc, ix=ix: (sc[:len(q), :k], ix[:len(q), :k]))
+             for p, (sc, ix) in enumerate(lists)]
+    xq = np.zeros((nq, 1), dtype=np.float32)
+    results, default = {}, dense.CUT_ROWS
+    for rows in (nq, 7, default):
+        monkeypatch.setattr(dense, "CUT_ROWS", rows)
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        results[rows] = dense.exact_knn(parts, xq, 100)
+        peak = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.stop()
+        assert (peak < 64 * 2**20) == (rows != nq), (rows, peak)
+    for got in results.values():
+        assert all(np.array_equal(a, b) for a, b in zip(got, results[nq], strict=True))
+
+
 def test_the_blocks_a_flat_index_is_added_in_start_on_faiss_tiles():
     """The Ray engine's object-store blocks are the blocks dense retrieval adds (`ADD_BLOCK` documents each), and
     they search bit for bit like one index only when each starts where faiss starts a tile of its brute-force search
