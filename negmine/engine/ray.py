@@ -129,7 +129,7 @@ class FlatSearchKernel:
 
         refs, firsts = block["vectors"], block["firsts"]
         vectors = ray.get(list(refs))
-        if block.get("raw"):  # faiss's own lists, one per block, for the driver to cut (RayEngine._search_split)
+        if block.get("raw"):  # faiss's own lists, one per block, for the driver to cut (RayEngine._search_flat)
             q, kk = np.asarray(block["xq"], dtype=np.float32), int(block["k"])
             return [faiss.knn(q, xb, min(kk, len(xb)), metric=faiss.METRIC_INNER_PRODUCT) for xb in vectors]
         parts: list[Any] = []
@@ -505,7 +505,8 @@ class RayEngine(LocalEngine):
             s, e = spans[b]
             q0: np.ndarray = tasks[whole + (b - whole) * len(runs)]["xq"]
 
-            def search(q: np.ndarray, kk: int, j: int, b: int = b, q0: np.ndarray = q0) -> tuple[np.ndarray, np.ndarray]:
+            def search(q: np.ndarray, kk: int, j: int, b: int = b,
+                       q0: np.ndarray = q0) -> tuple[np.ndarray, np.ndarray]:
                 if q is q0 and kk == min(k + TIE_PAD, sizes[j]):
                     return hits[j, b]
                 [(_, (again,))] = list(self._map("flat-search", spec, [raw(q, kk, [j])]))
