@@ -177,8 +177,8 @@ def test_exact_knn_merges_many_parts_in_row_chunks_with_the_same_rows(monkeypatc
 def test_the_blocks_a_flat_index_is_added_in_start_on_faiss_tiles():
     """The Ray engine's object-store blocks are the blocks dense retrieval adds (`ADD_BLOCK` documents each), and
     they search bit for bit like one index only when each starts where faiss starts a tile of its brute-force search
-    (`distance_compute_blas_database_bs` rows). Another alignment can change scores in the last bit: 4,096 queries
-    over 6,000 documents in blocks of 1,500 gave 1,633 of their 819,200 top-200 scores different from one index's."""
+    (`distance_compute_blas_database_bs` rows). Another alignment can change scores in the last bit (seen here with
+    4,096 queries over blocks of 1,500 documents)."""
     import faiss
 
     from negmine.retrieve.dense import ADD_BLOCK
