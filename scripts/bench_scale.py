@@ -205,9 +205,9 @@ class TreeMemory(threading.Thread):
     every process). ``ru_maxrss`` gives only the largest single process.
 
     Reading ``smaps_rollup`` walks a process' page tables, so a sample costs more the larger the tree: at 1M
-    documents on the Ray engine (11 processes: a driver and two workers of 2.2 GiB RSS each, Ray's daemons) one sample
-    took 52-61 ms of CPU, so sampling every 0.25 s took over a fifth of a core from the measured command on a
-    saturated 2-core box. The sampler therefore waits at least ``DUTY`` times as long as its last sample took (its
+    documents on the Ray engine (11 processes: a driver, two workers of 1-2 GiB each, Ray's daemons) one sample takes
+    about 48 ms of CPU (1M x 8,192 on Ray: 107 samples in 5.12 s, ``sampler``), so sampling every 0.25 s took a fifth
+    of a core from the measured command on a saturated 2-core box. The sampler therefore waits at least ``DUTY`` times as long as its last sample took (its
     period grows with the tree) and records its own CPU time (``peaks()["sampler"]``)."""
 
     DUTY = 40  # wait >= 40 x a sample's duration: the sampler uses <= 2.5 % of one core
