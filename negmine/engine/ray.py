@@ -129,18 +129,18 @@ class FlatSearchKernel:
 
         refs, firsts = block["vectors"], block["firsts"]
         vectors = ray.get(list(refs))
-        if block.get("raw"):  # faiss's own lists, one per block, for the driver to cut (RayEngine._search_flat)
-            q, kk = np.asarray(block["xq"], dtype=np.float32), int(block["k"])
-            return [faiss.knn(q, xb, min(kk, len(xb)), metric=faiss.METRIC_INNER_PRODUCT) for xb in vectors]
+        q, k = np.asarray(block["xq"], dtype=np.float32), int(block["k"])
         parts: list[Any] = []
         for first, xb in zip(firsts, vectors, strict=True):
             def search(q: np.ndarray, kk: int, xb: np.ndarray = xb) -> tuple[np.ndarray, np.ndarray]:
                 return faiss.knn(q, xb, kk, metric=faiss.METRIC_INNER_PRODUCT)
 
             parts.append((first, len(xb), search))
+        if block.get("raw"):  # each block's own lists, asked as exact_knn asks them, for the driver to cut
+            return [search(q, min(k, n)) for _, n, search in parts]  # (RayEngine._search_flat)
         if self.gpu:
             parts = self._gpu_parts(refs, vectors, parts)
-        return exact_knn(parts, np.asarray(block["xq"], dtype=np.float32), int(block["k"]))
+        return exact_knn(parts, q, k)
 
     def _gpu_parts(self, refs: Any, vectors: list[np.ndarray], cpu_parts: list[Any]) -> list[Any]:
         import faiss

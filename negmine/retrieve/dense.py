@@ -125,7 +125,7 @@ def exact_knn(parts: Sequence[Part], xq: np.ndarray, k: int) -> tuple[np.ndarray
             if n:
                 s, i = search(q, min(kk, n))
                 got.append((first, i, s))
-        keep = min(kk, sum(i.shape[1] for _, i, _ in got))  # (kk in all, unless the parts hold fewer documents)
+        keep = min(kk, sum(pi.shape[1] for _, pi, _ in got))  # (kk in all, unless the parts hold fewer documents)
         i = np.empty((len(q), keep), dtype=np.int64)
         s = np.empty((len(q), keep), dtype=np.float32)
         for r in range(0, len(q), CUT_ROWS):  # the merge and sort, a few rows at a time
