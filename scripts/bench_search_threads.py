@@ -63,6 +63,7 @@ def main() -> int:
 
     import negmine.retrieve.dense as dense
 
+    started, load_at_start = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()[0]
     rng = np.random.default_rng(0)
     xb = rng.standard_normal((args.docs, 384), dtype=np.float32)
     xb /= np.linalg.norm(xb, axis=1, keepdims=True)
@@ -98,9 +99,10 @@ def main() -> int:
         print(f"{modes[1]} / {modes[0]} wall, per repeat: " + ", ".join(f"{r:.2f}" for r in ratio)
               + f"; median {float(np.median(ratio)):.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC",
-                                         time.gmtime()), "load": os.getloadavg()[0], "args": vars(args) | {
-                                         "json": str(args.json)}, "runs": rows}, indent=1))
+        args.json.write_text(json.dumps({
+            "command": " ".join(sys.argv), "date": started, "ended": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load_at_start": load_at_start, "load_at_end": os.getloadavg()[0],
+            "args": vars(args) | {"json": str(args.json)}, "runs": rows}, indent=1))
     return 0
 
 
