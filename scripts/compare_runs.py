@@ -1,6 +1,7 @@
 """Compare the stage outputs of two run directories (for example a local and a Ray run of bench_scale).
 
-For each stage directory both runs have (ingest, candidates, scores, negatives), the shards are read in order and
+For each finished stage both runs have (ingest, candidates, scores, negatives), the stage's fingerprints are
+compared, and each table of its manifest is read in the manifest's shard order (``negmine.io.store.Artifact``) and
 compared as Arrow tables (``Table.equals``: same schema, same rows in the same order, same values to the bit); float
 columns that differ are reported with their largest absolute difference. Export files are compared by sha256.
 
@@ -13,22 +14,13 @@ Exit 0 when every common stage is equal, 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
 STAGES = ("ingest", "candidates", "scores", "negatives")
-
-
-def _table(directory: Path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    parts = sorted(directory.rglob("*.parquet"))
-    groups: dict[str, list] = {}
-    for p in parts:  # ingest holds corpus / queries / qrels side by side: compare each group on its own
-        groups.setdefault(str(p.parent.relative_to(directory)) + "/" + p.name.split("-")[0], []).append(p)
-    return {g: pa.concat_tables([pq.read_table(p) for p in ps]) for g, ps in sorted(groups.items())}
 
 
 def _diff(a, b) -> str:
@@ -57,26 +49,31 @@ def main() -> int:
     ap.add_argument("a", type=Path)
     ap.add_argument("b", type=Path)
     args = ap.parse_args()
+    from negmine.io.store import MANIFEST, Artifact, sha256_file
+
     ok = True
     for stage in STAGES:
-        da, db = args.a / stage, args.b / stage
-        if not (da.is_dir() and db.is_dir()):
+        if not ((args.a / stage / MANIFEST).is_file() and (args.b / stage / MANIFEST).is_file()):
             continue
-        ta, tb = _table(da), _table(db)
-        if ta.keys() != tb.keys():
-            print(f"{stage}: different files: {sorted(ta)} vs {sorted(tb)}")
+        aa, ab = Artifact.open(args.a / stage), Artifact.open(args.b / stage)
+        same = aa.fingerprint == ab.fingerprint
+        ok &= same
+        print(f"{stage}: fingerprint {'equal' if same else 'DIFFERENT'} ({aa.fingerprint[:16]})")
+        if aa.tables != ab.tables:
+            print(f"{stage}: different tables: {aa.tables} vs {ab.tables}")
             ok = False
             continue
-        for g in ta:
-            same = ta[g].equals(tb[g])
+        for t in aa.tables:
+            ta, tb = aa.read(t), ab.read(t)
+            same = ta.equals(tb)
             ok &= same
-            print(f"{stage} {g}: {ta[g].num_rows} rows, " + ("equal" if same else "DIFFERENT: " + _diff(ta[g], tb[g])))
+            print(f"{stage} {t}: {ta.num_rows} rows, " + ("equal" if same else "DIFFERENT: " + _diff(ta, tb)))
     ea, eb = args.a / "export", args.b / "export"
     if ea.is_dir() and eb.is_dir():
         for p in sorted(ea.glob("*")):
             q = eb / p.name
             if p.is_file() and q.is_file():
-                ha, hb = (hashlib.sha256(x.read_bytes()).hexdigest() for x in (p, q))
+                ha, hb = sha256_file(p), sha256_file(q)
                 ok &= ha == hb
                 print(f"export {p.name}: sha256 {'equal' if ha == hb else 'DIFFERENT'} ({ha[:16]})")
     return 0 if ok else 1
