@@ -142,8 +142,9 @@ def check_ray(xb, xq, i_cpu, name, docs, v_cpu, gpu):
         flat = eng.flat_index(RetrieverConfig(), len(xb), use_gpu=gpu)
         for s in range(0, len(xb), 8192):  # blocks of the object store, as a retrieve puts them
             flat.add(xb[s:s + 8192])
+        index = flat.finish()
         t0 = time.time()
-        i_ray, _ = eng.search(flat.finish(), xq, K)
+        i_ray, _ = eng.search(index, xq, K)
         t_search = time.time() - t0
         ov = overlap(i_cpu, i_ray)
         t0 = time.time()
@@ -152,7 +153,7 @@ def check_ray(xb, xq, i_cpu, name, docs, v_cpu, gpu):
     m = min(len(v_cpu), len(v_ray))
     cos = float(np.mean(np.sum(v_cpu[:m] * v_ray[:m], axis=1)))
     where = "GPU" if gpu else "CPU"
-    say(f"ray engine, one worker on the {where}: flat top-{K} over {len(xb) // 8192 + (len(xb) % 8192 > 0)} "
+    say(f"ray engine, one worker on the {where}: flat top-{K} over {len(index.refs)} "
         f"object-store blocks {t_search:.2f} s, overlap with the CPU {ov:.4f}; encode {len(docs)} texts "
         f"{len(docs) / t_enc:.0f}/s (first call: worker start and model load included), cosine with the CPU {cos:.5f}")
     if ov < 0.99:
